@@ -1,0 +1,29 @@
+"""Shared test helpers: tests that need root or a Debian binary skip with a reason, and fail under CI."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+import pytest
+
+
+def _missing(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def require_root() -> None:
+    """Skip (or fail under CI) unless running as root."""
+    if os.geteuid() != 0:
+        _missing("needs root: network namespaces, sshd and sudo")
+
+
+def require_binary(name: str) -> str:
+    """Return the path of a binary from Debian's packages; skip (or fail under CI) if absent."""
+    path = shutil.which(name)
+    if path is None:
+        _missing(f"needs {name}: run scripts/setup.sh to install it")
+        raise AssertionError  # unreachable: _missing raised
+    return path
