@@ -1,0 +1,375 @@
+"""The one config file of both services: a typed, validated, immutable object built once.
+
+`load_config(path)` parses the YAML, rejects unknown and duplicate keys, fills in the runbook's
+defaults, expands `~`, resolves relative paths against the config file's directory, checks
+every SSH key (present, mode 600 or stricter) and known_hosts file, and reads the Redis
+password files. Secrets only the remediator needs (webhook and user tokens) are read when it
+starts, by `read_secret`, so an exporter-only host needs no remediator files.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+from redis_autoheal.commands import Unit, validate_unit
+from redis_autoheal.errors import CommandRejected, ConfigError
+from redis_autoheal.schema import build, field, in_range, internal
+
+TARGET_NAME = re.compile(r"[a-z0-9_-]+")
+Role = Literal["admin", "operator"]
+
+
+def _target_name(value: str) -> str | None:
+    if not TARGET_NAME.fullmatch(value):
+        return f"must match [a-z0-9_-]+, got {value!r}"
+    return None
+
+
+def _unit_name(value: str) -> str | None:
+    try:
+        validate_unit(value)
+    except CommandRejected as e:
+        return str(e)
+    return None
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    """Split `HOST:PORT` or `[V6]:PORT` into host and port; raise ValueError if malformed."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"must be HOST:PORT, got {value!r}")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+        ipaddress.IPv6Address(host)
+    elif ":" in host:
+        raise ValueError(f"an IPv6 address must be in brackets, [::1]:PORT, got {value!r}")
+    port = int(port_text)
+    if not 1 <= port <= 65535:
+        raise ValueError(f"port must be 1-65535, got {port}")
+    return host, port
+
+
+def _listen(value: str) -> str | None:
+    try:
+        parse_listen(value)
+    except ValueError as e:
+        return str(e)
+    return None
+
+
+def _network(value: str) -> str | None:
+    try:
+        ipaddress.ip_network(value, strict=False)
+    except ValueError:
+        return f"must be an address or network like 127.0.0.0/8, got {value!r}"
+    return None
+
+
+_port = in_range(1, 65535)
+_positive = in_range(0.001)
+_non_negative = in_range(0)
+
+
+@dataclass(frozen=True)
+class RedisEndpoint:
+    """How to reach one Redis server."""
+
+    host: str = "127.0.0.1"
+    port: int = field(6379, check=_port)
+    username: str | None = None  # an ACL user; None means the default user
+    password_file: Path | None = None
+    tls: bool = False
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_server_name: str | None = None  # checked against the certificate; default: host
+    # Filled by load_config from password_file; never written to the file or to logs.
+    password: str | None = internal(None, refuse="put the password in a file and set password_file")
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True)
+class SshEndpoint:
+    """How to reach the host that runs the unit, as the runbook's `autobot` user."""
+
+    host: str = "127.0.0.1"
+    port: int = field(22, check=_port)
+    user: str = "autobot"
+    key_file: Path = Path("~/.ssh/autobot_key").expanduser()
+    known_hosts: Path = Path("~/.ssh/known_hosts").expanduser()
+    connect_timeout_seconds: float = field(5.0, check=_positive)
+    command_timeout_seconds: float = field(10.0, check=_positive)  # is-active, status, logs
+    control_timeout_seconds: float = field(90.0, check=_positive)  # start/stop/restart/reload
+    keepalive_seconds: float = field(15.0, check=_positive)
+    max_sessions: int = field(8, check=in_range(1, 64))  # keep below sshd's MaxSessions (10)
+
+
+@dataclass(frozen=True)
+class Target:
+    """One Redis service: its server, the host that runs it, and its systemd unit."""
+
+    name: str = field(check=_target_name)
+    redis: RedisEndpoint = field(default_factory=RedisEndpoint)
+    ssh: SshEndpoint | None = None
+    unit: str = field("redis-server", check=_unit_name)
+
+    @property
+    def systemd_unit(self) -> Unit:
+        return Unit(self.unit)
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The runbook's three health layers: how often and how long each may take."""
+
+    interval_seconds: float = field(30.0, check=_positive)
+    failure_threshold: int = field(3, check=in_range(1, 100))
+    ping_timeout_seconds: float = field(5.0, check=_positive)
+    systemd_timeout_seconds: float = field(10.0, check=_positive)
+    performance_timeout_seconds: float = field(15.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class AutoRecovery:
+    """Tiered recovery: reload -> start -> restart, verified, bounded."""
+
+    enabled: bool = True
+    max_attempts: int = field(3, check=in_range(1, 10))
+    retry_delay_seconds: float = field(10.0, check=_non_negative)
+    stable_seconds: float = field(60.0, check=_non_negative)
+    transition_timeout_seconds: float = field(30.0, check=_non_negative)
+
+
+@dataclass(frozen=True)
+class CircuitBreaker:
+    """Opens after `max_recoveries` recoveries within `window_seconds`; a person resets it."""
+
+    max_recoveries: int = field(3, check=in_range(1, 100))
+    window_seconds: float = field(300.0, check=_positive)
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """Which roles may run each manual operation."""
+
+    start: tuple[Role, ...] = ("admin", "operator")
+    stop: tuple[Role, ...] = ("admin",)
+    restart: tuple[Role, ...] = ("admin", "operator")
+    reload: tuple[Role, ...] = ("admin", "operator")
+    reset_circuit_breaker: tuple[Role, ...] = ("admin",)
+
+
+@dataclass(frozen=True)
+class Audit:
+    """The JSON-lines audit log and its size-based rotation."""
+
+    path: Path = Path("logs/audit/redis_service_management.log")
+    max_bytes: int = field(104857600, check=in_range(1024))
+    backup_count: int = field(10, check=in_range(0, 1000))
+    compress: Literal["gzip", "none"] = "gzip"
+
+
+@dataclass(frozen=True)
+class ExporterSettings:
+    """Where the exporter listens."""
+
+    listen: str = field("127.0.0.1:9121", check=_listen)
+
+
+@dataclass(frozen=True)
+class RemediatorSettings:
+    """Where the remediator listens and keeps its state."""
+
+    listen: str = field("127.0.0.1:9122", check=_listen)
+    webhook_token_file: Path = Path("/etc/redis-autoheal/webhook.token")
+    dry_run: bool = False
+    state_dir: Path = Path("/var/lib/redis-autoheal")
+    max_body_bytes: int = field(1048576, check=in_range(1024, 64 * 1048576))
+    allowed_networks: tuple[str, ...] = field((), check=lambda v: next(map(_network, v), None))
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+
+
+@dataclass(frozen=True)
+class User:
+    """A person (or tool) allowed to use the operator API."""
+
+    id: str
+    email: str
+    role: Role
+    token_file: Path
+
+
+@dataclass(frozen=True)
+class Config:
+    """Everything both services need, validated."""
+
+    targets: tuple[Target, ...] = field(check=lambda v: None if v else "must list at least one")
+    health_check: HealthCheck = field(default_factory=HealthCheck)
+    auto_recovery: AutoRecovery = field(default_factory=AutoRecovery)
+    circuit_breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    permissions: Permissions = field(default_factory=Permissions)
+    audit: Audit = field(default_factory=Audit)
+    exporter: ExporterSettings = field(default_factory=ExporterSettings)
+    remediator: RemediatorSettings = field(default_factory=RemediatorSettings)
+    users: tuple[User, ...] = ()
+    source: Path = internal(Path("config.yml"), refuse="it is set to the file's own path")
+
+    def target(self, name: str) -> Target | None:
+        """The configured target called `name`, or None."""
+        for t in self.targets:
+            if t.name == name:
+                return t
+        return None
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys: with plain YAML the last one silently wins."""
+
+
+def _mapping_without_duplicates(
+    loader: _StrictLoader, node: yaml.MappingNode
+) -> dict[object, object]:
+    seen: set[object] = set()
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            mark = key_node.start_mark
+            raise ConfigError(
+                "", f"duplicate key {key!r} at line {mark.line + 1} column {mark.column + 1}"
+            )
+        seen.add(key)
+    return loader.construct_mapping(node)
+
+
+_StrictLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
+def parse_yaml(text: str, source: str) -> object:
+    """Parse YAML text, turning syntax errors into a one-line ConfigError."""
+    try:
+        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 -- a SafeLoader subclass
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark
+        where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        raise ConfigError("", f"{source}: invalid YAML{where}: {e.problem}") from None
+    except ConfigError as e:
+        raise ConfigError("", f"{source}: {e.problem}") from None
+
+
+def read_secret(path: Path, key: str) -> str:
+    """Read a secret (password, token) from a file: stripped of surrounding whitespace."""
+    try:
+        value = path.read_text(encoding="utf-8").strip()
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(key, f"{path} is not UTF-8 text") from None
+    if not value:
+        raise ConfigError(key, f"{path} is empty")
+    return value
+
+
+def _check_private_file(path: Path, key: str) -> None:
+    try:
+        mode = path.stat().st_mode
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise ConfigError(key, f"{path} is not a regular file")
+    if mode & 0o077:
+        raise ConfigError(
+            key,
+            f"{path} has mode {stat.S_IMODE(mode):03o}: an SSH key must be readable by its "
+            f"owner only (chmod 600 {path})",
+        )
+
+
+def _check_readable(path: Path, key: str) -> None:
+    try:
+        with path.open("rb"):
+            pass
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
+
+
+def _finish_target(target: Target, key: str) -> Target:
+    ssh = target.ssh
+    if ssh is not None:
+        _check_private_file(ssh.key_file, f"{key}.ssh.key_file")
+        _check_readable(ssh.known_hosts, f"{key}.ssh.known_hosts")
+    r = target.redis
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(r, name)
+        if path is not None:
+            if not r.tls:
+                raise ConfigError(f"{key}.redis.{name}", "is set but redis.tls is false")
+            _check_readable(path, f"{key}.redis.{name}")
+    if (r.tls_cert_file is None) != (r.tls_key_file is None):
+        raise ConfigError(
+            f"{key}.redis.tls_cert_file", "tls_cert_file and tls_key_file go together"
+        )
+    if r.password_file is None:
+        return target
+    password = read_secret(r.password_file, f"{key}.redis.password_file")
+    redis = RedisEndpoint(**{**r.__dict__, "password": password})
+    return Target(name=target.name, redis=redis, ssh=ssh, unit=target.unit)
+
+
+def _check_unique(values: list[str], key: str, what: str) -> None:
+    seen: set[str] = set()
+    for i, v in enumerate(values):
+        if v in seen:
+            raise ConfigError(f"{key}[{i}]", f"duplicate {what} {v!r}")
+        seen.add(v)
+
+
+def config_from_data(data: object, source: Path) -> Config:
+    """Validate parsed YAML into a Config; `source` names the file for paths and messages."""
+    config = build(Config, data, "", source.parent)
+    _check_unique([t.name for t in config.targets], "targets", "target name")
+    _check_unique([u.id for u in config.users], "users", "user id")
+    targets = tuple(_finish_target(t, f"targets[{i}]") for i, t in enumerate(config.targets))
+    r = config.remediator
+    if (r.tls_cert_file is None) != (r.tls_key_file is None):
+        raise ConfigError("remediator.tls_cert_file", "needs tls_key_file too")
+    audit = config.audit
+    if not audit.path.is_absolute():  # the default is relative too: anchor it like the others
+        audit = Audit(**{**audit.__dict__, "path": source.parent / audit.path})
+    return Config(**{**config.__dict__, "targets": targets, "audit": audit, "source": source})
+
+
+def load_config(path: Path | str) -> Config:
+    """Load and validate the config file at `path`; raise ConfigError with one line on error."""
+    path = Path(path).expanduser()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise ConfigError("", f"cannot read config file {path}: {e.strerror}") from None
+    data = parse_yaml(text, str(path))
+    if data is None:
+        raise ConfigError("", f"{path}: empty config file: targets is required")
+    return config_from_data(data, path.resolve())
+
+
+def read_remediator_secrets(config: Config) -> tuple[str, dict[str, str]]:
+    """The webhook token and each user's API token, keyed by user id."""
+    webhook = read_secret(config.remediator.webhook_token_file, "remediator.webhook_token_file")
+    tokens = {
+        u.id: read_secret(u.token_file, f"users[{i}].token_file")
+        for i, u in enumerate(config.users)
+    }
+    _check_unique(list(tokens.values()), "users", "token (two users share one)")
+    return webhook, tokens
