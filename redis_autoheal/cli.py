@@ -1,0 +1,76 @@
+"""The `redis-autoheal` command: one console script, one subcommand per job."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from redis_autoheal import __version__
+from redis_autoheal.config import Config, load_config, read_remediator_secrets
+from redis_autoheal.errors import AutohealError
+
+DEFAULT_CONFIG = Path("/etc/redis-autoheal/config.yml")
+
+
+def _add_config(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config",
+        type=Path,
+        default=DEFAULT_CONFIG,
+        metavar="FILE",
+        help=f"the YAML config file (default: {DEFAULT_CONFIG})",
+    )
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.service in ("remediator", "all"):
+        read_remediator_secrets(config)
+    names = ", ".join(t.name for t in config.targets)
+    print(f"{config.source}: OK: {len(config.targets)} target(s): {names}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of every subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="redis-autoheal",
+        description="Watch a systemd-managed Redis and heal it; page a person only when "
+        "healing cannot work.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("check-config", help="validate the config file: exit 0, or 1 and why")
+    _add_config(p)
+    p.add_argument(
+        "--service",
+        choices=("exporter", "remediator", "all"),
+        default="all",
+        help="also read the files only this service needs (default: all)",
+    )
+    p.set_defaults(func=_check_config)
+    return parser
+
+
+def load(args: argparse.Namespace) -> Config:
+    """The config named on the command line (for subcommands that need one)."""
+    return load_config(args.config)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the subcommand named in `argv`; return the process exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except AutohealError as e:
+        print(f"redis-autoheal: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
