@@ -1,4 +1,4 @@
-"""Shared test helpers: tests that need root or a Debian binary skip with a reason, and fail under CI."""
+"""Shared test helpers: what needs root or a Debian binary skips with a reason, fails under CI."""
 
 from __future__ import annotations
 
