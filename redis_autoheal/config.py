@@ -89,7 +89,6 @@ class RedisEndpoint:
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
-    tls_server_name: str | None = None  # checked against the certificate; default: host
     # Filled by load_config from password_file; never written to the file or to logs.
     password: str | None = internal(None, refuse="put the password in a file and set password_file")
 
