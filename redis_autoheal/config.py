@@ -104,8 +104,8 @@ class SshEndpoint:
     host: str = "127.0.0.1"
     port: int = field(22, check=_port)
     user: str = "autobot"
-    key_file: Path = Path("~/.ssh/autobot_key").expanduser()
-    known_hosts: Path = Path("~/.ssh/known_hosts").expanduser()
+    key_file: Path = Path("~/.ssh/autobot_key")
+    known_hosts: Path = Path("~/.ssh/known_hosts")
     connect_timeout_seconds: float = field(5.0, check=_positive)
     command_timeout_seconds: float = field(10.0, check=_positive)  # is-active, status, logs
     control_timeout_seconds: float = field(90.0, check=_positive)  # start/stop/restart/reload
@@ -344,10 +344,7 @@ def config_from_data(data: object, source: Path) -> Config:
     r = config.remediator
     if (r.tls_cert_file is None) != (r.tls_key_file is None):
         raise ConfigError("remediator.tls_cert_file", "needs tls_key_file too")
-    audit = config.audit
-    if not audit.path.is_absolute():  # the default is relative too: anchor it like the others
-        audit = Audit(**{**audit.__dict__, "path": source.parent / audit.path})
-    return Config(**{**config.__dict__, "targets": targets, "audit": audit, "source": source})
+    return Config(**{**config.__dict__, "targets": targets, "source": source})
 
 
 def load_config(path: Path | str) -> Config:

@@ -72,18 +72,25 @@ def _build_dataclass(cls: type[Any], data: object, key: str, base_dir: Path) -> 
     kwargs: dict[str, Any] = {}
     for name, f in fields.items():
         sub = _join(key, name)
-        if name not in data:
-            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-                raise ConfigError(sub, "is required")
-            continue
-        value = _convert(hints[name], data[name], sub, base_dir)
-        check: Check | None = f.metadata.get("check")
-        if check is not None and value is not None:
-            problem = check(value)
-            if problem:
-                raise ConfigError(sub, problem)
-        kwargs[name] = value
+        if name in data:
+            kwargs[name] = _checked(f, _convert(hints[name], data[name], sub, base_dir), sub)
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            raise ConfigError(sub, "is required")
+        # Defaults are built like written values, so default paths expand and anchor too.
+        elif isinstance(f.default, Path):
+            kwargs[name] = _convert(Path, str(f.default), sub, base_dir)
+        elif dataclasses.is_dataclass(hints[name]):
+            kwargs[name] = _convert(hints[name], {}, sub, base_dir)
     return cls(**kwargs)
+
+
+def _checked(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
+    check: Check | None = f.metadata.get("check")
+    if check is not None and value is not None:
+        problem = check(value)
+        if problem:
+            raise ConfigError(key, problem)
+    return value
 
 
 def _refuse_key(cls: type[Any], name: str, known: list[str], key: str) -> None:
