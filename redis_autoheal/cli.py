@@ -9,6 +9,7 @@ from pathlib import Path
 from redis_autoheal import __version__
 from redis_autoheal.config import Config, load_config, read_remediator_secrets
 from redis_autoheal.errors import AutohealError
+from redis_autoheal.logs import LEVELS, setup_logging
 
 DEFAULT_CONFIG = Path("/etc/redis-autoheal/config.yml")
 
@@ -20,6 +21,9 @@ def _add_config(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_CONFIG,
         metavar="FILE",
         help=f"the YAML config file (default: {DEFAULT_CONFIG})",
+    )
+    parser.add_argument(
+        "--log-level", choices=LEVELS, default="info", help="log level on stderr (default: info)"
     )
 
 
@@ -70,6 +74,7 @@ def load(args: argparse.Namespace) -> Config:
 def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named in `argv`; return the process exit code."""
     args = build_parser().parse_args(argv)
+    setup_logging(getattr(args, "log_level", "info"))
     try:
         code: int = args.func(args)
     except AutohealError as e:
