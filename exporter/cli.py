@@ -1,15 +1,81 @@
-"""The `redis-autoheal` subcommands of the exporter."""
+"""The `redis-autoheal exporter` subcommand (also `python -m exporter`)."""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import resource
+import sys
 from collections.abc import Callable
 
+from aiohttp import web
+
+from redis_autoheal.config import load_config, parse_listen
+
 AddConfig = Callable[[argparse.ArgumentParser], None]
+log = logging.getLogger("exporter")
 
 
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], add_config: AddConfig
 ) -> None:
-    """Add this service's subcommands; `add_config` adds the shared --config option."""
-    del sub, add_config  # the exporter's subcommands are added here as they are built
+    """Add this service's subcommands; `add_config` adds the shared --config, --log-level."""
+    p = sub.add_parser(
+        "exporter",
+        help="the Prometheus exporter: /probe?target=&module=, /metrics, /healthz",
+        description="Serve the runbook's three health layers of each configured target to "
+        "Prometheus: GET /probe?target=NAME&module=connectivity|systemd|performance|all.",
+    )
+    add_config(p)
+    p.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="where to listen, overriding exporter.listen of the config (default 127.0.0.1:9121)",
+    )
+    p.set_defaults(func=run)
+
+
+def raise_open_files_limit() -> None:
+    """Raise the soft limit on open files to the hard one, as Go programs do at start-up.
+
+    Each target keeps up to two Redis connections: a thousand targets outgrow the usual
+    soft limit of 1024 while the hard limit is far higher.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY:
+        hard = max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < hard:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError) as e:
+            log.warning("cannot raise the open-files limit from %d: %s", soft, e)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Load the config and serve until SIGINT or SIGTERM."""
+    from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
+
+    config = load_config(args.config)
+    listen = args.listen or config.exporter.listen
+    try:
+        host, port = parse_listen(listen)
+    except ValueError as e:
+        print(f"redis-autoheal exporter: error: --listen: {e}", file=sys.stderr)
+        return 2
+    raise_open_files_limit()
+    log.info(
+        "listening on %s:%d for %d target(s) of %s", host, port, len(config.targets), config.source
+    )
+    try:
+        web.run_app(
+            create_app(config),
+            host=host,
+            port=port,
+            access_log=None,  # one line per scrape would cost more than the scrape
+            print=None,
+            shutdown_timeout=5.0,
+        )
+    except OSError as e:
+        print(f"redis-autoheal exporter: error: cannot listen on {listen}: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -58,3 +58,40 @@ async def ping(client: aioredis.Redis) -> float:
     if answer is not True:
         raise aioredis.ResponseError(f"PING answered {answer!r}, not PONG")
     return elapsed
+
+
+async def info(client: aioredis.Redis, *sections: str) -> dict[str, str]:
+    """One INFO round trip, as `field -> value` text (keyspace lines keep their raw value).
+
+    redis-py's `client.info()` converts every one of ~150 fields to a number or dict; a
+    scraper needs a few, so the reply is read raw and split once. No retries, as above.
+    """
+    pool = client.connection_pool
+    conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
+    try:
+        await conn.send_command("INFO", *sections)
+        reply = await conn.read_response(disable_decoding=True)
+    finally:
+        await pool.release(conn)
+    if not isinstance(reply, bytes):
+        raise aioredis.ResponseError(f"INFO answered {type(reply).__name__}, not text")
+    return parse_info(reply.decode("utf-8", "replace"))
+
+
+def parse_info(text: str) -> dict[str, str]:
+    """Split INFO's `field:value` lines, skipping `# Section` headers and blank lines."""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        if line and line[0] != "#":
+            name, _, value = line.partition(":")
+            fields[name] = value
+    return fields
+
+
+async def config_get(client: aioredis.Redis, name: str) -> str | None:
+    """One `CONFIG GET name`: its value, or None if the server does not know it."""
+    reply = await client.config_get(name)
+    value: object = reply.get(name)
+    if value is None:
+        return None
+    return value.decode() if isinstance(value, bytes) else str(value)

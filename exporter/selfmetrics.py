@@ -1,0 +1,55 @@
+"""The exporter's own metrics, on the default registry at /metrics; label sets made up front.
+
+redis_autoheal_exporter_probes_total{module,result}          /probe requests answered
+redis_autoheal_exporter_probe_duration_seconds{module}       their duration (histogram)
+redis_autoheal_exporter_layer_failures_total{layer,reason}   failed layers, by why
+redis_autoheal_exporter_bad_requests_total{reason}           /probe requests refused (400)
+redis_autoheal_exporter_targets                              configured targets
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+from exporter.probe import LAYER_REASONS, MODULES
+
+BAD_REQUEST_REASONS = (
+    "missing_target",
+    "unknown_target",
+    "unknown_module",
+    "repeated_parameter",
+    "bad_scrape_timeout",
+)
+
+PROBES = Counter(
+    "redis_autoheal_exporter_probes",
+    "Probes answered, by module and result (success: every layer's check passed).",
+    ["module", "result"],
+)
+PROBE_DURATION = Histogram(
+    "redis_autoheal_exporter_probe_duration_seconds",
+    "Time to answer a /probe request, by module.",
+    ["module"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 15),
+)
+LAYER_FAILURES = Counter(
+    "redis_autoheal_exporter_layer_failures",
+    "Failed layer probes, by layer and reason.",
+    ["layer", "reason"],
+)
+BAD_REQUESTS = Counter(
+    "redis_autoheal_exporter_bad_requests",
+    "/probe requests answered 400, by reason.",
+    ["reason"],
+)
+TARGETS = Gauge("redis_autoheal_exporter_targets", "Targets in the config file.")
+
+for _module in MODULES:
+    PROBE_DURATION.labels(_module)
+    for _result in ("success", "failure"):
+        PROBES.labels(_module, _result)
+for _layer, _reasons in LAYER_REASONS.items():
+    for _reason in _reasons:
+        LAYER_FAILURES.labels(_layer, _reason)
+for _bad in BAD_REQUEST_REASONS:
+    BAD_REQUESTS.labels(_bad)
