@@ -9,6 +9,10 @@ performance scrape can overlap) and shares the SSH connection of its host with e
 on that host. A probe never raises: every failure, the deadline included, becomes a failed
 `LayerResult` whose `reason` is one of the fixed `Reason` values, so the label sets of
 `redis_probe_error` stay bounded whatever the servers say.
+
+An ACL user for the exporter needs `+ping +info +client|setname` (the client names itself
+redis-autoheal, for CLIENT LIST), and `+config|get` on a Redis older than 7, whose INFO has
+no maxclients.
 """
 
 from __future__ import annotations
@@ -398,4 +402,5 @@ class TargetProber:
             )
 
     async def close(self) -> None:
-        await self.redis.aclose()
+        # make_client hands the client its pool, so the client would leave the pool open.
+        await self.redis.aclose(close_connection_pool=True)

@@ -25,8 +25,7 @@ def make_client(
     """A client with a small pool of kept-alive connections to one Redis server."""
     tls: dict[str, Any] = {}
     if endpoint.tls:
-        tls = {
-            "ssl": True,
+        tls = {  # SSLConnection is TLS already: it takes no `ssl` flag (TypeError if given)
             "ssl_cert_reqs": ssl.CERT_REQUIRED,
             "ssl_ca_certs": str(endpoint.tls_ca_file) if endpoint.tls_ca_file else None,
             "ssl_certfile": str(endpoint.tls_cert_file) if endpoint.tls_cert_file else None,

@@ -1,0 +1,443 @@
+"""The layers of one target: results and reasons, deadlines, AUTH/ACL/TLS, kept connections."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import signal
+import socket
+import ssl
+import time
+
+import asyncssh
+import pytest
+from redis import exceptions as redis_errors
+
+from exporter import probe as probe_module
+from exporter.probe import (
+    LAYER_REASONS,
+    Layer,
+    Reason,
+    TargetProber,
+    redis_reason,
+    ssh_reason,
+)
+from redis_autoheal.commands import IsActive, Unit
+from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.ssh import CommandResult
+from tests.exporter.conftest import free_port, make_tls_files, redis_target
+
+C, S, P = Layer.CONNECTIVITY, Layer.SYSTEMD, Layer.PERFORMANCE
+PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in exporter/probe.py
+
+
+@pytest.fixture
+async def prober_for(make_config):
+    """prober_for(target_dict, **health_check) -> a TargetProber, closed after the test."""
+    made = []
+
+    def make(target, ssh=None, **health):
+        config = make_config([target], **health)
+        p = TargetProber(config.targets[0], config.health_check, ssh)
+        made.append(p)
+        return p
+
+    yield make
+    for p in made:
+        await p.close()
+
+
+def _connections_received(server) -> int:
+    with server.client() as c:
+        return int(c.info("stats")["total_connections_received"])
+
+
+async def test_a_healthy_target_passes_connectivity_and_performance(prober_for, redis_server):
+    p = prober_for(redis_target("redis", redis_server))
+    conn, perf = await p.probe((C, P), None)
+    assert conn.success
+    assert conn.reason is None
+    assert 0 < conn.latency_seconds < 1
+    assert perf.success
+    assert perf.info["role"] == "master"
+    assert perf.maxclients == "10000"
+
+
+async def test_connections_are_kept_and_reused_across_probes(prober_for, redis_server):
+    p = prober_for(redis_target("redis", redis_server))
+    await p.probe((C, P), None)
+    before = _connections_received(redis_server)
+    for _ in range(20):
+        assert all(r.success for r in await p.probe((C, P), None))
+    # Only the test's own INFO connection is new: the prober opened none.
+    assert _connections_received(redis_server) - before == 1
+
+
+async def test_refused_answers_at_once(prober_for):
+    p = prober_for(redis_target("down", free_port()))
+    started = time.monotonic()
+    conn, perf = await p.probe((C, P), None)
+    assert time.monotonic() - started < 1
+    assert (conn.success, conn.reason) == (False, Reason.REFUSED)
+    assert (perf.success, perf.reason) == (False, Reason.REFUSED)
+    assert "Connection refused" in conn.message or "111" in conn.message
+    assert "\n" not in conn.message
+
+
+async def test_a_hung_server_times_out_within_the_layer_timeout(prober_for, redis_server):
+    p = prober_for(
+        redis_target("redis", redis_server), ping_timeout_seconds=1, performance_timeout_seconds=2
+    )
+    assert all(r.success for r in await p.probe((C, P), None))  # a connection is open
+    redis_server.stop_signal(signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        conn, perf = await p.probe((C, P), None)
+        elapsed = time.monotonic() - started
+    finally:
+        redis_server.stop_signal(signal.SIGCONT)
+    assert (conn.reason, perf.reason) == (Reason.TIMEOUT, Reason.TIMEOUT)
+    assert conn.message == "no answer within 1s"
+    assert 0.9 < conn.duration_seconds < 1.5
+    assert 1.9 < perf.duration_seconds < 2.5
+    assert elapsed < 3
+    # After SIGCONT the cut connections are replaced and the target is healthy again.
+    assert all(r.success for r in await p.probe((C, P), None))
+
+
+async def test_a_budget_shorter_than_the_layer_timeout_wins(prober_for, redis_server):
+    p = prober_for(redis_target("redis", redis_server))
+    redis_server.stop_signal(signal.SIGSTOP)
+    try:
+        result = await p.probe_layer(C, 0.3)
+    finally:
+        redis_server.stop_signal(signal.SIGCONT)
+    assert result.reason is Reason.TIMEOUT
+    assert result.duration_seconds < 1
+
+
+async def test_a_target_that_comes_back_is_probed_again(prober_for, redis_server_factory):
+    server = redis_server_factory()
+    p = prober_for(redis_target("redis", server))
+    assert (await p.probe_layer(C, None)).success
+    server.kill()
+    down = await p.probe_layer(C, None)
+    assert down.reason in (Reason.REFUSED, Reason.CONNECTION_LOST)
+    assert (await p.probe_layer(C, None)).reason is Reason.REFUSED
+    redis_server_factory(port=server.port)
+    assert (await p.probe_layer(C, None)).success
+    assert (await p.probe_layer(P, None)).success
+
+
+async def test_requirepass_from_password_file(prober_for, redis_server_factory, tmp_path):
+    server = redis_server_factory(password="s3cret")
+    (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "wrong").write_text("nope\n")
+    good = prober_for(redis_target("redis", server, password_file=str(tmp_path / "pw")))
+    assert all(r.success for r in await good.probe((C, P), None))
+    wrong = prober_for(redis_target("redis", server, password_file=str(tmp_path / "wrong")))
+    conn, perf = await wrong.probe((C, P), None)
+    assert (conn.reason, perf.reason) == (Reason.AUTH, Reason.AUTH)
+    assert "WRONGPASS" in conn.message or "invalid" in conn.message
+    missing = prober_for(redis_target("redis", server))
+    assert (await missing.probe_layer(C, None)).reason is Reason.AUTH
+
+
+async def test_an_acl_user(prober_for, redis_server, tmp_path):
+    with redis_server.client() as c:
+        # The least a probe needs; CONFIG GET only for a Redis older than 7.
+        c.acl_setuser("probe", enabled=True, passwords=["+probe-pw"], commands=PROBE_ACL)
+        c.acl_setuser(
+            "pinger", enabled=True, passwords=["+ping-pw"], commands=["+ping", "+client|setname"]
+        )
+    (tmp_path / "probe").write_text("probe-pw")
+    (tmp_path / "pinger").write_text("ping-pw")
+    p = prober_for(
+        redis_target("redis", redis_server, username="probe", password_file=str(tmp_path / "probe"))
+    )
+    assert all(r.success for r in await p.probe((C, P), None))
+    limited = prober_for(
+        redis_target(
+            "redis", redis_server, username="pinger", password_file=str(tmp_path / "pinger")
+        )
+    )
+    conn, perf = await limited.probe((C, P), None)
+    assert conn.success
+    assert perf.reason is Reason.PERMISSION
+    unknown = prober_for(
+        redis_target(
+            "redis", redis_server, username="nobody", password_file=str(tmp_path / "probe")
+        )
+    )
+    assert (await unknown.probe_layer(C, None)).reason is Reason.AUTH
+
+
+async def test_tls(prober_for, redis_server_factory, tmp_path):
+    server = redis_server_factory(tls=True)
+    files = server.tls
+    tls = {
+        "tls": True,
+        "tls_ca_file": str(files["ca"]),
+        "tls_cert_file": str(files["cert"]),
+        "tls_key_file": str(files["key"]),
+    }
+    p = prober_for(redis_target("redis", server, **tls))
+    assert all(r.success for r in await p.probe((C, P), None))
+    other_ca = make_tls_files(tmp_path / "other")
+    untrusted = prober_for(
+        redis_target("redis", server, **tls | {"tls_ca_file": str(other_ca["ca"])})
+    )
+    result = await untrusted.probe_layer(C, None)
+    assert result.reason is Reason.TLS
+    assert "certificate" in result.message.lower()
+
+
+async def test_maxclients_from_config_get_when_info_lacks_it(prober_for, redis_server, monkeypatch):
+    real_info = probe_module.info
+
+    async def info_of_redis_6(client):
+        fields = await real_info(client)
+        del fields["maxclients"]
+        return fields
+
+    monkeypatch.setattr(probe_module, "info", info_of_redis_6)
+    p = prober_for(redis_target("redis", redis_server))
+    assert (await p.probe_layer(P, None)).maxclients == "10000"
+    with redis_server.client() as c:
+        c.config_set("maxclients", 500)
+    assert (await p.probe_layer(P, None)).maxclients == "10000"  # cached a while
+    p._maxclients = (time.monotonic() - 61, "10000")
+    assert (await p.probe_layer(P, None)).maxclients == "500"
+
+
+async def test_maxclients_left_out_when_config_get_is_refused(
+    prober_for, redis_server, monkeypatch, tmp_path
+):
+    real_info = probe_module.info
+
+    async def info_of_redis_6(client):
+        fields = await real_info(client)
+        del fields["maxclients"]
+        return fields
+
+    monkeypatch.setattr(probe_module, "info", info_of_redis_6)
+    with redis_server.client() as c:
+        c.acl_setuser("probe", enabled=True, passwords=["+pw"], commands=PROBE_ACL)
+    (tmp_path / "pw").write_text("pw")
+    p = prober_for(
+        redis_target("redis", redis_server, username="probe", password_file=str(tmp_path / "pw"))
+    )
+    result = await p.probe_layer(P, None)
+    assert result.success
+    assert result.maxclients is None
+
+
+async def test_max_clients_reached(prober_for, redis_server):
+    with redis_server.client() as c:
+        c.config_set("maxclients", 1)
+        p = prober_for(redis_target("redis", redis_server))
+        result = await p.probe_layer(C, None)
+        c.config_set("maxclients", 10000)
+    assert result.reason is Reason.MAX_CLIENTS
+
+
+async def test_an_unexpected_error_is_a_failed_probe_and_logged(
+    prober_for, redis_server, monkeypatch, caplog
+):
+    async def broken(client):
+        raise KeyError("bug")
+
+    monkeypatch.setattr(probe_module, "info", broken)
+    p = prober_for(redis_target("redis", redis_server))
+    result = await p.probe_layer(P, None)
+    assert (result.success, result.reason) == (False, Reason.ERROR)
+    assert "performance probe failed unexpectedly" in caplog.text
+
+
+async def test_failures_are_logged_when_they_start_change_and_end(
+    prober_for, redis_server_factory, caplog
+):
+    server = redis_server_factory()
+    p = prober_for(redis_target("redis", server))
+    caplog.set_level("INFO", logger="exporter.probe")
+    await p.probe_layer(C, None)
+    server.kill()
+    for _ in range(3):
+        await p.probe_layer(C, None)
+    redis_server_factory(port=server.port)
+    await p.probe_layer(C, None)
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("connectivity probe failed (refused)" in m for m in messages) == 1
+    assert any("target=redis connectivity probe succeeds again" in m for m in messages)
+
+
+# ---- the systemd layer's logic, with a stand-in for the SSH host (real SSH: test_testhost) ----
+
+
+class FakeSshHost:
+    """Answers `run` with a fixed result or error, like redis_autoheal.ssh.SshHost."""
+
+    def __init__(self, stdout="", exit_code=0, stderr="", error=None, delay=0.0):
+        self.stdout, self.exit_code, self.stderr = stdout, exit_code, stderr
+        self.error, self.delay = error, delay
+        self.calls = []
+
+    async def run(self, command, *, timeout_seconds=None):
+        self.calls.append((command, timeout_seconds))
+        await asyncio.sleep(self.delay)
+        if self.error is not None:
+            raise self.error
+        return CommandResult(
+            command,
+            "systemctl is-active redis-server",
+            self.exit_code,
+            self.stdout,
+            self.stderr,
+            0.01,
+        )
+
+
+@pytest.mark.parametrize(
+    ("stdout", "exit_code", "success"),
+    [
+        ("active\n", 0, True),
+        ("reloading\n", 0, True),
+        ("inactive\n", 3, False),
+        ("failed\n", 3, False),
+        ("activating\n", 3, False),
+        ("deactivating\n", 3, False),
+    ],
+)
+async def test_systemd_states(prober_for, stdout, exit_code, success):
+    ssh = FakeSshHost(stdout, exit_code)
+    p = prober_for(redis_target("redis", 1), ssh=ssh, systemd_timeout_seconds=7)
+    result = await p.probe_layer(S, None)
+    assert (result.success, result.ssh_up, result.state) == (success, True, stdout.strip())
+    assert result.reason is None
+    assert result.unit == "redis-server"
+    ((command, timeout),) = ssh.calls
+    assert command == IsActive(Unit("redis-server"))
+    assert timeout == 7
+
+
+async def test_systemd_unknown_state(prober_for):
+    p = prober_for(redis_target("redis", 1), ssh=FakeSshHost("maintenance\n", 3))
+    result = await p.probe_layer(S, None)
+    assert (result.success, result.ssh_up, result.state) == (False, True, "unknown")
+    assert result.reason is Reason.UNKNOWN_STATE
+    assert "maintenance" in result.message
+
+
+async def test_systemctl_printing_nothing_is_a_failed_command(prober_for):
+    ssh = FakeSshHost("", 127, "bash: systemctl: command not found\n")
+    p = prober_for(redis_target("redis", 1), ssh=ssh)
+    result = await p.probe_layer(S, None)
+    assert (result.success, result.ssh_up, result.state) == (False, True, None)
+    assert result.reason is Reason.COMMAND_FAILED
+    assert "exited 127" in result.message
+    assert "command not found" in result.message
+
+
+async def test_no_ssh_section_reports_ssh_down(prober_for):
+    p = prober_for(redis_target("redis", 1))
+    result = await p.probe_layer(S, None)
+    assert (result.success, result.ssh_up, result.state) == (False, False, None)
+    assert result.reason is Reason.SSH_NOT_CONFIGURED
+
+
+async def test_ssh_errors_are_failed_probes(prober_for):
+    error = HostKeyError("autobot@198.18.0.2:22", "host key not verified")
+    p = prober_for(redis_target("redis", 1), ssh=FakeSshHost(error=error))
+    result = await p.probe_layer(S, None)
+    assert (result.success, result.ssh_up, result.reason) == (False, False, Reason.HOST_KEY)
+    assert result.message == "autobot@198.18.0.2:22: host key not verified"
+
+
+async def test_a_hung_ssh_command_times_out_within_the_layer(prober_for):
+    p = prober_for(redis_target("redis", 1), ssh=FakeSshHost(delay=30), systemd_timeout_seconds=0.5)
+    started = time.monotonic()
+    result = await p.probe_layer(S, None)
+    assert time.monotonic() - started < 2
+    assert (result.ssh_up, result.reason) == (False, Reason.TIMEOUT)
+
+
+# ---- classification of errors into the fixed set of reasons ----
+
+
+def _raised_from(outer, inner):
+    """`outer` as raised while handling `inner`, the way redis-py and ssh.py raise."""
+    try:
+        try:
+            raise inner
+        except type(inner):
+            raise outer from None
+    except type(outer) as e:
+        return e
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (redis_errors.AuthenticationError("WRONGPASS"), Reason.AUTH),
+        (redis_errors.AuthenticationWrongNumberOfArgsError("x"), Reason.AUTH),
+        (redis_errors.NoPermissionError("NOPERM"), Reason.PERMISSION),
+        (redis_errors.BusyLoadingError("LOADING"), Reason.LOADING),
+        (redis_errors.TimeoutError("Timeout reading"), Reason.TIMEOUT),
+        (
+            _raised_from(redis_errors.ConnectionError("x"), ConnectionRefusedError(111, "r")),
+            Reason.REFUSED,
+        ),
+        (
+            _raised_from(redis_errors.ConnectionError("x"), ssl.SSLCertVerificationError("v")),
+            Reason.TLS,
+        ),
+        (
+            _raised_from(redis_errors.ConnectionError("x"), socket.gaierror(-2, "n")),
+            Reason.UNREACHABLE,
+        ),
+        (
+            _raised_from(redis_errors.ConnectionError("x"), OSError(errno.EHOSTUNREACH, "h")),
+            Reason.UNREACHABLE,
+        ),
+        (
+            _raised_from(redis_errors.ConnectionError("x"), ConnectionResetError(104, "r")),
+            Reason.CONNECTION_LOST,
+        ),
+        (redis_errors.ConnectionError("Connection closed by server."), Reason.CONNECTION_LOST),
+        (redis_errors.ConnectionError("max number of clients reached"), Reason.MAX_CLIENTS),
+        (redis_errors.ResponseError("ERR unknown command"), Reason.PROTOCOL),
+        (redis_errors.InvalidResponse("Protocol error"), Reason.PROTOCOL),
+        (ValueError("a bug"), Reason.ERROR),
+    ],
+)
+def test_redis_reasons(error, reason):
+    assert redis_reason(error) is reason
+    assert reason in LAYER_REASONS[C]
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (HostKeyError("h", "changed"), Reason.HOST_KEY),
+        (SshCommandTimeout("h", "timed out"), Reason.TIMEOUT),
+        (SshError("h", "connection lost"), Reason.SSH_ERROR),
+        (
+            _raised_from(SshConnectError("h", "auth"), asyncssh.PermissionDenied("denied")),
+            Reason.SSH_AUTH,
+        ),
+        (_raised_from(SshConnectError("h", "timed out"), TimeoutError()), Reason.SSH_TIMEOUT),
+        (
+            _raised_from(SshConnectError("h", "refused"), ConnectionRefusedError(111, "r")),
+            Reason.SSH_REFUSED,
+        ),
+        (
+            _raised_from(SshConnectError("h", "x"), OSError(errno.ENETUNREACH, "n")),
+            Reason.SSH_UNREACHABLE,
+        ),
+        (_raised_from(SshConnectError("h", "x"), socket.gaierror(-2, "n")), Reason.SSH_UNREACHABLE),
+        (SshConnectError("h", "the server refused a session"), Reason.SSH_ERROR),
+    ],
+)
+def test_ssh_reasons(error, reason):
+    assert ssh_reason(error) is reason
+    assert reason in LAYER_REASONS[S]
