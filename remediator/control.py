@@ -1,0 +1,223 @@
+"""Everything that touches one target: its lock, its audited SSH commands, its PING.
+
+Both the recovery engine and (later) the operator API act on a target only through its
+`TargetControl`, so both share:
+- the per-target lock: one recovery or operation on a target at a time;
+- the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
+  and another records how it ended;
+- the start budget: our own starts of the unit stay below systemd's start limit;
+- the counters `autoheal_ssh_commands_total` and `autoheal_operations_total`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from typing import TYPE_CHECKING, Any
+
+from redis.exceptions import RedisError
+
+from redis_autoheal.commands import Action, Command, ServiceControl
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
+from redis_autoheal.redis_client import make_client, ping
+from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
+from remediator.errors import RemediatorError
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Mapping
+
+    import redis.asyncio as aioredis
+
+    from redis_autoheal.config import Target
+    from redis_autoheal.ssh import CommandResult, SshHost
+    from remediator.metrics import Metrics
+
+log = logging.getLogger(__name__)
+
+# systemd's defaults: more than StartLimitBurst=5 starts within StartLimitIntervalSec=10s put
+# the unit in `failed` with result start-limit-hit, and then even a person cannot start it.
+SYSTEMD_START_LIMIT_BURST = 5
+SYSTEMD_START_LIMIT_INTERVAL = 10.0
+# Ours stays two below, leaving room for a person or another tool starting it meanwhile.
+START_BUDGET = SYSTEMD_START_LIMIT_BURST - 2
+_OUTPUT_KEPT = 300  # characters of a command's output kept in the audit log
+
+RISK: dict[str, RiskLevel] = {
+    Action.RELOAD.value: "low",
+    Action.START.value: "moderate",
+    Action.RESTART.value: "moderate",
+    Action.STOP.value: "high",
+}
+
+
+class NoSshConfigured(RemediatorError):
+    """The target has no `ssh` section, so nothing can be run on it."""
+
+
+class StartBudget:
+    """At most `burst` starts (start or restart) of one unit in any `interval` seconds.
+
+    `acquire` waits for a slot instead of refusing, so a recovery with short retry delays
+    slows down rather than pushing the unit into start-limit-hit.
+    """
+
+    def __init__(
+        self,
+        burst: int = START_BUDGET,
+        interval: float = SYSTEMD_START_LIMIT_INTERVAL,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.burst = burst
+        self.interval = interval
+        self._clock = clock
+        self._sleep = sleep
+        self._starts: collections.deque[float] = collections.deque()
+
+    async def acquire(self) -> float:
+        """Take a slot, waiting as long as needed; return how long that was."""
+        began = self._clock()
+        while True:
+            now = self._clock()
+            while self._starts and now - self._starts[0] >= self.interval:
+                self._starts.popleft()
+            if len(self._starts) < self.burst:
+                self._starts.append(now)
+                return now - began
+            await self._sleep(self._starts[0] + self.interval - now)
+
+
+def _kept(text: str) -> str:
+    return text if len(text) <= _OUTPUT_KEPT else text[:_OUTPUT_KEPT] + "..."
+
+
+class TargetControl:
+    """One target's lock, commands and PING; see the module docstring."""
+
+    def __init__(  # noqa: PLR0913 -- each is a separate part handed in by the app
+        self,
+        target: Target,
+        ssh: SshHost | None,
+        audit: AuditWriter,
+        metrics: Metrics,
+        *,
+        dry_run: bool,
+        ping_timeout_seconds: float,
+    ) -> None:
+        self.target = target
+        self.unit = target.systemd_unit
+        self.ssh = ssh
+        self.audit = audit
+        self.metrics = metrics
+        self.dry_run = dry_run
+        self.ping_timeout_seconds = ping_timeout_seconds
+        self.lock = asyncio.Lock()
+        self.start_budget = StartBudget()
+        self._redis: aioredis.Redis | None = None
+
+    @property
+    def name(self) -> str:
+        return self.target.name
+
+    @property
+    def refusal(self) -> str | None:
+        """Why nothing can be run on this target, or None if commands can run."""
+        if self.ssh is None:
+            return f"target {self.name!r} has no ssh section in the config: cannot act on it"
+        return None
+
+    async def run(
+        self,
+        command: Command,
+        *,
+        actor: Actor = AUTOHEAL,
+        source_ip: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> CommandResult:
+        """Run one whitelisted command, audited before and after; see the module docstring.
+
+        Raises AuditWriteError (the command did not run), NoSshConfigured, CommandRejected
+        (a state-changing command in dry-run mode) and the SshError family.
+        """
+        if self.ssh is None:
+            raise NoSshConfigured(self.refusal)
+        if self.dry_run and not command.read_only:
+            raise CommandRejected(f"dry-run mode: {command.name} is not run")
+        ssh = self.ssh
+        waited = 0.0
+        if isinstance(command, ServiceControl) and command.action in (Action.START, Action.RESTART):
+            waited = await self.start_budget.acquire()
+        fields: dict[str, Any] = {
+            "service": self.name,
+            "operation": command.name,
+            "user": actor,
+            "source_ip": source_ip,
+            "risk_level": RISK.get(command.name, "low"),
+            "ssh_key_used": True,
+            "command": " ".join(command.argv()),
+            "host": ssh.label,
+            **(context or {}),
+        }
+        if waited:
+            fields["start_limit_wait_seconds"] = round(waited, 3)
+        await self.audit.write(audit_event("ssh_command", success=None, phase="started", **fields))
+        started = time.monotonic()
+        try:
+            result = await ssh.run(command)
+        except SshError as e:
+            outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
+            if isinstance(e, HostKeyError):
+                self.metrics.security_violations.labels("host_key").inc()
+            self._count(command, outcome)
+            await self.audit.write(
+                audit_event(
+                    "ssh_command",
+                    success=False,
+                    duration_seconds=time.monotonic() - started,
+                    phase="finished",
+                    error=str(e),
+                    **fields,
+                )
+            )
+            raise
+        self._count(command, "success" if result.ok else "failure")
+        await self.audit.write(
+            audit_event(
+                "ssh_command",
+                success=result.ok,
+                duration_seconds=result.duration_seconds,
+                exit_code=result.exit_code,
+                phase="finished",
+                stdout=_kept(result.stdout.strip()),
+                stderr=_kept(result.stderr.strip()),
+                **fields,
+            )
+        )
+        return result
+
+    def _count(self, command: Command, outcome: str) -> None:
+        self.metrics.ssh_commands.labels(self.name, command.name, outcome).inc()
+        if not command.read_only:
+            result = outcome if outcome in ("success", "failure") else "error"
+            self.metrics.operations.labels(self.name, command.name, result).inc()
+
+    async def ping(self, timeout_seconds: float | None = None) -> str | None:
+        """PING the target's Redis: None on PONG, else why not. Never waits past the timeout."""
+        limit = self.ping_timeout_seconds if timeout_seconds is None else timeout_seconds
+        if self._redis is None:
+            self._redis = make_client(self.target.redis, timeout_seconds=self.ping_timeout_seconds)
+        try:
+            async with asyncio.timeout(limit):
+                await ping(self._redis)
+        except TimeoutError:
+            return f"no PONG within {limit:g}s"
+        except (RedisError, OSError) as e:
+            return f"{type(e).__name__}: {e}"
+        return None
+
+    async def close(self) -> None:
+        client, self._redis = self._redis, None
+        if client is not None:
+            await client.aclose()

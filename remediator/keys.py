@@ -1,0 +1,24 @@
+"""Every piece of the remediator app's state, under a typed key declared once."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+from redis_autoheal.config import Config
+from remediator.audit import AuditWriter
+from remediator.breaker import BreakerStore
+from remediator.dispatch import Dispatcher
+from remediator.metrics import Metrics
+
+if TYPE_CHECKING:
+    from remediator.control import TargetControl
+
+CONFIG = web.AppKey("config", Config)
+WEBHOOK_TOKEN = web.AppKey("webhook_token", str)
+METRICS = web.AppKey("metrics", Metrics)
+AUDIT = web.AppKey("audit", AuditWriter)
+BREAKER = web.AppKey("breaker", BreakerStore)
+CONTROLS: web.AppKey[dict[str, TargetControl]] = web.AppKey("controls")
+DISPATCHER = web.AppKey("dispatcher", Dispatcher)

@@ -1,0 +1,225 @@
+"""The audit log: durable JSON lines in the runbook's format, fail closed, and a size rotation
+that neither loses nor duplicates an event, even under concurrent writers."""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import json
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from redis_autoheal.config import Audit
+from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
+from remediator.errors import AuditWriteError
+from tests.conftest import require_root
+
+
+def settings(tmp_path: Path, **kw: object) -> Audit:
+    values: dict[str, object] = {"path": tmp_path / "audit" / "audit.log", **kw}
+    return Audit(**values)  # type: ignore[arg-type]
+
+
+def event(n: int, writer: str = "w") -> dict[str, object]:
+    return audit_event(
+        "auto_recovery",
+        service="redis",
+        operation="restart",
+        success=n % 2 == 0,
+        recovery_level="hard",
+        seq=n,
+        writer=writer,
+    )
+
+
+async def test_an_event_is_one_json_line_with_the_runbooks_fields(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    writer = AuditWriter(s)
+    writer.open()
+    await writer.write(event(1))
+    await writer.close()
+    line = s.path.read_text()
+    assert line.endswith("\n")
+    assert line.count("\n") == 1
+    data = json.loads(line)
+    assert list(data)[:8] == [
+        "timestamp",
+        "event_type",
+        "service",
+        "operation",
+        "user",
+        "source_ip",
+        "result",
+        "security",
+    ]
+    assert data["timestamp"].endswith("Z")
+    assert data["user"] == {"id": "redis-autoheal", "email": None, "role": "system"}
+    assert set(data["result"]) == {"success", "duration_seconds", "exit_code"}
+    assert set(data["security"]) == {"command_validated", "risk_level", "ssh_key_used"}
+    assert data["recovery_level"] == "hard"
+    assert '"success": false' in line  # the runbook's failure review greps exactly this
+
+
+async def test_a_file_that_cannot_be_written_fails_the_write_and_counts(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    errors: list[int] = []
+    writer = AuditWriter(s, on_error=lambda: errors.append(1))
+    writer.open()
+    await writer.write(event(1))
+    s.path.unlink()
+    s.path.symlink_to("/dev/full")  # every write: ENOSPC
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await writer.write(event(2))
+    assert errors == [1]
+    s.path.unlink()
+    s.path.mkdir()  # now it cannot even be opened
+    with pytest.raises(AuditWriteError, match="cannot open"):
+        await writer.write(event(3))
+    assert errors == [1, 1]
+    s.path.rmdir()
+    await writer.write(event(4))  # writable again: it recovers by itself
+    await writer.close()
+    assert [e["seq"] for e in read_events(s)] == [4]
+
+
+async def test_an_unwritable_directory_stops_open(tmp_path: Path) -> None:
+    (tmp_path / "audit").write_text("a file where the directory should be")
+    with pytest.raises(AuditWriteError, match="cannot create"):
+        AuditWriter(settings(tmp_path)).open()
+
+
+async def test_concurrent_writers_across_rotations_keep_every_event_once(tmp_path: Path) -> None:
+    s = settings(tmp_path, max_bytes=4096, backup_count=1000)
+    writer = AuditWriter(s)
+    writer.open()
+
+    async def one_writer(name: str) -> None:
+        for n in range(100):
+            await writer.write(event(n, name))
+            if n % 7 == 0:
+                await asyncio.sleep(0)
+
+    await asyncio.gather(*(one_writer(f"w{i}") for i in range(20)))
+    await writer.close()
+    events = read_events(s)
+    seen = [(e["writer"], e["seq"]) for e in events]
+    assert len(seen) == 2000
+    assert set(seen) == {(f"w{i}", n) for i in range(20) for n in range(100)}
+    for i in range(20):  # each writer's events in its own order, across the files
+        assert [n for w, n in seen if w == f"w{i}"] == list(range(100))
+    backups = [p for p in backup_paths(s) if p.exists()]
+    assert len(backups) > 10
+    assert all(p.suffix == ".gz" for p in backups)
+    assert all(p.stat().st_size <= 4096 for p in [*backups, s.path])
+    with gzip.open(backups[0], "rt") as f:
+        assert all(json.loads(line) for line in f)
+    assert not list(s.path.parent.glob("*.rotating"))
+    assert not list(s.path.parent.glob("*.tmp"))
+
+
+async def test_rotation_keeps_backup_count_files(tmp_path: Path) -> None:
+    s = settings(tmp_path, max_bytes=2048, backup_count=2)
+    writer = AuditWriter(s)
+    writer.open()
+    for n in range(100):
+        await writer.write(event(n))
+    await writer.close()
+    names = sorted(p.name for p in s.path.parent.iterdir())
+    assert names == ["audit.log", "audit.log.1.gz", "audit.log.2.gz", "audit.log.lock"]
+    seqs = [e["seq"] for e in read_events(s)]
+    assert seqs == list(range(100 - len(seqs), 100))  # the newest, contiguous: none lost inside
+
+
+async def test_rotation_without_compression(tmp_path: Path) -> None:
+    s = settings(tmp_path, max_bytes=2048, backup_count=3, compress="none")
+    writer = AuditWriter(s)
+    writer.open()
+    for n in range(30):
+        await writer.write(event(n))
+    await writer.close()
+    assert (tmp_path / "audit" / "audit.log.1").exists()
+    assert not list(s.path.parent.glob("*.gz"))
+
+
+async def test_an_event_larger_than_max_bytes_still_goes_out_whole(tmp_path: Path) -> None:
+    s = settings(tmp_path, max_bytes=1024, backup_count=3)
+    writer = AuditWriter(s)
+    writer.open()
+    await writer.write(event(1))
+    big = {**event(2), "blob": "x" * 5000}
+    await writer.write(big)
+    await writer.close()
+    assert [e["seq"] for e in read_events(s)] == [1, 2]
+
+
+async def test_a_rotation_cut_short_by_a_crash_is_finished_at_open(tmp_path: Path) -> None:
+    s = settings(tmp_path, max_bytes=100_000)
+    s.path.parent.mkdir()
+    lines = b"".join(json.dumps(event(n)).encode() + b"\n" for n in range(5))
+    (s.path.parent / "audit.log.rotating").write_bytes(lines)
+    s.path.write_bytes(json.dumps(event(5)).encode() + b"\n")
+    writer = AuditWriter(s)
+    writer.open()
+    await writer.write(event(6))
+    await writer.close()
+    assert not (s.path.parent / "audit.log.rotating").exists()
+    assert [e["seq"] for e in read_events(s)] == [0, 1, 2, 3, 4, 5, 6]
+
+
+async def test_another_process_writing_meanwhile_loses_nothing(tmp_path: Path) -> None:
+    """The `breaker reset` command writes with its own writer, under the same file lock."""
+    s = settings(tmp_path, max_bytes=3000, backup_count=100)
+    daemon, cli = AuditWriter(s), AuditWriter(s)
+    daemon.open()
+    cli.open()
+
+    async def cli_writes() -> None:
+        for n in range(50):
+            await asyncio.to_thread(cli.write_sync, event(n, "cli"))
+
+    async def daemon_writes() -> None:
+        for n in range(50):
+            await daemon.write(event(n, "daemon"))
+
+    await asyncio.gather(cli_writes(), daemon_writes())
+    await daemon.close()
+    await cli.close()
+    seen = sorted((e["writer"], e["seq"]) for e in read_events(s))
+    assert seen == sorted([("cli", n) for n in range(50)] + [("daemon", n) for n in range(50)])
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 16 KiB tmpfs: full after a few events."""
+    require_root()
+    mnt = tmp_path / "small"
+    mnt.mkdir()
+    mount = ["mount", "-t", "tmpfs", "-o", "size=16k", "tmpfs", str(mnt)]
+    if subprocess.run(mount, check=False).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mnt
+    subprocess.run(["umount", str(mnt)], check=True)
+
+
+async def test_a_write_cut_by_a_full_disk_leaves_no_partial_line(small_disk: Path) -> None:
+    """ENOSPC half-way through a write: the part written is cut off, so the retry of the same
+    event is the only copy of it."""
+    s = Audit(path=small_disk / "audit.log", max_bytes=1 << 20, backup_count=0)
+    writer = AuditWriter(s)
+    writer.open()
+    written, error = 0, None
+    while error is None and written < 1000:
+        try:
+            await writer.write({**event(written), "pad": "y" * 700})
+        except AuditWriteError as e:
+            error = e
+        else:
+            written += 1
+    await writer.close()
+    assert "No space left" in str(error)
+    text = s.path.read_text()
+    assert text.endswith("\n")
+    assert [json.loads(line)["seq"] for line in text.splitlines()] == list(range(written))
