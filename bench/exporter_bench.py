@@ -1,0 +1,249 @@
+"""Benchmark of the exporter against Debian's prometheus-redis-exporter; prints figures.
+
+Part 1, latency and CPU per scrape, in one run against one redis-server: this exporter's
+`performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin,
+one keep-alive HTTP connection each). CPU per scrape is the exporter process's utime+stime
+(/proc/PID/stat) over the run, divided by its scrapes.
+
+Part 2, many targets: one exporter process with 100 and then 1000 targets spread over a few
+redis-servers, every target probed at once; wall time for all answers, the exporter's CPU,
+and its RSS. Each module is probed twice: the first round opens connections (`all` runs
+PING and INFO at once, so it opens each target's second one), the second reuses them.
+
+Everything listens on 127.0.0.1 and every loop is bounded. Not a test: it prints figures.
+
+    .venv/bin/python bench/exporter_bench.py [--scrapes 1000] [--targets 100,1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import http.client
+import os
+import resource
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from pathlib import Path
+
+import aiohttp
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime + stime
+
+
+def rss_mib(pid: int) -> tuple[float, float]:
+    """Current and peak resident set size, in MiB."""
+    status = dict(
+        line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+    )
+    return int(status["VmRSS"].split()[0]) / 1024, int(status["VmHWM"].split()[0]) / 1024
+
+
+def wait_port(port: int, process: subprocess.Popen, what: str) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{what} exited with {process.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return
+    sys.exit(f"{what} did not listen on {port} within 30 s")
+
+
+def start(stack: ExitStack, args: list[str], port: int, what: str) -> subprocess.Popen:
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(lambda: (process.terminate(), process.wait(10)))
+    wait_port(port, process, what)
+    return process
+
+
+def start_redis(stack: ExitStack, workdir: Path) -> int:
+    port = free_port()
+    args = ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+    args += ["--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)]
+    start(stack, args, port, "redis-server")
+    return port
+
+
+def start_exporter(stack: ExitStack, workdir: Path, targets: list[dict]) -> tuple[int, int]:
+    config = workdir / f"exporter-{len(targets)}.yml"
+    config.write_text(yaml.safe_dump({"targets": targets}))
+    port = free_port()
+    args = [str(ROOT / ".venv/bin/redis-autoheal"), "exporter", "--config", str(config)]
+    args += ["--listen", f"127.0.0.1:{port}", "--log-level", "error"]
+    return port, start(stack, args, port, "redis-autoheal exporter").pid
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def part1(stack: ExitStack, workdir: Path, scrapes: int) -> None:  # noqa: C901
+    redis_port = start_redis(stack, workdir)
+    ours_port, ours_pid = start_exporter(
+        stack, workdir, [{"name": "redis", "redis": {"host": "127.0.0.1", "port": redis_port}}]
+    )
+    theirs_port = free_port()
+    theirs = start(
+        stack,
+        [REDIS_EXPORTER, f"--web.listen-address=127.0.0.1:{theirs_port}"],
+        theirs_port,
+        "prometheus-redis-exporter",
+    )
+    cases = [
+        ("ours performance", ours_port, ours_pid, "/probe?target=redis&module=performance"),
+        ("ours all", ours_port, ours_pid, "/probe?target=redis&module=all"),
+        (
+            "redis_exporter /scrape",
+            theirs_port,
+            theirs.pid,
+            f"/scrape?target=redis://127.0.0.1:{redis_port}",
+        ),
+    ]
+    connections = [
+        http.client.HTTPConnection("127.0.0.1", port, timeout=30) for _, port, _, _ in cases
+    ]
+
+    def scrape(i: int) -> float:
+        conn, path = connections[i], cases[i][3]
+        started = time.perf_counter()
+        conn.request("GET", path)
+        response = conn.getresponse()
+        body = response.read()
+        elapsed = time.perf_counter() - started
+        if response.status != 200 or b"redis_connected_clients" not in body:
+            sys.exit(f"{cases[i][0]}: answered {response.status}: {body[:200]!r}")
+        return elapsed
+
+    for _ in range(50):  # warm-up: connections open, code paths hot
+        for i in range(len(cases)):
+            scrape(i)
+    latencies: list[list[float]] = [[] for _ in cases]
+    cpu: list[float] = [0.0] * len(cases)
+    deadline = time.monotonic() + 300
+    for _ in range(scrapes):
+        for i, (_, _, pid, _) in enumerate(cases):
+            before = cpu_seconds(pid)
+            latencies[i].append(scrape(i))
+            cpu[i] += cpu_seconds(pid) - before
+        if time.monotonic() > deadline:
+            print("stopped after 300 s")
+            break
+
+    print(f"\nPart 1: {len(latencies[0])} scrapes of each, in turn, against one redis-server")
+    print(f"{'':26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'CPU ms/scrape':>15}")
+    rows = []
+    for (name, *_), lat, seconds in zip(cases, latencies, cpu, strict=True):
+        row = (
+            percentile(lat, 0.5) * 1e3,
+            percentile(lat, 0.99) * 1e3,
+            statistics.fmean(lat) * 1e3,
+            seconds / len(lat) * 1e3,
+        )
+        rows.append(row)
+        print(f"{name:26}{row[0]:9.3f}{row[1]:9.3f}{row[2]:9.3f}{row[3]:15.3f}")
+    base = rows[-1]
+    for (name, *_), row in zip(cases[:-1], rows[:-1], strict=True):
+        print(
+            f"{name} / redis_exporter: p50 {row[0] / base[0]:.2f}, p99 {row[1] / base[1]:.2f},"
+            f" CPU per scrape {row[3] / base[3]:.2f}   (goal: p50 and CPU <= 0.50)"
+        )
+    print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each scrape and summed)")
+    for c in connections:
+        c.close()
+
+
+async def probe_all(port: int, names: list[str], module: str) -> tuple[float, int, float]:
+    """Probe every target at once: wall time, answers that were 200, slowest answer."""
+    connector = aiohttp.TCPConnector(limit=0)
+    timeout = aiohttp.ClientTimeout(total=60)
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+
+        async def one(name: str) -> tuple[int, float]:
+            started = time.perf_counter()
+            url = f"http://127.0.0.1:{port}/probe?target={name}&module={module}"
+            async with session.get(url) as response:
+                body = await response.read()
+            ok = response.status == 200 and b"redis_probe_success" in body
+            return int(ok), time.perf_counter() - started
+
+        started = time.perf_counter()
+        results = await asyncio.gather(*(one(n) for n in names))
+        wall = time.perf_counter() - started
+    return wall, sum(ok for ok, _ in results), max(t for _, t in results)
+
+
+def part2(stack: ExitStack, workdir: Path, counts: list[int], servers: int) -> None:
+    ports = [start_redis(stack, workdir) for _ in range(servers)]
+    print(f"\nPart 2: one exporter, N targets over {servers} redis-servers, all probed at once")
+    print(
+        f"{'N':>5} {'module':12} {'round':6}{'wall s':>8}{'slowest s':>10}{'200s':>6}"
+        f"{'CPU s':>7}{'RSS MiB':>9}{'peak MiB':>9}"
+    )
+    for n in counts:
+        targets = [
+            {"name": f"t{i}", "redis": {"host": "127.0.0.1", "port": ports[i % servers]}}
+            for i in range(n)
+        ]
+        with ExitStack() as own:
+            port, pid = start_exporter(own, workdir, targets)
+            idle = rss_mib(pid)[0]
+            names = [t["name"] for t in targets]
+            for module in ("performance", "all"):
+                for round_name in ("first", "second"):
+                    before = cpu_seconds(pid)
+                    wall, ok, slowest = asyncio.run(probe_all(port, names, module))
+                    used = cpu_seconds(pid) - before
+                    rss, peak = rss_mib(pid)
+                    print(
+                        f"{n:5} {module:12} {round_name:6}{wall:8.3f}{slowest:10.3f}{ok:6}"
+                        f"{used:7.2f}{rss:9.1f}{peak:9.1f}"
+                    )
+            print(f"{n:5} (RSS when idle, before the first probe: {idle:.1f} MiB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--scrapes", type=int, default=1000, help="part 1 scrapes of each")
+    parser.add_argument("--targets", default="100,1000", help="part 2 target counts")
+    parser.add_argument("--servers", type=int, default=4, help="part 2 redis-servers")
+    parser.add_argument("--part", choices=("1", "2", "both"), default="both")
+    args = parser.parse_args()
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000 client sockets at once
+    print("command:", shlex.join([sys.executable, *sys.argv]))
+    print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}")
+    with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
+        workdir = Path(tmp)
+        if args.part in ("1", "both"):
+            part1(stack, workdir, args.scrapes)
+        if args.part in ("2", "both"):
+            part2(stack, workdir, [int(n) for n in args.targets.split(",")], args.servers)
+
+
+if __name__ == "__main__":
+    main()
