@@ -10,6 +10,7 @@ connection had died is retried once on a new connection.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -21,6 +22,8 @@ from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectErr
 
 if TYPE_CHECKING:
     from redis_autoheal.config import SshEndpoint
+
+CLOSE_WAIT_SECONDS = 2.0  # how long a cut command may take to give its session back
 
 
 @dataclass(frozen=True)
@@ -94,17 +97,32 @@ class SshHost:
         self, conn: asyncssh.SSHClientConnection, line: str, limit: float
     ) -> asyncssh.SSHCompletedProcess:
         try:
-            # create_process as a context manager closes the channel on every exit, so a
-            # command cut at its timeout does not keep holding one of sshd's sessions.
-            async with conn.create_process(line, stdin=asyncssh.DEVNULL) as process:
-                return await process.wait(timeout=limit)
-        except asyncssh.TimeoutError:
-            raise SshCommandTimeout(self.label, f"{line!r} timed out after {limit:g}s") from None
+            process = await conn.create_process(line, stdin=asyncssh.DEVNULL)
         except asyncssh.ChannelOpenError:
             raise
         except (OSError, asyncssh.Error) as e:
             self._forget(conn)
+            raise SshError(self.label, f"connection lost before {line!r}: {e}") from None
+        try:
+            return await process.wait(timeout=limit)
+        except asyncssh.TimeoutError:
+            # Closing the channel alone leaves the command running and its session held
+            # until it ends; sshd (OpenSSH >= 8.1) delivers a signal request to it.
+            await self._abandon(process)
+            raise SshCommandTimeout(self.label, f"{line!r} timed out after {limit:g}s") from None
+        except (OSError, asyncssh.Error) as e:
+            self._forget(conn)
             raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
+        finally:
+            process.close()
+
+    @staticmethod
+    async def _abandon(process: asyncssh.SSHClientProcess[str]) -> None:
+        with contextlib.suppress(OSError, asyncssh.Error):
+            process.send_signal("KILL")
+        process.close()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_SECONDS)
 
     async def _connection(self) -> tuple[asyncssh.SSHClientConnection, bool]:
         """The kept-alive connection, opened if there is none; True if it was just opened."""
