@@ -23,6 +23,10 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_autoheal.config import Config, load_config
+
+# The test host's fixtures (test_host, test_host_factory), whether or not the top-level
+# conftest registers testhost.pytest_plugin: a conftest's own fixture wins over a plugin's.
+from testhost.pytest_plugin import test_host, test_host_factory  # noqa: F401
 from tests.conftest import require_binary
 
 
