@@ -520,17 +520,21 @@ def remediator(t: Thresholds) -> Group:
     within = burst_settings.seconds("within")
     burst_window = format_duration(within + t.intervals["remediator"])
     count = '{{ printf "%.0f" $value }}'
+    ops = metric("autoheal_operations_total")
     burst = Rule(
         alert="RedisOperationsBurst",
         severity="warning",
         expr=_by_target(
-            "sum by (target) (increase("
-            f"{metric('autoheal_operations_total')}[{burst_window}])) >= {operations}"
+            f"sum by (target) (\n    {ops}\n    - {ops} offset {burst_window}\n  ) >= {operations}"
         ),
         comment=(
+            "The counter now less the counter one window ago: an exact count. increase() would "
+            "extrapolate, and can turn 2 operations into more than 3. The window is "
             f"{format_duration(within)} plus one scrape interval: a counter sampled every "
             f"{t.intervals['remediator']}s shows all operations of a {format_duration(within)} "
-            f"burst only in a window that long, so operations up to {burst_window} apart count."
+            f"burst only in a window that long, so operations up to {burst_window} apart count. "
+            "A remediator restart (counter reset) in the window makes the difference negative: "
+            "no alert for that window."
         ),
         anchor="audit-alert-conditions",
         summary=(

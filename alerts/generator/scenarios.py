@@ -555,9 +555,9 @@ def remediator(s: Suite) -> None:
             "RedisRemediatorSecurityViolation",
             "autoheal_security_violations_total",
             "critical",
-            hit=_remediator_labels(reason="bad_token"),
-            miss=_remediator_labels(reason="forbidden_role"),
-            labels=_remediator_labels(reason="bad_token"),
+            hit=_remediator_labels(reason="invalid_token"),
+            miss=_remediator_labels(reason="address_not_allowed"),
+            labels=_remediator_labels(reason="invalid_token"),
             counts=True,
         ),
         CounterAlert(
@@ -616,61 +616,78 @@ def operations_burst(s: Suite) -> None:
     n, within = settings.count("operations"), settings.seconds("within")
     iv = s.t.intervals["remediator"]
     window = within + iv
+    # Operations start after one window of history, as on a remediator that has run a while.
+    start = math.ceil(window / iv) * iv
     labels = {"target": TARGET, "instance": TARGET}
 
     def series(op_times: list[float], samples: int) -> dict[str, list[str]]:
         # Alternate the operations between two label sets: the rule sums them per target.
-        restarts = op_times[0::2]
-        reloads = op_times[1::2]
         return {
             selector(
                 "autoheal_operations_total",
                 **_remediator_labels(target=TARGET, operation=op, result="success"),
             ): counter(times, samples, iv)
-            for op, times in (("restart", restarts), ("reload", reloads))
+            for op, times in (("restart", op_times[0::2]), ("reload", op_times[1::2]))
         }
 
     def spread(count: int, span: float) -> list[float]:
-        # The first operation half an interval after the first sample, the last `span` later.
+        # The first operation half an interval after a sample, the last `span` later.
+        first = start + iv / 2
         if count == 1:
-            return [iv / 2]
-        return [iv / 2 + i * span / (count - 1) for i in range(count)]
+            return [first]
+        return [first + i * span / (count - 1) for i in range(count)]
 
     burst = spread(n, within)
     seen = math.ceil(burst[-1] / iv) * iv
-    samples = seen // iv + 4
     s.add(
         Case(
-            f"RedisOperationsBurst: {n} operations {format_duration(within)} apart fire",
+            f"RedisOperationsBurst: {n} operations within {format_duration(within)} fire",
             iv,
-            series(burst, samples),
+            series(burst, seen // iv + 4),
             [
-                Check(seen - iv, "RedisOperationsBurst"),
+                *s.never("RedisOperationsBurst", seen - EVAL),
                 Check(seen, "RedisOperationsBurst", [Expected("warning", labels, float(n))]),
             ],
         )
     )
     if n > 1:
         fewer = spread(n - 1, 0)
+        end = start + 8 * iv
         s.add(
             Case(
                 f"RedisOperationsBurst: {n - 1} operations at once: no alert",
                 iv,
-                series(fewer, 8),
-                s.never("RedisOperationsBurst", 7 * iv),
+                series(fewer, end // iv + 1),
+                s.never("RedisOperationsBurst", end),
             )
         )
         slow = spread(n, window + iv)
-        samples = math.ceil(slow[-1] / iv) + 6
+        end = math.ceil(slow[-1] / iv) * iv + window
         s.add(
             Case(
-                f"RedisOperationsBurst: {n} operations {format_duration(window + iv)} apart: "
+                f"RedisOperationsBurst: {n} operations over {format_duration(window + iv)}: "
                 "no alert",
                 iv,
-                series(slow, samples),
-                s.never("RedisOperationsBurst", (samples - 1) * iv),
+                series(slow, end // iv + 1),
+                s.never("RedisOperationsBurst", end),
             )
         )
+    # A restart resets the counters: the difference goes negative, and must not fire.
+    before = [str(n + 5)] * (start // iv + 2)
+    after = ["0", "0"] + [str(n - 1)] * (start // iv + 1)
+    s.add(
+        Case(
+            "RedisOperationsBurst: counters reset by a remediator restart: no alert",
+            iv,
+            {
+                selector(
+                    "autoheal_operations_total",
+                    **_remediator_labels(target=TARGET, operation="restart", result="success"),
+                ): before + after
+            },
+            s.never("RedisOperationsBurst", iv * (len(before) + len(after) - 1)),
+        )
+    )
 
 
 # -- monitoring the monitoring ----------------------------------------------------------------

@@ -181,5 +181,5 @@ def load(path: Path) -> Thresholds:
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as e:
-        raise ThresholdsError(str(path), f"cannot be read: {e}") from e
+        raise ThresholdsError("(file)", f"cannot be read: {e}") from e
     return parse(data)

@@ -1,0 +1,49 @@
+"""Fixtures of the alerts/ tests: the tools, and the shipped files parsed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from alerts.generator.thresholds import Thresholds, load
+from tests.conftest import require_binary
+
+ROOT = Path(__file__).resolve().parents[2]
+ALERTS = ROOT / "alerts"
+
+
+@pytest.fixture
+def promtool() -> str:
+    return require_binary("promtool")
+
+
+@pytest.fixture
+def amtool() -> str:
+    return require_binary("amtool")
+
+
+@pytest.fixture(scope="session")
+def rules() -> list[dict]:
+    """Every rule of the shipped rules files, in file order."""
+    out = []
+    for path in sorted((ALERTS / "rules").glob("*.yml")):
+        for group in yaml.safe_load(path.read_text())["groups"]:
+            out.extend(group["rules"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def thresholds() -> Thresholds:
+    return load(ALERTS / "thresholds.yml")
+
+
+@pytest.fixture(scope="session")
+def am_config() -> dict:
+    return yaml.safe_load((ALERTS / "alertmanager.yml").read_text())
+
+
+@pytest.fixture(scope="session")
+def prom_config() -> dict:
+    return yaml.safe_load((ALERTS / "prometheus.yml").read_text())
