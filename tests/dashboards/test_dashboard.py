@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.dashboards.dashboard_json import (
     CONTRACT_CANDIDATES,
@@ -320,3 +321,42 @@ def test_metric_name_extraction(expr, names):
 
 def test_dashboard_path_is_the_one_provisioning_mounts():
     assert Path("dashboards/redis-autoheal.json") == DASHBOARD.relative_to(REPO)
+
+
+def test_threshold_lines_follow_the_alert_rules(visible):
+    """The lines are where the alerts fire: alerts/thresholds.yml is the one place to change
+    a threshold, and then this test says which panel to move with it."""
+    thresholds = yaml.safe_load((REPO / "alerts/thresholds.yml").read_text(encoding="utf-8"))
+    alerts = thresholds["alerts"]
+
+    def lines(expr: str) -> list[float]:
+        p = _panel_of(visible, expr)
+        return [s["value"] for s in p["fieldConfig"]["defaults"]["thresholds"]["steps"][1:]]
+
+    ping = alerts["RedisPingLatencyHigh"]
+    assert lines('redis_ping_latency_seconds{instance="$target"}') == [
+        ping["warning_ms"] / 1000,
+        ping["critical_ms"] / 1000,
+    ]
+    memory = alerts["RedisMemoryHigh"]
+    assert lines('redis_memory_used_bytes{instance="$target"}') == [
+        memory["warning_mb"] * MIB,
+        memory["critical_mb"] * MIB,
+    ]
+    for metric, alert in (
+        ("redis_connected_clients", "RedisClientsHigh"),
+        ("redis_instantaneous_ops_per_sec", "RedisOpsHigh"),
+    ):
+        band = alerts[alert]
+        assert lines(f'{metric}{{instance="$target"}}') == [band["warning"], band["critical"]]
+    for used, limit, alert in (
+        ("redis_memory_used_bytes", "redis_memory_max_bytes", "RedisMemoryNearMax"),
+        ("redis_connected_clients", "redis_config_maxclients", "RedisClientsNearMax"),
+    ):
+        expr = f'100 * {used}{{instance="$target"}} / ({limit}{{instance="$target"}} > 0)'
+        assert lines(expr) == [alerts[alert]["above_percent"]]
+    burst = alerts["RedisOperationsBurst"]
+    assert burst["within"] == "1m"
+    assert lines('sum(increase(autoheal_operations_total{target="$target"}[1m]))') == [
+        burst["operations"]
+    ]
