@@ -11,6 +11,7 @@ debs=(
   openssh-server openssh-client sudo
   iproute2 procps util-linux
   prometheus prometheus-alertmanager prometheus-redis-exporter
+  docker-compose
 )
 missing=()
 for p in "${debs[@]}"; do
