@@ -3,7 +3,10 @@
 Part 1, latency and CPU per scrape, in one run against one redis-server: this exporter's
 `performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin,
 one keep-alive HTTP connection each). CPU per scrape is the exporter process's utime+stime
-(/proc/PID/stat) over the run, divided by its scrapes.
+(/proc/PID/stat) read around each scrape and summed. By default the redis-server is a local
+one and the target has no `ssh` section (so `all` is PING + INFO); with --ssh (root) it is
+the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
+`systemd`). redis_exporter has no SSH layer: it is compared with both.
 
 Part 2, many targets: one exporter process with 100 and then 1000 targets spread over a few
 redis-servers, every target probed at once; wall time for all answers, the exporter's CPU,
@@ -12,7 +15,7 @@ PING and INFO at once, so it opens each target's second one), the second reuses 
 
 Everything listens on 127.0.0.1 and every loop is bounded. Not a test: it prints figures.
 
-    .venv/bin/python bench/exporter_bench.py [--scrapes 1000] [--targets 100,1000]
+    .venv/bin/python bench/exporter_bench.py [--scrapes 1000] [--targets 100,1000] [--ssh]
 """
 
 from __future__ import annotations
@@ -102,11 +105,9 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def part1(stack: ExitStack, workdir: Path, scrapes: int) -> None:  # noqa: C901
-    redis_port = start_redis(stack, workdir)
-    ours_port, ours_pid = start_exporter(
-        stack, workdir, [{"name": "redis", "redis": {"host": "127.0.0.1", "port": redis_port}}]
-    )
+def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None:  # noqa: C901
+    redis_host, redis_port = target["redis"]["host"], target["redis"]["port"]
+    ours_port, ours_pid = start_exporter(stack, workdir, [target])
     theirs_port = free_port()
     theirs = start(
         stack,
@@ -117,11 +118,16 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int) -> None:  # noqa: C901
     cases = [
         ("ours performance", ours_port, ours_pid, "/probe?target=redis&module=performance"),
         ("ours all", ours_port, ours_pid, "/probe?target=redis&module=all"),
+        *(
+            [("ours systemd", ours_port, ours_pid, "/probe?target=redis&module=systemd")]
+            if "ssh" in target
+            else []
+        ),
         (
             "redis_exporter /scrape",
             theirs_port,
             theirs.pid,
-            f"/scrape?target=redis://127.0.0.1:{redis_port}",
+            f"/scrape?target=redis://{redis_host}:{redis_port}",
         ),
     ]
     connections = [
@@ -135,7 +141,11 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int) -> None:  # noqa: C901
         response = conn.getresponse()
         body = response.read()
         elapsed = time.perf_counter() - started
-        if response.status != 200 or b"redis_connected_clients" not in body:
+        if (
+            response.status != 200
+            or (b"redis_connected_clients" not in body and b"redis_ssh_up 1" not in body)
+            or (b'redis_probe_success{layer="systemd"} 0' in body and "ssh" in target)
+        ):
             sys.exit(f"{cases[i][0]}: answered {response.status}: {body[:200]!r}")
         return elapsed
 
@@ -154,7 +164,12 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int) -> None:  # noqa: C901
             print("stopped after 300 s")
             break
 
-    print(f"\nPart 1: {len(latencies[0])} scrapes of each, in turn, against one redis-server")
+    where = (
+        "the test host (all: PING, INFO and is-active over SSH)"
+        if "ssh" in target
+        else ("a local redis-server (no ssh section: all = PING and INFO)")
+    )
+    print(f"\nPart 1: {len(latencies[0])} scrapes of each, in turn, against {where}")
     print(f"{'':26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'CPU ms/scrape':>15}")
     rows = []
     for (name, *_), lat, seconds in zip(cases, latencies, cpu, strict=True):
@@ -226,12 +241,27 @@ def part2(stack: ExitStack, workdir: Path, counts: list[int], servers: int) -> N
             print(f"{n:5} (RSS when idle, before the first probe: {idle:.1f} MiB)")
 
 
+def test_host_target(stack: ExitStack) -> dict:
+    """A target on a new test host (VM3 in a box, root only), torn down at the end."""
+    sys.path.insert(0, str(ROOT))
+    from testhost import TestHost  # noqa: PLC0415 -- only with --ssh, and only as root
+
+    host = TestHost.build()
+    stack.callback(host.teardown)
+    return host.target("redis")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--scrapes", type=int, default=1000, help="part 1 scrapes of each")
     parser.add_argument("--targets", default="100,1000", help="part 2 target counts")
     parser.add_argument("--servers", type=int, default=4, help="part 2 redis-servers")
     parser.add_argument("--part", choices=("1", "2", "both"), default="both")
+    parser.add_argument(
+        "--ssh",
+        action="store_true",
+        help="part 1 against the test host (root): `all` then runs is-active over real SSH",
+    )
     args = parser.parse_args()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # 1000 client sockets at once
@@ -240,7 +270,12 @@ def main() -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
         workdir = Path(tmp)
         if args.part in ("1", "both"):
-            part1(stack, workdir, args.scrapes)
+            target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
+            if args.ssh:
+                target = test_host_target(stack)
+            else:
+                target["redis"]["port"] = start_redis(stack, workdir)
+            part1(stack, workdir, args.scrapes, target)
         if args.part in ("2", "both"):
             part2(stack, workdir, [int(n) for n in args.targets.split(",")], args.servers)
 
