@@ -1,0 +1,222 @@
+"""Faults injected into a test host, and what systemd (the stand-ins) and the network say after."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+
+import pytest
+
+from testhost import TestHost
+
+
+def ssh(host: TestHost, command: str) -> tuple[int, str, str]:
+    done = host.ssh(command)
+    return done.returncode, done.stdout, done.stderr
+
+
+def test_kill9_leaves_the_unit_failed_with_result_signal(test_host):
+    pid = test_host.kill9()
+    assert test_host.wait_state("failed") == "failed"
+    assert test_host.unit_status().result == "signal"
+    assert test_host.redis_pid() is None
+    assert ssh(test_host, "systemctl is-active redis-server") == (3, "failed\n", "")
+    rc, out, _ = ssh(test_host, "sudo -n systemctl status redis-server")
+    assert rc == 3
+    assert out.startswith("\u00d7 redis-server.service - Advanced key-value store\n")
+    assert "Active: failed (Result: signal) since" in out
+    assert f"Main PID: {pid} (code=killed, signal=KILL)" in out
+    assert (
+        "systemd[1]: redis-server.service: Main process exited, code=killed, status=9/KILL" in out
+    )
+    assert "redis-server.service: Failed with result 'signal'." in out
+    assert not test_host.ping(timeout=0.5)
+
+
+def test_hard_recovery_restarts_a_failed_unit(test_host):
+    test_host.kill9()
+    test_host.wait_state("failed")
+    assert ssh(test_host, "sudo -n systemctl restart redis-server") == (0, "", "")
+    assert test_host.unit_state() == "active"
+    assert test_host.ping()
+
+
+def test_clean_stop_leaves_the_unit_inactive(test_host):
+    assert test_host.stop().returncode == 0
+    assert test_host.unit_state() == "inactive"
+    assert ssh(test_host, "systemctl is-active redis-server") == (3, "inactive\n", "")
+    systemd = [
+        line.split("systemd[1]: ")[1] for line in test_host.journal() if "systemd[1]" in line
+    ]
+    assert systemd[-4:-1] == [
+        "Stopping redis-server.service - Advanced key-value store...",
+        "redis-server.service: Deactivated successfully.",
+        systemd[-2],
+    ]
+    assert systemd[-2].startswith("redis-server.service: Consumed ")
+    assert systemd[-1] == "Stopped redis-server.service - Advanced key-value store."
+    assert any("Redis is now ready to exit, bye bye..." in line for line in test_host.journal())
+    assert test_host.invocations() == []  # the harness's own calls are not recorded
+
+
+def test_sigterm_from_outside_is_a_clean_exit(test_host):
+    test_host.terminate()
+    assert test_host.wait_state("inactive") == "inactive"
+    assert test_host.unit_status().result == "success"
+
+
+def test_sigstop_hangs_redis_while_the_unit_stays_active_and_reload_does_not_help(test_host):
+    test_host.sigstop()
+    started = time.monotonic()
+    assert not test_host.ping(timeout=0.5)
+    assert time.monotonic() - started >= 0.45  # a timeout, not a refusal
+    assert ssh(test_host, "systemctl is-active redis-server") == (0, "active\n", "")
+    assert ssh(test_host, "sudo -n systemctl reload redis-server") == (0, "", "")
+    assert test_host.unit_state() == "active"
+    assert not test_host.ping(timeout=0.5)  # Redis ignores SIGHUP: still hung
+    # Restart sends SIGTERM then SIGCONT, so the stopped process can die.
+    assert ssh(test_host, "sudo -n systemctl restart redis-server") == (0, "", "")
+    assert test_host.ping()
+
+
+def test_slow_start_stays_activating_and_start_blocks_meanwhile(test_host):
+    test_host.stop()
+    test_host.slow_start(1.5)
+    started = time.monotonic()
+    with subprocess.Popen(
+        test_host.ssh_argv("sudo -n systemctl start redis-server"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        test_host.wait_state("activating", timeout=5)
+        assert ssh(test_host, "systemctl is-active redis-server") == (3, "activating\n", "")
+        assert not test_host.ping(timeout=0.2)
+        assert proc.poll() is None
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert time.monotonic() - started >= 1.5
+    assert test_host.unit_state() == "active"
+    assert test_host.ping()
+
+
+def test_a_stop_cancels_a_slow_start(test_host):
+    test_host.stop()
+    test_host.slow_start(30)
+    with subprocess.Popen(
+        test_host.ssh_argv("sudo -n systemctl start redis-server"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        test_host.wait_state("activating", timeout=5)
+        assert ssh(test_host, "sudo -n systemctl stop redis-server") == (0, "", "")
+        _, err = proc.communicate(timeout=30)
+    assert (proc.returncode, err) == (1, "Job for redis-server.service canceled.\n")
+    assert test_host.unit_state() == "inactive"
+
+
+def test_start_fails_leaves_the_unit_failed_with_result_exit_code(test_host):
+    test_host.start_fails()
+    rc, out, err = ssh(test_host, "sudo -n systemctl restart redis-server")
+    assert (rc, out) == (1, "")
+    assert err == (
+        "Job for redis-server.service failed because the control process exited with error code.\n"
+        'See "systemctl status redis-server.service" and '
+        '"journalctl -xeu redis-server.service" for details.\n'
+    )
+    assert test_host.unit_state() == "failed"
+    assert test_host.unit_status().result == "exit-code"
+    log = "\n".join(test_host.journal())
+    assert "*** FATAL CONFIG FILE ERROR" in log
+    assert "Main process exited, code=exited, status=1/FAILURE" in log
+    assert "Failed to start redis-server.service - Advanced key-value store." in log
+    test_host.start_fails(False)
+    assert ssh(test_host, "sudo -n systemctl start redis-server")[0] == 0
+    assert test_host.ping()
+
+
+def test_six_quick_starts_hit_the_start_limit(test_host):
+    codes = [ssh(test_host, "sudo -n systemctl restart redis-server")[0] for _ in range(6)]
+    assert codes == [0, 0, 0, 0, 0, 1]
+    status = test_host.unit_status()
+    assert (status.active, status.result) == ("failed", "start-limit-hit")
+    assert "Start request repeated too quickly." in test_host.journal()[-3]
+    rc, _, err = ssh(test_host, "sudo -n systemctl start redis-server")
+    assert rc == 1
+    assert err.startswith("Job for redis-server.service failed.\n")
+    assert test_host.max_starts_in_window(10.0) == 7
+    assert [c.result for c in test_host.invocations()][-2:] == ["start-limit-hit"] * 2
+    test_host.reset_failed()
+    assert ssh(test_host, "sudo -n systemctl start redis-server")[0] == 0
+
+
+@pytest.mark.parametrize("test_host", [{"start_limit_interval": 3.0}], indirect=True)
+def test_the_start_limit_window_passes(test_host):
+    window_opened = time.monotonic()
+    for _ in range(5):
+        assert test_host.restart().returncode == 0
+    assert time.monotonic() - window_opened < 3.0, "too slow to test the window"
+    assert test_host.restart().returncode == 1
+    # The window opened at the first counted start (after the first restart's stop).
+    window_begin = test_host.unit_status().limit_begin
+    assert window_opened < window_begin < window_opened + 1.0
+    time.sleep(max(0.0, window_begin + 3.05 - time.monotonic()))
+    assert test_host.start().returncode == 0
+    assert test_host.unit_state() == "active"
+
+
+def test_link_down_makes_the_host_unreachable(test_host):
+    test_host.link_down()
+    done = subprocess.run(
+        test_host.ssh_argv("true", connect_timeout=2), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 255
+    assert "No route to host" in done.stderr or "timed out" in done.stderr
+    assert not test_host.ping(timeout=1)
+    test_host.link_up()
+    assert test_host.ping()
+    assert ssh(test_host, "systemctl is-active redis-server")[0] == 0
+
+
+def test_blackhole_makes_connects_time_out(test_host):
+    test_host.blackhole()
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        socket.create_connection((test_host.address, test_host.ssh_port), timeout=1.0)
+    assert time.monotonic() - started >= 0.9
+    done = subprocess.run(
+        test_host.ssh_argv("true", connect_timeout=1), capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 255
+    assert "Connection timed out" in done.stderr
+    test_host.unblackhole()
+    assert test_host.ping()
+
+
+def test_change_host_key_makes_ssh_refuse_the_host(test_host):
+    test_host.change_host_key()
+    rc, _, err = ssh(test_host, "true")
+    assert rc == 255
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in err
+    assert "Host key verification failed." in err
+
+
+@pytest.mark.parametrize("test_host", [{"redis_running": False}], indirect=True)
+def test_a_host_can_start_with_redis_inactive(test_host):
+    assert test_host.unit_state() == "inactive"
+    assert not test_host.ping(timeout=0.5)
+    assert ssh(test_host, "sudo -n systemctl start redis-server") == (0, "", "")
+    assert test_host.ping()
+
+
+@pytest.mark.parametrize("test_host", [{"password": "s3cret", "rdb": True}], indirect=True)
+def test_password_and_rdb_options(test_host):
+    assert test_host.ping()
+    assert test_host.password_file is not None
+    assert test_host.password_file.read_text() == "s3cret\n"
+    with socket.create_connection((test_host.address, test_host.redis_port), timeout=2) as sock:
+        sock.sendall(b"PING\r\n")
+        assert sock.recv(100).startswith(b"-NOAUTH")
+    assert "save 900 1" in (test_host.workdir / "redis" / "redis.conf").read_text()
