@@ -364,7 +364,7 @@ def write_unit(lay: Layout, opts: HostOptions) -> None:
         documentation=["http://redis.io/documentation,", "man:redis-server(1)"],
         aliases=["redis"],
         hostname=opts.hostname,
-        exec_start=[REDIS_SERVER, str(lay.redis_conf)],
+        exec_start=[REDIS_SERVER, str(lay.redis_conf), "--daemonize", "no"],
         fail_args=["--testhost-start-fails", "yes"],
         redis_port=REDIS_PORT,
         redis_password=opts.password,

@@ -256,8 +256,9 @@ class TestHost:
         if self._torn_down:
             return
         problems = self._destroy()
-        with alloc.machine_lock():
-            alloc.release(self.index)
+        if not problems:  # else keep the record: the index is reclaimed once we are gone
+            with alloc.machine_lock():
+                alloc.release(self.index)
         self._torn_down = True
         if problems:
             raise TeardownError(f"test host ah{self.index}: " + "; ".join(problems))

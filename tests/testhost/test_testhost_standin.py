@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from testhost import _standin as s
 from testhost.files import SUDOERS, known_hosts_line
+from testhost.pytest_plugin import require_root
 
 RUNBOOK = Path("/work/shared/runbook.md")
 
@@ -155,6 +157,16 @@ def test_known_hosts_uses_brackets_only_off_port_22():
     key = "ssh-ed25519 AAAAC3Nza comment"
     assert known_hosts_line("198.18.1.2", 22, key) == "198.18.1.2 ssh-ed25519 AAAAC3Nza\n"
     assert known_hosts_line("198.18.1.2", 2222, key) == "[198.18.1.2]:2222 ssh-ed25519 AAAAC3Nza\n"
+
+
+def test_fixtures_skip_without_root_but_fail_under_ci(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match="needs root"):
+        require_root()
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI is set"):
+        require_root()
 
 
 SAMPLE_CONFIG = {
