@@ -121,10 +121,11 @@ def connectivity(t: Thresholds) -> Group:
             "The remediator is recovering it: reload if the unit is active, start if it is "
             "inactive, restart if it failed, up to auto_recovery.max_attempts attempts "
             "(runbook: Recovery Decision Logic).",
-            "If this still fires a few minutes later, auto-recovery has not fixed it: look for "
-            "RedisAutoRecoveryFailed, RedisRecoveryCircuitOpen and RedisSshUnreachable, then "
-            "follow Procedure 1 (Manual Service Start): systemctl status and journalctl -n 50 "
-            "of the Redis unit, Decision Tree 1 (Service Won't Start).",
+            "On-call is paged only when it still fires after auto-recovery's grace period: "
+            "then recovery has not worked. Look for RedisAutoRecoveryFailed and "
+            "RedisRecoveryCircuitOpen, then follow Procedure 1 (Manual Service Start): "
+            "systemctl status and journalctl -n 50 of the Redis unit, Decision Tree 1 (Service "
+            "Won't Start).",
             f"In a maintenance window ({MAINTENANCE}) the remediator is muted: this page is "
             "for you.",
         ),
@@ -155,7 +156,7 @@ def connectivity(t: Thresholds) -> Group:
             layer="performance",
             for_seconds=latency.seconds("for"),
             expr=f"{metric} {op} {num(ms / seconds)}",
-            comment=f"{num(ms)} ms",
+            comment=f"{num(ms / seconds)} s = {num(ms)} ms",
             anchor="decision-tree-2-performance-degradation",
             summary=(
                 "Redis {{ $labels.instance }} PING latency is {{ $value | humanizeDuration }} "

@@ -234,7 +234,7 @@ def redis_down(s: Suite) -> None:
         s.never("RedisDown", iv * (len(short) - 1)),
     )
     case(
-        f"{n} failed PINGs in a row fire on the {n}th, and the next PONG resolves",
+        f"{n} failed PINGs in a row fire, and the next PONG resolves",
         ["1"] + ["0"] * n + ["1"],
         [
             Check(n * iv - EVAL, "RedisDown"),
@@ -244,7 +244,7 @@ def redis_down(s: Suite) -> None:
         ],
     )
     case(
-        f"down from the first scrape: fires on the {n}th failed PING",
+        f"down from the first scrape: {n} failed PINGs fire",
         ["0"] * (n + 1),
         [
             *s.never("RedisDown", (n - 1) * iv - EVAL),
@@ -254,7 +254,7 @@ def redis_down(s: Suite) -> None:
     # A scrape that failed is no PING result: the count restarts after it.
     gap = ["1"] + ["0"] * (n - 1) + ["_"] + ["0"] * n
     case(
-        f"{n - 1} failed PINGs, a missed scrape, {n} failed PINGs: fires on the last",
+        f"{n - 1} failed PINGs, a missed scrape, {n} failed PINGs: only these {n} fire",
         gap,
         [
             *s.never("RedisDown", iv * (len(gap) - 1) - EVAL),
