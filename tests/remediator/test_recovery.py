@@ -1,0 +1,325 @@
+"""The decision table and the escalation, against a small fake of one target.
+
+Only here is the target a fake: it plays systemd's states and Redis's PING so that each row of
+the runbook's table can be checked exactly. test_integration.py runs the same engine against
+the real test host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
+from redis_autoheal.config import Audit, AutoRecovery, CircuitBreaker
+from redis_autoheal.errors import HostKeyError, SshConnectError
+from redis_autoheal.ssh import CommandResult
+from remediator.audit import AUTOHEAL, Actor, AuditWriter, read_events
+from remediator.breaker import BreakerStore
+from remediator.metrics import Metrics
+from remediator.recovery import Level, Outcome, RecoveryEngine, Trigger, next_level
+
+
+@dataclass
+class FakeTarget:
+    """A unit and its Redis. `effects[action]` says what a command does to them."""
+
+    state: str = "active"
+    pong: bool = True
+    effects: dict[Action, Callable[[FakeTarget], int]] = field(default_factory=dict)
+    name: str = "redis"
+    unit: Unit = field(default_factory=lambda: Unit("redis-server"))
+    dry_run: bool = False
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    refusal: str | None = None
+    ssh_error: Exception | None = None
+    states_to_come: list[str] = field(default_factory=list)
+    commands: list[str] = field(default_factory=list)
+
+    async def run(
+        self,
+        command: Command,
+        *,
+        actor: Actor = AUTOHEAL,
+        source_ip: str | None = None,
+        context: Mapping[str, Any] | None = None,
+    ) -> CommandResult:
+        del actor, source_ip, context
+        if self.ssh_error is not None:
+            raise self.ssh_error
+        self.commands.append(command.name)
+        code = 0
+        if isinstance(command, IsActive):
+            if self.states_to_come:
+                self.state = self.states_to_come.pop(0)
+            out = self.state + "\n"
+            code = 0 if self.state == "active" else 3
+        else:
+            assert isinstance(command, ServiceControl)
+            effect = self.effects.get(command.action, _works)
+            code = effect(self)
+            out = ""
+        return CommandResult(command, command.name, code, out, "", 0.01)
+
+    async def ping(self, timeout_seconds: float | None = None) -> str | None:
+        del timeout_seconds
+        return None if self.pong else "ConnectionError: refused"
+
+
+def _works(t: FakeTarget) -> int:
+    t.state, t.pong, t.states_to_come = "active", True, []
+    return 0
+
+
+def _no_help(t: FakeTarget) -> int:
+    del t
+    return 0
+
+
+def _fails(t: FakeTarget) -> int:
+    t.state, t.pong = "failed", False
+    return 1
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> Audit:
+    return Audit(path=tmp_path / "audit.log")
+
+
+@pytest.fixture
+async def engine(tmp_path: Path, audit: Audit) -> RecoveryEngine:
+    writer = AuditWriter(audit)
+    writer.open()
+    breaker = BreakerStore(tmp_path / "state", CircuitBreaker(max_recoveries=100))
+    breaker.check()
+    metrics = Metrics(["redis"], breaker.is_open)
+    settings = AutoRecovery(
+        max_attempts=3,
+        retry_delay_seconds=0.01,
+        stable_seconds=0,
+        transition_timeout_seconds=0.3,
+    )
+    return RecoveryEngine(settings, breaker, writer, metrics, ping_timeout_seconds=0.05)
+
+
+def trigger() -> Trigger:
+    return Trigger("r1", [], "127.0.0.1")
+
+
+def counter(engine: RecoveryEngine, name: str, **labels: str) -> float:
+    value = engine.metrics.registry.get_sample_value(name, labels)
+    assert value is not None
+    return value
+
+
+@pytest.mark.parametrize(
+    ("previous", "state", "expected"),
+    [
+        (None, "active", Level.SOFT),
+        (None, "inactive", Level.STANDARD),
+        (None, "failed", Level.HARD),
+        (None, "activating", Level.HARD),  # still in transition after the bounded wait
+        (None, "deactivating", Level.HARD),
+        (None, "bogus", None),
+        (Level.SOFT, "active", Level.HARD),  # start would do nothing to an active unit
+        (Level.SOFT, "inactive", Level.STANDARD),
+        (Level.SOFT, "failed", Level.HARD),
+        (Level.STANDARD, "failed", Level.HARD),
+        (Level.STANDARD, "inactive", Level.HARD),
+        (Level.HARD, "failed", Level.HARD),
+        (Level.HARD, "active", Level.HARD),
+    ],
+)
+def test_the_decision_table(previous: Level | None, state: str, expected: Level | None) -> None:
+    assert next_level(previous, state) == expected
+
+
+async def test_failed_unit_gets_a_hard_recovery(engine: RecoveryEngine, audit: Audit) -> None:
+    target = FakeTarget(state="failed", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == ["is-active", "restart", "is-active"]
+    assert [s.level for s in report.steps] == [Level.HARD]
+    assert counter(
+        engine, "autoheal_recoveries_total", target="redis", level="hard", result="success"
+    )
+    steps = [e for e in read_events(audit) if e.get("phase") == "verified"]
+    (step,) = steps
+    assert step["event_type"] == "auto_recovery"
+    assert step["recovery_level"] == "hard"
+    assert (step["unit_state_before"], step["unit_state_after"]) == ("failed", "active")
+    assert step["result"]["success"] is True
+    assert step["result"]["exit_code"] == 0
+
+
+async def test_inactive_unit_gets_a_start(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="inactive", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == ["is-active", "start", "is-active"]
+
+
+async def test_hung_unit_reload_then_restart(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == ["is-active", "reload", "is-active", "restart", "is-active"]
+    assert [s.level for s in report.steps] == [Level.SOFT, Level.HARD]
+    assert counter(
+        engine, "autoheal_recoveries_total", target="redis", level="soft", result="failure"
+    )
+
+
+async def test_healthy_target_is_left_alone(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="active", pong=True)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.HEALTHY
+    assert target.commands == ["is-active"]
+    assert engine.breaker.state("redis").recoveries == ()  # not a recovery
+
+
+async def test_every_level_failing_is_exhausted_and_counted(engine: RecoveryEngine) -> None:
+    failing = dict.fromkeys(Action, _fails)
+    target = FakeTarget(state="inactive", pong=False, effects=failing)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.EXHAUSTED
+    assert target.commands == ["is-active", "start", "is-active"] + ["restart", "is-active"] * 2
+    assert [s.level for s in report.steps] == [Level.STANDARD, Level.HARD, Level.HARD]
+    assert counter(engine, "autoheal_recovery_exhausted_total", target="redis") == 1
+    assert len(engine.breaker.state("redis").recoveries) == 1  # one recovery, three attempts
+
+
+async def test_transition_is_waited_out(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="activating", states_to_come=["activating", "active"])
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.HEALTHY
+    assert target.commands == ["is-active"] * 2
+
+
+async def test_a_stuck_transition_is_bounded_then_hard(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="deactivating", pong=False)
+    target.states_to_come = ["deactivating"] * 1000
+    report = await engine.recover(target, trigger())
+    assert report.steps[0].level == Level.HARD
+    assert report.outcome == Outcome.RECOVERED
+    # 0.3 s of transition_timeout at one look per 0.5 s: two looks before the restart
+    assert target.commands.index("restart") == 2
+
+
+async def test_an_unknown_state_is_not_acted_on(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="maintenance", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.EXHAUSTED
+    assert "not in the runbook" in report.reason
+    assert target.commands == ["is-active"]
+
+
+async def test_unreachable_host_exhausts_without_acting(engine: RecoveryEngine) -> None:
+    target = FakeTarget(ssh_error=SshConnectError("autobot@h:22", "connect timed out after 1s"))
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.EXHAUSTED
+    assert len(report.steps) == 3
+    assert "timed out" in report.reason
+    assert engine.breaker.state("redis").recoveries == ()
+
+
+async def test_a_changed_host_key_stops_at_once(engine: RecoveryEngine) -> None:
+    target = FakeTarget(ssh_error=HostKeyError("autobot@h:22", "host key not verified"))
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.EXHAUSTED
+    assert len(report.steps) == 1
+
+
+async def test_resolved_alert_stops_escalation(tmp_path: Path, audit: Audit) -> None:
+    writer = AuditWriter(audit)
+    writer.open()
+    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
+    breaker.check()
+    settings = AutoRecovery(retry_delay_seconds=30, stable_seconds=0)
+    engine = RecoveryEngine(
+        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
+    )
+    target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
+    t = trigger()
+    task = asyncio.create_task(engine.recover(target, t))
+    async with asyncio.timeout(5):
+        while len(target.commands) < 3:  # noqa: ASYNC110 -- is-active, reload, is-active: in the delay
+            await asyncio.sleep(0.01)
+    t.resolved.set()  # during the 30 s retry delay
+    report = await asyncio.wait_for(task, 5)
+    assert report.outcome == Outcome.RESOLVED
+    assert "restart" not in target.commands
+
+
+async def test_dry_run_decides_and_runs_only_reads(engine: RecoveryEngine, audit: Audit) -> None:
+    target = FakeTarget(state="failed", pong=False, dry_run=True)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.DRY_RUN
+    assert target.commands == ["is-active"]
+    assert "would restart" in report.reason
+    (decided,) = [e for e in read_events(audit) if e.get("phase") == "decided"]
+    assert decided["command"] == "sudo -n systemctl restart redis-server"
+    assert decided["dry_run"] is True
+    assert engine.breaker.state("redis").recoveries == ()
+
+
+async def test_open_breaker_runs_nothing(engine: RecoveryEngine) -> None:
+    engine.breaker.settings = CircuitBreaker(max_recoveries=1)
+    engine.breaker.record_recovery("redis")
+    target = FakeTarget(state="failed", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.SUPPRESSED
+    assert target.commands == []
+
+
+async def test_no_ssh_is_refused_saying_why(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="failed", refusal="target 'redis' has no ssh section")
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.REFUSED
+    assert "no ssh section" in report.reason
+    assert target.commands == []
+
+
+async def test_a_hard_recovery_must_stay_up(tmp_path: Path, audit: Audit) -> None:
+    writer = AuditWriter(audit)
+    writer.open()
+    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
+    breaker.check()
+    settings = AutoRecovery(max_attempts=2, retry_delay_seconds=0.01, stable_seconds=0.3)
+    engine = RecoveryEngine(
+        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
+    )
+    restarts = 0
+
+    def crashes_again_the_first_time(t: FakeTarget) -> int:
+        nonlocal restarts
+        restarts += 1
+        t.state, t.pong = "active", True
+        if restarts == 1:
+            asyncio.get_running_loop().call_later(0.1, setattr, t, "pong", False)
+        return 0
+
+    target = FakeTarget(
+        state="failed", pong=False, effects={Action.RESTART: crashes_again_the_first_time}
+    )
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert "not stable" in report.steps[0].reason
+    assert report.steps[1].verified
+    assert restarts == 2
+
+
+async def test_an_unwritable_audit_log_stops_before_acting(
+    engine: RecoveryEngine, audit: Audit
+) -> None:
+    audit.path.unlink()
+    audit.path.mkdir()
+    target = FakeTarget(state="failed", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.ABORTED
+    assert target.commands == []
