@@ -685,11 +685,11 @@ class Supervisor:
             if result != "protocol":
                 unit.ulog(f"Main process exited, {exit_text(code, value)}", prio=5)
             unit.ulog(f"Failed with result '{result}'.", prio=4)
-        unit.ulog(f"Consumed {format_timespan(cpu)} CPU time.")
         if st.stop_requested:
             unit.log(f"Stopped {unit.what}.")
         elif st.active == "activating":
             unit.log(f"Failed to start {unit.what}.", prio=3)
+        unit.ulog(f"Consumed {format_timespan(cpu)} CPU time.")
 
 
 def ping(host: str, port: int, timeout: float, password: str | None = None) -> bool | None:
