@@ -69,8 +69,31 @@ def prepare_mounts(config: dict[str, Any]) -> None:
     mount("tmpfs", "/run", "tmpfs", 0, "mode=0755,size=16m")
     for path in config["run_dirs"]:
         Path(path).mkdir(mode=0o755, parents=True, exist_ok=True)
-    for source, target in config["binds"]:
+    bind_files(config["binds"], Path(config["overlays"]))
+
+
+def bind_files(binds: list[list[str]], overlays: Path) -> None:
+    """Bind each source over its target; a missing target (no systemd package installed) is
+    first created in an overlay of its directory, so the real directory is never written."""
+    overlaid: set[Path] = set()
+    for source, target in binds:
+        path = Path(target)
+        if not path.exists():
+            if path.parent not in overlaid:
+                overlay(path.parent, overlays / str(len(overlaid)))
+                overlaid.add(path.parent)
+            path.touch(mode=0o755)
         mount(source, target, None, MS_BIND, None)
+
+
+def overlay(directory: Path, base: Path) -> None:
+    """Make directory writable inside this mount namespace: an overlay with upper in base
+    (on a tmpfs: an overlay's upper layer cannot live on an overlayfs, as in containers)."""
+    upper, work = base / "upper", base / "work"
+    upper.mkdir(parents=True)
+    work.mkdir()
+    options = f"lowerdir={directory},upperdir={upper},workdir={work}"
+    mount("overlay", str(directory), "overlay", 0, options)
 
 
 def netns_inode(pid: int | str) -> int | None:

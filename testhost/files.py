@@ -416,6 +416,7 @@ def write_init_config(lay: Layout, opts: HostOptions) -> None:
     config = {
         "binds": [(str(src), dst) for src, dst in binds],
         "run_dirs": ["/run/sshd"],
+        "overlays": "/run/.testhost-overlays",  # on the host's private /run tmpfs
         "sshd": sshd,
         "boot": boot,
         "socket": str(lay.init_socket),

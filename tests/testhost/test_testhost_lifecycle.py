@@ -261,3 +261,39 @@ def test_cli_up_leaves_a_host_running_and_down_removes_it():
     assert down.returncode == 0, down.stderr
     assert_gone(fp)
     parent.rmdir()
+
+
+OVERLAY_PROBE = """
+import json, sys
+from pathlib import Path
+from testhost import _hostinit
+base = Path(sys.argv[1])
+_hostinit.mount("tmpfs", str(base / "scratch"), "tmpfs", 0, "mode=0755")
+binds = [[str(base / "src"), str(base / "dir" / name)] for name in ("missing", "present")]
+_hostinit.bind_files(binds, base / "scratch" / "overlays")
+print(json.dumps({p.name: p.read_text() for p in (base / "dir").iterdir()}))
+"""
+
+
+def test_a_missing_mount_target_is_made_in_an_overlay_seen_only_inside(tmp_path):
+    """Without Debian's systemd package there is no /usr/bin/systemctl to bind over."""
+    require_root()
+    (tmp_path / "dir").mkdir()
+    (tmp_path / "scratch").mkdir()
+    (tmp_path / "src").write_text("stand-in\n")
+    (tmp_path / "dir" / "present").write_text("real\n")
+    done = subprocess.run(
+        [
+            *("unshare", "--mount", "--propagation", "private"),
+            *(sys.executable, "-c", OVERLAY_PROBE, str(tmp_path)),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"missing": "stand-in\n", "present": "stand-in\n"}
+    assert sorted(p.name for p in (tmp_path / "dir").iterdir()) == ["present"]
+    assert (tmp_path / "dir" / "present").read_text() == "real\n"
