@@ -27,3 +27,6 @@ def require_binary(name: str) -> str:
         _missing(f"needs {name}: run scripts/setup.sh to install it")
         raise AssertionError  # unreachable: _missing raised
     return path
+
+
+pytest_plugins = ["testhost.pytest_plugin"]

@@ -1,0 +1,211 @@
+"""The SSH runner against the test host: real sshd, real sudo with the runbook's sudoers file,
+and the systemd stand-ins driving a real redis-server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from redis_autoheal.commands import Action, IsActive, Journal, ServiceControl, Status, Unit
+from redis_autoheal.config import SshEndpoint
+from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError
+from redis_autoheal.ssh import SshHost, SshPool
+from testhost.host import TestHost
+
+UNIT = Unit("redis-server")
+
+
+def endpoint(host: TestHost, **overrides: object) -> SshEndpoint:
+    values: dict[str, object] = {
+        "host": host.address,
+        "port": host.ssh_port,
+        "user": host.user,
+        "key_file": host.key_file,
+        "known_hosts": host.known_hosts,
+        "connect_timeout_seconds": 2.0,
+    }
+    values.update(overrides)
+    return SshEndpoint(**values)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def ssh(test_host: TestHost):
+    runner = SshHost(endpoint(test_host))
+    yield runner
+    await runner.close()
+
+
+async def test_each_whitelisted_command_returns_systemds_exit_code(
+    test_host: TestHost, ssh: SshHost
+) -> None:
+    r = await ssh.run(IsActive(UNIT))
+    assert (r.exit_code, r.stdout) == (0, "active\n")
+    assert r.line == "systemctl is-active redis-server"
+    assert r.duration_seconds > 0
+    r = await ssh.run(Status(UNIT))
+    assert r.exit_code == 0
+    assert "Active: active (running)" in r.stdout
+
+    r = await ssh.run(ServiceControl(Action.STOP, UNIT))
+    assert r.exit_code == 0, r.stderr
+    assert not test_host.ping()
+    r = await ssh.run(IsActive(UNIT))
+    assert (r.exit_code, r.stdout) == (3, "inactive\n")
+    assert (await ssh.run(Status(UNIT))).exit_code == 3
+    r = await ssh.run(ServiceControl(Action.RELOAD, UNIT))
+    assert r.exit_code == 1
+    assert "not active, cannot reload" in r.stderr
+
+    r = await ssh.run(ServiceControl(Action.START, UNIT))
+    assert r.exit_code == 0, r.stderr
+    assert test_host.ping()
+    pid = test_host.redis_pid()
+    assert (await ssh.run(ServiceControl(Action.RELOAD, UNIT))).exit_code == 0
+    assert test_host.redis_pid() == pid  # reload keeps the process
+    assert (await ssh.run(ServiceControl(Action.RESTART, UNIT))).exit_code == 0
+    assert test_host.redis_pid() not in (None, pid)
+    assert test_host.ping()
+
+    r = await ssh.run(Journal(UNIT, 5))
+    assert r.exit_code == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert 1 <= len(lines) <= 5
+    assert any("redis-server" in line for line in lines)
+
+    test_host.kill9()
+    test_host.wait_state("failed")
+    r = await ssh.run(IsActive(UNIT))
+    assert (r.exit_code, r.stdout) == (3, "failed\n")
+    assert ssh.connections_opened == 1  # all of it over one connection
+
+
+async def test_the_sudo_calls_go_through_the_runbooks_sudoers(test_host: TestHost) -> None:
+    """The stand-in records who ran it: the control verbs arrive through sudo from autobot."""
+    runner = SshHost(endpoint(test_host))
+    try:
+        assert (await runner.run(ServiceControl(Action.RESTART, UNIT))).exit_code == 0
+    finally:
+        await runner.close()
+    (call,) = test_host.invocations(["restart"])
+    assert (call.uid, call.sudo_user) == (0, "autobot")
+
+
+async def test_changed_host_key_is_refused(test_host: TestHost) -> None:
+    test_host.change_host_key()
+    runner = SshHost(endpoint(test_host))
+    with pytest.raises(HostKeyError, match="host key not verified"):
+        await runner.run(IsActive(UNIT))
+    assert runner.connections_opened == 0
+
+
+async def test_unknown_host_key_is_refused(test_host: TestHost, tmp_path: Path) -> None:
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    runner = SshHost(endpoint(test_host, known_hosts=empty))
+    with pytest.raises(HostKeyError):
+        await runner.run(IsActive(UNIT))
+
+
+async def test_wrong_key_is_refused(test_host: TestHost, tmp_path: Path) -> None:
+    other = tmp_path / "other_key"
+    proc = await asyncio.create_subprocess_exec(
+        "ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)
+    )
+    assert await proc.wait() == 0
+    runner = SshHost(endpoint(test_host, key_file=other))
+    with pytest.raises(SshConnectError, match="authentication failed"):
+        await runner.run(IsActive(UNIT))
+
+
+@pytest.mark.parametrize("fault", ["blackhole", "link_down"])
+async def test_unreachable_host_fails_within_connect_timeout(
+    test_host: TestHost, fault: str
+) -> None:
+    getattr(test_host, fault)()
+    runner = SshHost(endpoint(test_host, connect_timeout_seconds=2.0))
+    started = time.monotonic()
+    with pytest.raises(SshConnectError):
+        await runner.run(IsActive(UNIT))
+    assert time.monotonic() - started < 2.0 + 1.0
+
+
+async def test_hung_command_is_cut_at_its_timeout_and_frees_its_session(
+    test_host: TestHost, ssh: SshHost
+) -> None:
+    test_host.stop()
+    test_host.slow_start(30)
+    # More timed-out commands than sshd's MaxSessions (10): each must give its session back.
+    for _ in range(12):
+        started = time.monotonic()
+        with pytest.raises(SshCommandTimeout, match=r"timed out after 0\.5s"):
+            await ssh.run(ServiceControl(Action.START, UNIT), timeout_seconds=0.5)
+        assert time.monotonic() - started < 0.5 + 1.0
+    r = await ssh.run(IsActive(UNIT))
+    assert r.stdout in ("activating\n", "active\n")
+    assert ssh.connections_opened == 1
+
+
+async def test_fifty_concurrent_commands_share_one_connection(
+    test_host: TestHost, ssh: SshHost
+) -> None:
+    results = await asyncio.gather(*(ssh.run(IsActive(UNIT)) for _ in range(50)))
+    assert [r.exit_code for r in results] == [0] * 50
+    assert ssh.connections_opened == 1
+    accepted = test_host.layout.sshd_log.read_text().count("Accepted publickey")
+    assert accepted == 1
+
+
+def kill_ssh_sessions(host: TestHost) -> int:
+    """Kill sshd's per-connection processes on the host, as a reboot or a network cut would."""
+    pids = subprocess.run(
+        ["ip", "netns", "pids", host.net.name], capture_output=True, text=True, check=True
+    ).stdout.split()
+    killed = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            if Path(f"/proc/{pid}/cmdline").read_bytes().startswith(b"sshd: autobot"):
+                os.kill(int(pid), signal.SIGKILL)
+                killed += 1
+    return killed
+
+
+async def test_a_lost_connection_is_reopened(test_host: TestHost, ssh: SshHost) -> None:
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    assert kill_ssh_sessions(test_host) >= 1
+    await asyncio.sleep(0.2)
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    assert ssh.connections_opened == 2
+
+
+async def test_a_connection_that_dies_unnoticed_is_retried_once(
+    test_host: TestHost, ssh: SshHost
+) -> None:
+    """The peer vanished but we have not seen the FIN yet: the session open fails, and the
+    command is retried on a new connection, since it never started."""
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    assert ssh._conn is not None
+    ssh._conn._transport.pause_reading()  # do not notice the close
+    kill_ssh_sessions(test_host)
+    await asyncio.sleep(0.2)
+    ssh._conn._transport.resume_reading()
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    assert ssh.connections_opened == 2
+
+
+async def test_pool_shares_one_host_between_targets(test_host: TestHost) -> None:
+    pool = SshPool()
+    try:
+        a = pool.host(endpoint(test_host))
+        b = pool.host(endpoint(test_host))
+        assert a is b
+        await asyncio.gather(a.run(IsActive(UNIT)), b.run(IsActive(UNIT)))
+        assert a.connections_opened == 1
+    finally:
+        await pool.close()
