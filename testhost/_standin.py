@@ -748,19 +748,20 @@ def parse_args(
 def _parse_long(
     spec: OptSpec, body: str, argv: Sequence[str], i: int, opts: list[tuple[str, str | None]]
 ) -> int:
-    name, eq, value = body.partition("=")
+    name, eq, attached = body.partition("=")
     kind = spec.long.get(name)
     if kind is None:
         raise UsageError(f"{spec.prog}: unrecognized option '--{name}'")
     if kind == NONE and eq:
         raise UsageError(f"{spec.prog}: option '--{name}' doesn't allow an argument")
+    value: str | None = attached if eq else None
     if kind == REQUIRED and not eq:
         if i >= len(argv):
             raise UsageError(f"{spec.prog}: option '--{name}' requires an argument")
         value, i = argv[i], i + 1
     elif kind == OPTIONAL and not eq and i < len(argv) and spec.peek(name, argv[i]):
         value, i = argv[i], i + 1
-    opts.append((name, value if (eq or kind != NONE) and (eq or value) else None))
+    opts.append((name, value))
     return i
 
 
@@ -1106,10 +1107,9 @@ def job_reload(unit: Unit, _ctl: Ctl) -> tuple[int, str, str]:
         st.active = "reloading"
         main_pid = st.main_pid
         unit.log(f"Reloading {unit.what}...")
-    kill = subprocess.Popen(["/bin/kill", "-HUP", str(main_pid)], stderr=subprocess.DEVNULL)
-    status = kill.wait(timeout=10)
+    control_pid, status = send_reload(main_pid)
     with unit.updating() as st:
-        st.reload_pid, st.reload_status = kill.pid, status
+        st.reload_pid, st.reload_status = control_pid, status
         if st.active == "reloading":
             st.active = "active"
         if status == 0:
@@ -1118,6 +1118,18 @@ def job_reload(unit: Unit, _ctl: Ctl) -> tuple[int, str, str]:
         unit.ulog(f"Control process exited, {exit_text('exited', status)}", prio=5)
         unit.log(f"Reload failed for {unit.what}.", prio=3)
     return EXIT_FAILURE, "failed", job_failed(unit, "success")
+
+
+def send_reload(main_pid: int) -> tuple[int, int]:
+    """Run ExecReload=/bin/kill -HUP $MAINPID; returns (control process pid, exit status)."""
+    if Path("/bin/kill").exists():
+        kill = subprocess.Popen(["/bin/kill", "-HUP", str(main_pid)], stderr=subprocess.DEVNULL)
+        return kill.pid, kill.wait(timeout=10)
+    try:  # no procps: do what /bin/kill would
+        os.kill(main_pid, signal.SIGHUP)
+    except OSError:
+        return os.getpid(), 1
+    return os.getpid(), 0
 
 
 def job_reset_failed(unit: Unit, _ctl: Ctl) -> tuple[int, str, str]:
