@@ -1,17 +1,32 @@
 """Turns one /probe's layer results into metric families, for a registry built per request.
 
 Names follow CONTRACT.md, and redis_exporter's names and units wherever it exports the same
-quantity, so community dashboards and rules keep working. A sample for module=all:
+quantity, so community dashboards and rules keep working. A sample for module=all (HELP and TYPE
+lines left out), where SSH works, the unit is active, and Redis answers:
 
     redis_probe_success{layer="connectivity"} 1.0
-    redis_probe_duration_seconds{layer="connectivity"} 0.00041
-    redis_probe_success{layer="systemd"} 0.0
-    redis_probe_error{layer="systemd",reason="ssh_auth"} 1.0
+    redis_probe_success{layer="systemd"} 1.0
+    redis_probe_success{layer="performance"} 1.0
+    redis_probe_duration_seconds{layer="connectivity"} 0.00052
+    redis_probe_duration_seconds{layer="systemd"} 0.0127
+    redis_probe_duration_seconds{layer="performance"} 0.00071
     redis_up 1.0
-    redis_ping_latency_seconds 0.00032
-    redis_ssh_up 0.0
-    redis_memory_used_bytes 1.06448e+06
+    redis_ping_latency_seconds 0.00049
+    redis_ssh_up 1.0
+    redis_systemd_unit_state{state="active",unit="redis-server"} 1.0
+    redis_systemd_unit_state{state="reloading",unit="redis-server"} 0.0
+    ... (inactive, failed, activating, deactivating: 0.0)
+    redis_memory_used_bytes 1.127912e+06
+    redis_memory_max_bytes 0.0
+    redis_connected_clients 2.0
+    redis_config_maxclients 10000.0
+    redis_rejected_connections_total 0.0
+    redis_rdb_last_bgsave_status 1.0
     redis_instance_info{redis_version="7.0.15",role="master"} 1.0
+    redis_db_keys{db="db0"} 10.0
+
+A layer that failed adds `redis_probe_error{layer,reason} 1.0`, reason from the fixed set of
+exporter.probe.Reason, and sends none of its own series but redis_up 0 / redis_ssh_up 0.
 
 `redis_systemd_unit_state{unit,state}` is 1 for the current state and 0 for each other of
 active, reloading, inactive, failed, activating, deactivating. A state outside those six

@@ -23,23 +23,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_autoheal.config import Config, load_config
-from testhost import HostOptions, TestHost
-from tests.conftest import require_binary, require_root
-
-
-@pytest.fixture
-def test_host(request: pytest.FixtureRequest) -> Iterator[TestHost]:
-    """A test host (VM3 in a box) with Redis active; options by indirect parametrisation.
-
-    The same as testhost.pytest_plugin's fixture, built here on the committed TestHost API so
-    these tests do not depend on the plugin being registered.
-    """
-    require_root()
-    host = TestHost.build(HostOptions(**getattr(request, "param", {})))
-    try:
-        yield host
-    finally:
-        host.teardown()
+from tests.conftest import require_binary
 
 
 def free_port() -> int:

@@ -246,3 +246,19 @@ def _collect(result):
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ProbeCollector([result]))
     return parse_samples(generate_latest(registry).decode())
+
+
+async def test_a_wrong_password_gives_redis_up_0_and_an_auth_error(
+    aiohttp_client, make_config, redis_server_factory, tmp_path
+):
+    server = redis_server_factory(password="right")
+    (tmp_path / "pw").write_text("wrong\n")
+    config = make_config([redis_target("redis", server, password_file=str(tmp_path / "pw"))])
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/probe", params={"target": "redis", "module": "all"})
+    assert response.status == 200
+    samples = parse_samples(await response.text())
+    assert value(samples, "redis_up") == 0
+    assert value(samples, "redis_probe_error", layer="connectivity", reason="auth") == 1
+    assert value(samples, "redis_probe_error", layer="performance", reason="auth") == 1
+    assert not names(samples) & CONTRACT_PERFORMANCE
