@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import yaml
 
 from alerts.generator.thresholds import Thresholds, load
+from tests.alerts.paths import ALERTS
 from tests.conftest import require_binary
-
-ROOT = Path(__file__).resolve().parents[2]
-ALERTS = ROOT / "alerts"
 
 
 @pytest.fixture

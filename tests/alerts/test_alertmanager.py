@@ -16,8 +16,8 @@ import pytest
 import yaml
 
 from redis_autoheal.config import RemediatorSettings
-from tests.alerts.conftest import ALERTS, ROOT
 from tests.alerts.local_servers import Recorder, daemon, free_port, get_json, post_json, wait_until
+from tests.alerts.paths import ALERTS, ROOT
 from tests.alerts.timeintervals import named_contains
 from tests.conftest import require_binary
 
@@ -339,7 +339,7 @@ def test_templates_render_the_rules_annotations(amtool, rules, tmp_path):
 
 # -- a real Alertmanager, every receiver rewritten to the recorder --------------------------
 
-GRACE = 5  # seconds: the on-call grace of 2m, shortened
+GRACE = 6  # seconds: the on-call grace of 2m, shortened
 
 
 def _loopback_config(config: dict, recorder: Recorder, token_file, *, maintenance: bool) -> dict:

@@ -13,7 +13,7 @@ import yaml
 from alerts.generator.__main__ import RULES, TESTS, THRESHOLDS, main
 from alerts.generator.gotemplate import TemplateError, humanize_duration, render
 from alerts.generator.thresholds import ThresholdsError, format_duration, parse, parse_duration
-from tests.alerts.conftest import ALERTS, ROOT
+from tests.alerts.paths import ALERTS, ROOT
 
 
 def test_generated_files_are_up_to_date(capsys):

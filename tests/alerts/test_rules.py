@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 import yaml
 
-from tests.alerts.conftest import ALERTS, ROOT
+from tests.alerts.paths import ALERTS, ROOT
 
 # CONTRACT.md's table of alerts, with the severities it fixes (None: both bands).
 CONTRACT = {
