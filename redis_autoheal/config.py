@@ -22,13 +22,14 @@ from redis_autoheal.commands import Unit, validate_unit
 from redis_autoheal.errors import CommandRejected, ConfigError
 from redis_autoheal.schema import build, field, in_range, internal
 
-TARGET_NAME = re.compile(r"[a-z0-9_-]+")
+# Short enough that an alert carrying it stays within the webhook's size budget (alerts/).
+TARGET_NAME = re.compile(r"[a-z0-9_-]{1,63}")
 Role = Literal["admin", "operator"]
 
 
 def _target_name(value: str) -> str | None:
     if not TARGET_NAME.fullmatch(value):
-        return f"must match [a-z0-9_-]+, got {value!r}"
+        return f"must match [a-z0-9_-]+ and be at most 63 characters, got {value!r}"
     return None
 
 
