@@ -25,7 +25,7 @@ import ssl
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import asyncssh
 from redis import exceptions as redis_errors
@@ -38,10 +38,13 @@ from redis_autoheal.redis_client import config_get, info, make_client, ping
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
 
+    import redis.asyncio as aioredis
+
     from redis_autoheal.config import HealthCheck, Target
     from redis_autoheal.ssh import SshHost
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class Layer(StrEnum):
@@ -323,8 +326,22 @@ class TargetProber:
             **extra,
         )
 
+    async def _once_more_if_closed(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run `call`; if a kept connection turns out closed by the server, once more.
+
+        A restart of Redis (or its idle `timeout`) closes the connections the pool keeps; the
+        next command on one fails although Redis is up. The failed connection is dropped, so
+        the second try opens a new one and reports what is true now: up, or refused.
+        """
+        try:
+            return await call(self.redis)
+        except redis_errors.ConnectionError as e:
+            if redis_reason(e) is not Reason.CONNECTION_LOST:
+                raise
+        return await call(self.redis)
+
     async def _connectivity(self, started: float, _seconds: float) -> LayerResult:
-        latency = await ping(self.redis)
+        latency = await self._once_more_if_closed(ping)
         return ConnectivityResult(
             layer=Layer.CONNECTIVITY,
             success=True,
@@ -362,7 +379,7 @@ class TargetProber:
         )
 
     async def _performance(self, started: float, _seconds: float) -> LayerResult:
-        fields = await info(self.redis)
+        fields = await self._once_more_if_closed(info)
         maxclients = fields.get("maxclients")
         if maxclients is None:
             maxclients = await self._cached_maxclients()

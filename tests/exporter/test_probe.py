@@ -119,14 +119,33 @@ async def test_a_budget_shorter_than_the_layer_timeout_wins(prober_for, redis_se
 async def test_a_target_that_comes_back_is_probed_again(prober_for, redis_server_factory):
     server = redis_server_factory()
     p = prober_for(redis_target("redis", server))
-    assert (await p.probe_layer(C, None)).success
+    assert all(r.success for r in await p.probe((C, P), None))
     server.kill()
-    down = await p.probe_layer(C, None)
-    assert down.reason in (Reason.REFUSED, Reason.CONNECTION_LOST)
-    assert (await p.probe_layer(C, None)).reason is Reason.REFUSED
+    # The kept connections are dead: each layer finds out, tries a new one, and says why.
+    conn, perf = await p.probe((C, P), None)
+    assert (conn.reason, perf.reason) == (Reason.REFUSED, Reason.REFUSED)
     redis_server_factory(port=server.port)
-    assert (await p.probe_layer(C, None)).success
-    assert (await p.probe_layer(P, None)).success
+    assert all(r.success for r in await p.probe((C, P), None))
+
+
+async def test_a_restart_between_probes_is_not_seen_as_down(prober_for, redis_server_factory):
+    server = redis_server_factory()
+    p = prober_for(redis_target("redis", server))
+    assert all(r.success for r in await p.probe((C, P), None))
+    before = _connections_received(server)
+    server.kill()
+    restarted = redis_server_factory(port=server.port)
+    assert all(r.success for r in await p.probe((C, P), None))
+    assert _connections_received(restarted) >= 2  # new connections, not the closed ones
+    assert before > 0
+
+
+async def test_a_connection_closed_by_the_idle_timeout_is_replaced(prober_for, redis_server):
+    p = prober_for(redis_target("redis", redis_server))
+    assert all(r.success for r in await p.probe((C, P), None))
+    with redis_server.client() as c:
+        c.client_kill_filter(_type="normal", skipme=True)  # as Redis's `timeout` would
+    assert all(r.success for r in await p.probe((C, P), None))
 
 
 async def test_requirepass_from_password_file(prober_for, redis_server_factory, tmp_path):
