@@ -40,8 +40,10 @@ log = logging.getLogger(__name__)
 # the unit in `failed` with result start-limit-hit, and then even a person cannot start it.
 SYSTEMD_START_LIMIT_BURST = 5
 SYSTEMD_START_LIMIT_INTERVAL = 10.0
-# Ours stays two below, leaving room for a person or another tool starting it meanwhile.
+# Ours stays two below, leaving room for a person or another tool starting it meanwhile, over
+# a window a second longer than systemd's, for the SSH latency between our clock and its.
 START_BUDGET = SYSTEMD_START_LIMIT_BURST - 2
+START_BUDGET_WINDOW = SYSTEMD_START_LIMIT_INTERVAL + 1.0
 _OUTPUT_KEPT = 300  # characters of a command's output kept in the audit log
 
 RISK: dict[str, RiskLevel] = {
@@ -66,7 +68,7 @@ class StartBudget:
     def __init__(
         self,
         burst: int = START_BUDGET,
-        interval: float = SYSTEMD_START_LIMIT_INTERVAL,
+        interval: float = START_BUDGET_WINDOW,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -165,7 +167,7 @@ class TargetControl:
         await self.audit.write(audit_event("ssh_command", success=None, phase="started", **fields))
         started = time.monotonic()
         try:
-            result = await ssh.run(command)
+            result = await self._run_bounded(ssh, command)
         except SshError as e:
             outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
             if isinstance(e, HostKeyError):
@@ -197,6 +199,19 @@ class TargetControl:
         )
         return result
 
+    @staticmethod
+    async def _run_bounded(ssh: SshHost, command: Command) -> CommandResult:
+        """`ssh.run`, bounded as a whole: its own timeout covers the command once started, not
+        the opening of its channel, which on a kept-alive connection to a host that has gone
+        silent would wait until keepalives give up (45 s by default)."""
+        limit = ssh.timeout_for(command) + ssh.endpoint.connect_timeout_seconds
+        try:
+            async with asyncio.timeout(limit):
+                return await ssh.run(command)
+        except TimeoutError:
+            line = " ".join(command.argv())
+            raise SshCommandTimeout(ssh.label, f"{line!r} got no answer in {limit:g}s") from None
+
     def _count(self, command: Command, outcome: str) -> None:
         self.metrics.ssh_commands.labels(self.name, command.name, outcome).inc()
         if not command.read_only:
@@ -220,4 +235,4 @@ class TargetControl:
     async def close(self) -> None:
         client, self._redis = self._redis, None
         if client is not None:
-            await client.aclose()
+            await client.aclose(close_connection_pool=True)  # the pool was handed in: say so

@@ -111,7 +111,7 @@ def _oversized(config: Config) -> io.BytesIO:
         ),
     ],
 )
-async def test_a_bad_request_is_refused_and_changes_nothing(
+async def test_a_bad_request_is_refused_and_changes_nothing(  # noqa: PLR0917 -- one case a row
     client: TestClient,
     config: Config,
     headers: dict[str, str],

@@ -1,0 +1,419 @@
+"""The remediator against the real test host: sshd, sudo, the systemd stand-ins, redis-server.
+
+Each test breaks the host the way the runbook's incidents do, posts the alert Alertmanager
+would, and checks what the host saw (its recorded systemctl calls) and whether Redis answers.
+Timings are shortened through the config; the last tests show the start-limit arithmetic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from redis_autoheal.config import Config
+from remediator.app import create_app
+from remediator.audit import read_events
+from remediator.control import StartBudget
+from remediator.keys import CONTROLS, DISPATCHER, METRICS
+from remediator.recovery import Level, Outcome, Report
+from testhost.host import TestHost
+from tests.remediator.conftest import TOKEN, alert, notification, write_config
+
+pytestmark = pytest.mark.root
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+MakeClient = Callable[..., Awaitable[TestClient]]
+
+
+def host_config(tmp_path: Path, hosts: dict[str, TestHost], **sections: Any) -> Config:
+    targets = []
+    for name, host in hosts.items():
+        target = host.target(name)
+        target["ssh"].update(
+            connect_timeout_seconds=1,
+            command_timeout_seconds=3,
+            control_timeout_seconds=20,
+        )
+        targets.append(target)
+    data: dict[str, Any] = {
+        "targets": targets,
+        "health_check": {"ping_timeout_seconds": 1},
+        "auto_recovery": {
+            "retry_delay_seconds": 0.2,
+            "stable_seconds": 0.3,
+            "transition_timeout_seconds": 5,
+        },
+    }
+    for key, value in sections.items():
+        data[key] = {**data.get(key, {}), **value}
+    return write_config(tmp_path, data)
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> MakeClient:
+    async def make(config: Config) -> TestClient:
+        client: TestClient = await aiohttp_client(create_app(config))
+        return client
+
+    return make
+
+
+async def post(client: TestClient, *alerts: dict[str, Any]) -> list[str]:
+    response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
+    assert response.status == 200, await response.text()
+    return [a["disposition"] for a in (await response.json())["alerts"]]
+
+
+async def settle(client: TestClient, limit: float = 60) -> None:
+    async with asyncio.timeout(limit):
+        await client.app[DISPATCHER].wait_idle()
+
+
+def last_report(client: TestClient, target: str = "vm3") -> Report:
+    return client.app[DISPATCHER].history(target)[-1]
+
+
+def verbs(host: TestHost) -> list[str]:
+    return [i.verb for i in host.invocations()]
+
+
+def sample(client: TestClient, name: str, **labels: str) -> float:
+    value = client.app[METRICS].registry.get_sample_value(name, labels)
+    assert value is not None, (name, labels)
+    return value
+
+
+async def wait_state(host: TestHost, state: str) -> None:
+    await asyncio.to_thread(host.wait_state, state, 10)
+
+
+async def test_kill9_is_failed_and_gets_a_hard_restart(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    old_pid = test_host.kill9()
+    await wait_state(test_host, "failed")
+    assert await post(client, alert("vm3", fingerprint="a1")) == ["recovery_started"]
+    await settle(client)
+    report = last_report(client)
+    assert report.outcome == Outcome.RECOVERED, report.reason
+    assert [s.level for s in report.steps] == [Level.HARD]
+    assert test_host.ping()
+    assert test_host.redis_pid() not in (None, old_pid)
+    assert verbs(test_host) == ["restart"]
+    assert test_host.invocations()[0].sudo_user == "autobot"
+    assert sample(client, "autoheal_recoveries_total", target="vm3", level="hard", result="success")
+    assert sample(
+        client, "autoheal_ssh_commands_total", target="vm3", command="restart", result="success"
+    )
+    events = read_events(config.audit)
+    commands = [e for e in events if e["event_type"] == "ssh_command"]
+    assert [(e["operation"], e["phase"]) for e in commands[:2]] == [
+        ("is-active", "started"),
+        ("is-active", "finished"),
+    ]
+    restart = [e for e in commands if e["operation"] == "restart"]
+    assert [e["phase"] for e in restart] == ["started", "finished"]
+    assert restart[1]["result"]["exit_code"] == 0
+    assert restart[1]["command"] == "sudo -n systemctl restart redis-server"
+    assert restart[1]["security"]["ssh_key_used"] is True
+    (verified,) = [e for e in events if e.get("phase") == "verified"]
+    assert verified["recovery_level"] == "hard"
+    assert (verified["unit_state_before"], verified["unit_state_after"]) == ("failed", "active")
+    assert verified["alert_fingerprints"] == ["a1"]
+
+
+async def test_stopped_unit_is_inactive_and_gets_a_start(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    await asyncio.to_thread(test_host.stop)
+    assert test_host.unit_state() == "inactive"
+    await post(client, alert("vm3"))
+    await settle(client)
+    report = last_report(client)
+    assert report.outcome == Outcome.RECOVERED, report.reason
+    assert [s.level for s in report.steps] == [Level.STANDARD]
+    assert verbs(test_host) == ["start"]
+    assert test_host.ping()
+
+
+async def test_hung_redis_reload_does_not_help_restart_does(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    test_host.sigstop()
+    assert test_host.unit_state() == "active"
+    assert not test_host.ping(timeout=0.3)
+    await post(client, alert("vm3"))
+    await settle(client)
+    report = last_report(client)
+    assert report.outcome == Outcome.RECOVERED, report.reason
+    assert [s.level for s in report.steps] == [Level.SOFT, Level.HARD]
+    assert "no PONG" in report.steps[0].reason
+    assert verbs(test_host) == ["reload", "restart"]
+    assert test_host.ping()
+
+
+async def test_a_start_that_always_fails_is_exhausted_then_left_alone(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    test_host.start_fails()
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    body = alert("vm3", fingerprint="e1")
+    await post(client, body)
+    await settle(client)
+    report = last_report(client)
+    assert report.outcome == Outcome.EXHAUSTED
+    assert [s.level for s in report.steps] == [Level.HARD] * 3
+    assert verbs(test_host) == ["restart"] * 3
+    assert sample(client, "autoheal_recovery_exhausted_total", target="vm3") == 1
+    assert await post(client, body) == ["duplicate"]  # Alertmanager's repeat: no further action
+    await settle(client)
+    assert verbs(test_host) == ["restart"] * 3
+    assert test_host.max_starts_in_window() <= 3
+
+
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "kept-alive-connection"])
+async def test_unreachable_host_is_exhausted_within_the_ssh_timeouts(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path, warm: bool
+) -> None:
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    if warm:  # a connection is open when the host drops off
+        assert await post(client, alert("vm3", fingerprint="f0")) == ["recovery_started"]
+        await settle(client)
+        assert last_report(client).outcome == Outcome.HEALTHY
+    test_host.kill9()
+    test_host.blackhole()
+    await post(client, alert("vm3", fingerprint="f1"))
+    await settle(client, limit=30)
+    report = last_report(client)
+    assert report.outcome == Outcome.EXHAUSTED
+    # 3 attempts 0.2 s apart, each cut at one SSH timeout: command 3 s + connect 1 s.
+    assert report.duration_seconds < 3 * (3 + 1) + 2 * 0.2 + 2
+    assert verbs(test_host) == []
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_the_circuit_breaker_opens_survives_a_restart_and_is_reset_by_a_person(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    for i in range(3):
+        test_host.kill9()
+        await wait_state(test_host, "failed")
+        assert await post(client, alert("vm3", starts_at=f"2025-10-10T14:3{i}:00Z")) == [
+            "recovery_started"
+        ]
+        await settle(client)
+        assert last_report(client).outcome == Outcome.RECOVERED
+    assert sample(client, "autoheal_circuit_breaker_open", target="vm3") == 1
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    assert await post(client, alert("vm3", starts_at="2025-10-10T14:40:00Z")) == [
+        "suppressed_circuit_open"
+    ]
+    await settle(client)
+    assert verbs(test_host) == ["restart"] * 3  # the 4th ran nothing
+    suppressed = [e for e in read_events(config.audit) if e.get("phase") == "suppressed"]
+    assert len(suppressed) == 1
+    assert suppressed[0]["event_type"] == "auto_recovery"
+    await client.close()
+
+    client = await make_client(config)  # the remediator restarted
+    assert sample(client, "autoheal_circuit_breaker_open", target="vm3") == 1
+    assert await post(client, alert("vm3", starts_at="2025-10-10T14:41:00Z")) == [
+        "suppressed_circuit_open"
+    ]
+    cli = [sys.executable, "-m", "redis_autoheal.cli", "breaker"]
+    status = await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "status", "--config", str(config.source), "--target", "vm3"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert "vm3: OPEN since" in status.stdout
+    await asyncio.to_thread(
+        subprocess.run,
+        [*cli, "reset", "--config", str(config.source), "--target", "vm3"],
+        capture_output=True,
+        check=True,
+    )
+    assert sample(client, "autoheal_circuit_breaker_open", target="vm3") == 0
+    assert await post(client, alert("vm3", starts_at="2025-10-10T14:42:00Z")) == [
+        "recovery_started"
+    ]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.RECOVERED
+    assert test_host.ping()
+    assert test_host.max_starts_in_window() <= 5
+    assert "start-limit-hit" not in {i.result for i in test_host.invocations()}
+    resets = [e for e in read_events(config.audit) if e["operation"] == "reset"]
+    assert resets[0]["event_type"] == "circuit_breaker"
+
+
+async def test_duplicate_deliveries_run_one_recovery(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    body = notification(alert("vm3", fingerprint="d00d"))
+    answers = await asyncio.gather(
+        *(client.post("/webhook", json=body, headers=AUTH) for _ in range(50))
+    )
+    dispositions = [(await a.json())["alerts"][0]["disposition"] for a in answers]
+    assert dispositions.count("recovery_started") == 1
+    for _ in range(5):  # the same notification: HA replicas, retries, repeat_interval
+        response = await client.post("/webhook", json=body, headers=AUTH)
+        assert (await response.json())["alerts"][0]["disposition"] == "duplicate"
+    await settle(client)
+    for _ in range(5):
+        response = await client.post("/webhook", json=body, headers=AUTH)
+        assert (await response.json())["alerts"][0]["disposition"] == "duplicate"
+    await settle(client)
+    assert verbs(test_host) == ["restart"]
+    assert len(client.app[DISPATCHER].history("vm3")) == 1
+    assert test_host.ping()
+
+
+async def test_two_targets_recover_in_parallel(
+    test_host_factory: Callable[..., TestHost], make_client: MakeClient, tmp_path: Path
+) -> None:
+    a, b = test_host_factory(hostname="vm3a"), test_host_factory(hostname="vm3b")
+    client = await make_client(host_config(tmp_path, {"a": a, "b": b}))
+    for host in (a, b):
+        host.slow_start(1.0)
+        host.kill9()
+    await wait_state(a, "failed")
+    await wait_state(b, "failed")
+    assert await post(client, alert("a"), alert("b")) == ["recovery_started"] * 2
+    await settle(client)
+    assert last_report(client, "a").outcome == Outcome.RECOVERED
+    assert last_report(client, "b").outcome == Outcome.RECOVERED
+    (ra,), (rb,) = a.invocations(), b.invocations()
+    assert ra.end_ts is not None
+    assert rb.end_ts is not None
+    assert ra.ts < rb.end_ts
+    assert rb.ts < ra.end_ts  # the two restarts overlapped
+    assert a.ping()
+    assert b.ping()
+
+
+async def test_bad_requests_run_nothing_on_the_host(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    good = notification(alert("vm3"))
+    json_headers = {**AUTH, "Content-Type": "application/json"}
+    requests = [
+        ({}, good, 401),
+        ({"Authorization": "Bearer wrong"}, good, 401),
+        ({**AUTH, "Content-Type": "text/plain"}, b"{}", 415),
+        (json_headers, b"{oops", 400),
+        (json_headers, {**good, "version": "3"}, 422),
+        (json_headers, io.BytesIO(b"x" * (config.remediator.max_body_bytes + 1)), 413),
+    ]
+    for headers, body, status in requests:
+        if isinstance(body, dict):
+            response = await client.post("/webhook", json=body, headers=headers)
+        else:
+            response = await client.post("/webhook", data=body, headers=headers)
+        assert response.status == status
+    await settle(client)
+    assert verbs(test_host) == []
+    assert test_host.unit_state() == "failed"
+    assert not [e for e in read_events(config.audit) if e["event_type"] == "ssh_command"]
+    assert (await client.get("/healthz")).status == 200
+
+
+async def test_unwritable_audit_log_runs_nothing_until_it_is_back(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    config.audit.path.unlink()
+    config.audit.path.symlink_to("/dev/full")
+    body = notification(alert("vm3", fingerprint="ab"))
+    response = await client.post("/webhook", json=body, headers=AUTH)
+    assert response.status == 503
+    await settle(client)
+    assert verbs(test_host) == []
+    assert sample(client, "autoheal_audit_write_errors_total") >= 1
+    config.audit.path.unlink()  # the disk is back; Alertmanager retries the same notification
+    response = await client.post("/webhook", json=body, headers=AUTH)
+    assert response.status == 200
+    await settle(client)
+    assert last_report(client).outcome == Outcome.RECOVERED
+    assert verbs(test_host) == ["restart"]
+
+
+@pytest.mark.parametrize(
+    "test_host", [{"start_limit_interval": 1.0, "start_limit_burst": 5}], indirect=True
+)
+async def test_the_default_timings_stay_below_the_start_limit(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """The defaults at a tenth of their size against systemd's limit at a tenth of its window
+    (5 starts in 1 s): a storm of new alerts on a unit that never starts, with our own start
+    budget switched off, so only the timings keep the starts apart."""
+    config = host_config(
+        tmp_path,
+        {"vm3": test_host},
+        health_check={"ping_timeout_seconds": 0.5},
+        auto_recovery={"max_attempts": 3, "retry_delay_seconds": 1.0, "stable_seconds": 6},
+        circuit_breaker={"max_recoveries": 2, "window_seconds": 30},
+    )
+    client = await make_client(config)
+    client.app[CONTROLS]["vm3"].start_budget = StartBudget(burst=1000)
+    test_host.start_fails()
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    for i in range(80):  # a new outage every 0.1 s: back-to-back recoveries until the breaker
+        await post(client, alert("vm3", starts_at=f"2025-10-10T14:30:{i // 10:02d}.{i % 10}Z"))
+        await asyncio.sleep(0.1)
+    await settle(client)
+    starts = test_host.invocations(("start", "restart"))
+    assert len(starts) == 6  # 2 recoveries of 3 attempts, then the breaker
+    assert test_host.max_starts_in_window(1.0) <= 2
+    assert "start-limit-hit" not in {i.result for i in starts}
+
+
+async def test_the_start_budget_holds_even_without_delays(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(
+        tmp_path,
+        {"vm3": test_host},
+        health_check={"ping_timeout_seconds": 0.2},
+        auto_recovery={"max_attempts": 4, "retry_delay_seconds": 0},
+    )
+    client = await make_client(config)
+    test_host.start_fails()
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    await post(client, alert("vm3"))
+    await settle(client)
+    starts = test_host.invocations(("start", "restart"))
+    assert len(starts) == 4
+    assert starts[3].mono - starts[0].mono > 10.0  # the 4th waited for a free slot
+    assert test_host.max_starts_in_window(10.0) <= 3
+    waits = [e for e in read_events(config.audit) if "start_limit_wait_seconds" in e]
+    assert waits
