@@ -417,3 +417,23 @@ async def test_the_start_budget_holds_even_without_delays(
     assert test_host.max_starts_in_window(10.0) <= 3
     waits = [e for e in read_events(config.audit) if "start_limit_wait_seconds" in e]
     assert waits
+
+
+async def test_a_resolved_notification_stops_escalation(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host}, auto_recovery={"retry_delay_seconds": 30})
+    client = await make_client(config)
+    test_host.start_fails()
+    test_host.kill9()
+    await wait_state(test_host, "failed")
+    firing = alert("vm3", fingerprint="c0ffee")
+    await post(client, firing)
+    async with asyncio.timeout(20):
+        while not [e for e in read_events(config.audit) if e.get("phase") == "verified"]:  # noqa: ASYNC110 -- the first step's end
+            await asyncio.sleep(0.05)
+    assert await post(client, {**firing, "status": "resolved"}) == ["resolved"]
+    await settle(client, limit=5)  # not the 30 s retry delay
+    report = last_report(client)
+    assert report.outcome == Outcome.RESOLVED
+    assert verbs(test_host) == ["restart"]
