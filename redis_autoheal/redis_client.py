@@ -46,7 +46,9 @@ def make_client(
         client_name="redis-autoheal",
         **tls,
     )
-    return aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    client = aioredis.Redis(connection_pool=pool, retry=Retry(NoBackoff(), 0))
+    client.auto_close_connection_pool = True  # as Redis.from_pool: aclose() closes the pool too
+    return client
 
 
 async def ping(client: aioredis.Redis) -> float:
