@@ -177,6 +177,7 @@ class Report:
     steps: list[Step]
     duration_seconds: float
     pong_after_seconds: float | None = None  # from the start to the verified PONG
+    started_monotonic: float = 0.0
 
 
 class _Verdict(Exception):
@@ -253,6 +254,7 @@ class _Run:
             steps=self.steps,
             duration_seconds=time.monotonic() - self.started,
             pong_after_seconds=self.pong_after,
+            started_monotonic=self.started,
         )
 
     async def execute(self) -> Report:
