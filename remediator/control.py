@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from redis_autoheal.commands import Action, Command, ServiceControl
+from redis_autoheal.commands import Action, Command, ServiceControl, command_line
 from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
 from redis_autoheal.redis_client import make_client, ping
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
@@ -145,6 +145,24 @@ class TargetControl:
         """
         if self.ssh is None:
             raise NoSshConfigured(self.refusal)
+        try:
+            command_line(command)  # the whitelist, checked again before anything is recorded
+        except CommandRejected as e:
+            self.metrics.security_violations.labels("command_rejected").inc()
+            await self.audit.write(
+                audit_event(
+                    "security_violation",
+                    service=self.name,
+                    operation="command_rejected",
+                    user=actor,
+                    source_ip=source_ip,
+                    success=False,
+                    command_validated=False,
+                    risk_level="high",
+                    reason=str(e),
+                )
+            )
+            raise
         if self.dry_run and not command.read_only:
             raise CommandRejected(f"dry-run mode: {command.name} is not run")
         ssh = self.ssh

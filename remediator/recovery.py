@@ -33,7 +33,7 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
-from redis_autoheal.errors import HostKeyError, SshError
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
 from redis_autoheal.logs import target_logger
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, audit_event
 from remediator.errors import AuditWriteError, BreakerStateError
@@ -333,6 +333,9 @@ class _Run:
                 await self._count_on_breaker()
                 self.counted = True
             return await self._act(step)
+        except CommandRejected as err:  # cannot happen with the config's validated unit
+            step.reason = str(err)
+            raise _Verdict(Outcome.EXHAUSTED, f"command refused: {err}") from None
         except HostKeyError as err:
             step.reason = str(err)
             await self._step_finished(step)
