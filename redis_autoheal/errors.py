@@ -3,10 +3,15 @@
     AutohealError
     ├── ConfigError             the config file (or a file it names) is wrong: one line, key first
     ├── CommandRejected         a command outside the runbook's whitelist; raised before any I/O
-    └── SshError                an SSH command could not run to completion
-        ├── SshConnectError     TCP connect, handshake or authentication failed or timed out
-        │   └── HostKeyError    the host key is unknown or changed: refused, never accepted
-        └── SshCommandTimeout   the command ran longer than its timeout and was cut
+    ├── SshError                an SSH command could not run to completion
+    │   ├── SshConnectError     TCP connect, handshake or authentication failed or timed out
+    │   │   └── HostKeyError    the host key is unknown or changed: refused, never accepted
+    │   └── SshCommandTimeout   the command ran longer than its timeout and was cut
+    └── RemediatorError         raised by the remediator only
+        ├── AuditWriteError     an audit event could not be written, flushed and fsync'd:
+        │                       the action it records must not proceed (fail closed)
+        ├── InvalidPayload      a webhook body that is not an Alertmanager v4 notification
+        └── BreakerStateError   the persisted circuit-breaker state cannot be read or written
 
 A command that ran and exited non-zero is not an exception: it is a result with its exit code.
 """
@@ -49,3 +54,19 @@ class HostKeyError(SshConnectError):
 
 class SshCommandTimeout(SshError):
     """The command exceeded its timeout; its channel was closed."""
+
+
+class RemediatorError(AutohealError):
+    """Base class of the errors only the remediator raises."""
+
+
+class AuditWriteError(RemediatorError):
+    """The audit log could not be written: nothing that event records may happen."""
+
+
+class InvalidPayload(RemediatorError, ValueError):
+    """The webhook body is not a valid Alertmanager notification; the message says why."""
+
+
+class BreakerStateError(RemediatorError):
+    """The circuit-breaker state file is unreadable, corrupt or cannot be saved."""

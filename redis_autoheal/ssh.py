@@ -74,35 +74,65 @@ class SshHost:
         limit = self.timeout_for(command) if timeout_seconds is None else timeout_seconds
         async with self._sessions:
             started = time.monotonic()
-            conn, fresh = await self._connection()
-            try:
-                completed = await self._run_on(conn, line, limit)
-            except asyncssh.ChannelOpenError:
-                self._forget(conn)
-                if fresh:
-                    raise SshConnectError(self.label, "the server refused a session") from None
-                conn, _ = await self._connection()  # the cached one had died: one new try
-                completed = await self._run_on(conn, line, limit)
-        code = completed.returncode
+            process = await self._open_session(line, limit)
+            completed = await self._wait(process, line, limit)
+        if completed.returncode is None:  # the channel closed without an exit status
+            raise SshError(self.label, f"{line!r} ended without an exit status")
         return CommandResult(
             command=command,
             line=line,
-            exit_code=-1 if code is None else code,
+            exit_code=completed.returncode,
             stdout=_text(completed.stdout),
             stderr=_text(completed.stderr),
             duration_seconds=time.monotonic() - started,
         )
 
-    async def _run_on(
-        self, conn: asyncssh.SSHClientConnection, line: str, limit: float
+    async def _open_session(self, line: str, limit: float) -> asyncssh.SSHClientProcess[str]:
+        """Start `line` in a new session of the kept connection, opening one if needed.
+
+        The server may refuse a session for a moment: sshd still counts a session whose
+        client has seen it close until it has reaped the command (MaxSessions), so a refusal
+        on a live connection is retried briefly. A connection found dead is replaced once.
+        """
+        deadline = time.monotonic() + limit
+        delay = 0.02
+        replaced = False
+        while True:
+            conn, fresh = await self._connection()
+            remaining = deadline - time.monotonic()
+            try:
+                # A kept connection to a host that went silent would wait for the session
+                # until keepalives give up (about 45 s): it must open within the limit.
+                return await asyncio.wait_for(
+                    conn.create_process(line, stdin=asyncssh.DEVNULL), max(remaining, 0.001)
+                )
+            except TimeoutError:
+                self._forget(conn)
+                raise SshConnectError(
+                    self.label, f"no session opened within {limit:g}s: the connection is dropped"
+                ) from None
+            except asyncssh.ChannelOpenError as e:
+                if conn.is_closed():
+                    self._forget(conn)
+                    if fresh or replaced:
+                        raise SshConnectError(
+                            self.label, f"connection closed: {e.reason}"
+                        ) from None
+                    replaced = True  # the kept one had died unnoticed: one new connection
+                    continue
+                if time.monotonic() + delay >= deadline:
+                    raise SshError(
+                        self.label, f"the server refused a session: {e.reason}"
+                    ) from None
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+            except (OSError, asyncssh.Error) as e:
+                self._forget(conn)
+                raise SshError(self.label, f"connection lost before {line!r}: {e}") from None
+
+    async def _wait(
+        self, process: asyncssh.SSHClientProcess[str], line: str, limit: float
     ) -> asyncssh.SSHCompletedProcess:
-        try:
-            process = await conn.create_process(line, stdin=asyncssh.DEVNULL)
-        except asyncssh.ChannelOpenError:
-            raise
-        except (OSError, asyncssh.Error) as e:
-            self._forget(conn)
-            raise SshError(self.label, f"connection lost before {line!r}: {e}") from None
         try:
             return await process.wait(timeout=limit)
         except asyncssh.TimeoutError:
@@ -111,7 +141,6 @@ class SshHost:
             await self._abandon(process)
             raise SshCommandTimeout(self.label, f"{line!r} timed out after {limit:g}s") from None
         except (OSError, asyncssh.Error) as e:
-            self._forget(conn)
             raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
         finally:
             process.close()

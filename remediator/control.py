@@ -20,10 +20,15 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from redis_autoheal.commands import Action, Command, ServiceControl, command_line
-from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
+from redis_autoheal.errors import (
+    CommandRejected,
+    HostKeyError,
+    RemediatorError,
+    SshCommandTimeout,
+    SshError,
+)
 from redis_autoheal.redis_client import make_client, ping
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
-from remediator.errors import RemediatorError
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping

@@ -33,10 +33,15 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
-from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
+from redis_autoheal.errors import (
+    AuditWriteError,
+    BreakerStateError,
+    CommandRejected,
+    HostKeyError,
+    SshError,
+)
 from redis_autoheal.logs import target_logger
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, audit_event
-from remediator.errors import AuditWriteError, BreakerStateError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from redis_autoheal.errors import AuditWriteError
 from remediator.audit import audit_event
-from remediator.errors import AuditWriteError
 from remediator.keys import AUDIT, CONFIG, METRICS
 
 if TYPE_CHECKING:

@@ -209,3 +209,19 @@ async def test_pool_shares_one_host_between_targets(test_host: TestHost) -> None
         assert a.connections_opened == 1
     finally:
         await pool.close()
+
+
+async def test_a_kept_connection_to_a_silent_host_fails_within_the_limit(
+    test_host: TestHost, ssh: SshHost
+) -> None:
+    """The host vanished behind a kept connection: the next command must not wait for the
+    keepalives to give up, and the connection after that is a new one."""
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    test_host.blackhole()
+    started = time.monotonic()
+    with pytest.raises(SshConnectError, match="no session opened within 1s"):
+        await ssh.run(IsActive(UNIT), timeout_seconds=1.0)
+    assert time.monotonic() - started < 1.0 + 1.0
+    test_host.unblackhole()
+    assert (await ssh.run(IsActive(UNIT))).exit_code == 0
+    assert ssh.connections_opened == 2

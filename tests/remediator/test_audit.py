@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from redis_autoheal.config import Audit
+from redis_autoheal.errors import AuditWriteError
 from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
-from remediator.errors import AuditWriteError
 from tests.conftest import require_root
 
 
