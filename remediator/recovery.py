@@ -80,9 +80,6 @@ class Level(IntEnum):
         }[self]
 
 
-_ACTIONS = {Level.SOFT: Action.RELOAD, Level.STANDARD: Action.START, Level.HARD: Action.RESTART}
-
-
 class Outcome(StrEnum):
     """How a recovery ended."""
 
