@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tests import contract
+
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "redis-autoheal.json"
 # CI puts a copy of shared/ beside the clone; a developer's tree has it at /work/shared.
@@ -20,38 +22,8 @@ RUNBOOK_CANDIDATES = (REPO.parent / "shared" / "runbook.md", Path("/work/shared/
 
 # The public metric names of CONTRACT.md (test_contract_list_matches_contract_md checks this
 # copy against the file whenever the file is at hand).
-CONTRACT_METRICS = frozenset(
-    {
-        "redis_probe_success",
-        "redis_probe_duration_seconds",
-        "redis_up",
-        "redis_ping_latency_seconds",
-        "redis_ssh_up",
-        "redis_systemd_unit_state",
-        "redis_memory_used_bytes",
-        "redis_memory_max_bytes",
-        "redis_connected_clients",
-        "redis_config_maxclients",
-        "redis_instantaneous_ops_per_sec",
-        "redis_uptime_in_seconds",
-        "redis_rejected_connections_total",
-        "redis_rdb_last_save_timestamp_seconds",
-        "redis_rdb_last_bgsave_status",
-        "redis_rdb_changes_since_last_save",
-        "redis_aof_enabled",
-        "redis_instance_info",
-        "autoheal_recoveries_total",
-        "autoheal_recovery_duration_seconds",
-        "autoheal_circuit_breaker_open",
-        "autoheal_recovery_exhausted_total",
-        "autoheal_operations_total",
-        "autoheal_ssh_commands_total",
-        "autoheal_webhook_requests_total",
-        "autoheal_security_violations_total",
-        "autoheal_audit_write_errors_total",
-    }
-)
-CONTRACT_HISTOGRAMS = frozenset({"autoheal_recovery_duration_seconds"})
+CONTRACT_METRICS = contract.ALL
+CONTRACT_HISTOGRAMS = contract.REMEDIATOR_HISTOGRAMS
 
 # Names the dashboard uses beyond the contract, each with where it comes from.
 PROMETHEUS_METRICS = {

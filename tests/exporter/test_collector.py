@@ -12,23 +12,11 @@ import pytest
 from exporter.app import create_app
 from exporter.collector import ProbeCollector
 from exporter.probe import Layer, Reason, SystemdResult
+from tests import contract
 from tests.exporter.conftest import names, parse_samples, redis_target, value
 
-CONTRACT_CONNECTIVITY = {"redis_up", "redis_ping_latency_seconds"}
-CONTRACT_PERFORMANCE = {
-    "redis_memory_used_bytes",
-    "redis_memory_max_bytes",
-    "redis_connected_clients",
-    "redis_config_maxclients",
-    "redis_instantaneous_ops_per_sec",
-    "redis_uptime_in_seconds",
-    "redis_rejected_connections_total",
-    "redis_rdb_last_save_timestamp_seconds",
-    "redis_rdb_last_bgsave_status",
-    "redis_rdb_changes_since_last_save",
-    "redis_aof_enabled",
-    "redis_instance_info",
-}
+CONTRACT_CONNECTIVITY = contract.CONNECTIVITY
+CONTRACT_PERFORMANCE = contract.PERFORMANCE
 
 
 @pytest.fixture
