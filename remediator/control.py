@@ -23,7 +23,7 @@ from redis_autoheal.commands import Action, Command, ServiceControl, command_lin
 from redis_autoheal.errors import (
     CommandRejected,
     HostKeyError,
-    RemediatorError,
+    NoSshConfigured,
     SshCommandTimeout,
     SshError,
 )
@@ -51,16 +51,15 @@ START_BUDGET = SYSTEMD_START_LIMIT_BURST - 2
 START_BUDGET_WINDOW = SYSTEMD_START_LIMIT_INTERVAL + 1.0
 _OUTPUT_KEPT = 300  # characters of a command's output kept in the audit log
 
+# The audit log's `security.risk_level` of each state-changing command, automatic or manual:
+# a stop takes the service away, a restart interrupts it, a start or reload of a unit that is
+# down or hung only brings it (back) up. Read-only commands are "low".
 RISK: dict[str, RiskLevel] = {
     Action.RELOAD.value: "low",
-    Action.START.value: "moderate",
+    Action.START.value: "low",
     Action.RESTART.value: "moderate",
     Action.STOP.value: "high",
 }
-
-
-class NoSshConfigured(RemediatorError):
-    """The target has no `ssh` section, so nothing can be run on it."""
 
 
 class StartBudget:

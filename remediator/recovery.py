@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
+from redis_autoheal.commands import Action, Command, ServiceControl, Unit
 from redis_autoheal.errors import (
     AuditWriteError,
     BreakerStateError,
@@ -42,6 +42,8 @@ from redis_autoheal.errors import (
 )
 from redis_autoheal.logs import target_logger
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, audit_event
+from remediator.control import RISK
+from remediator.verify import TRANSITIONAL, pong_within, settled_state, stable_for, unit_state
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -53,11 +55,6 @@ if TYPE_CHECKING:
     from remediator.metrics import Metrics
 
 log = logging.getLogger(__name__)
-
-PING_RETRY_SECONDS = 0.1  # between PINGs refused while the server comes up
-TRANSITION_POLL_SECONDS = 0.5
-STABLE_POLL_SECONDS = 1.0
-TRANSITIONAL = frozenset({"activating", "deactivating", "reloading", "refreshing"})
 
 
 class Level(IntEnum):
@@ -376,23 +373,18 @@ class _Run:
             )
 
     async def _state(self, step: Step) -> str:
-        result = await self.control.run(
-            IsActive(self.control.unit),
-            source_ip=self.trigger.source_ip,
-            context=self._context(step),
+        return await unit_state(
+            self.control, source_ip=self.trigger.source_ip, context=self._context(step)
         )
-        lines = result.stdout.split()
-        return lines[0] if lines else ""
 
     async def _settled_state(self, step: Step) -> str:
         """`is-active`, re-checked while the unit is in transition, bounded."""
-        deadline = time.monotonic() + self.e.settings.transition_timeout_seconds
-        while True:
-            state = await self._state(step)
-            remaining = deadline - time.monotonic()
-            if state not in TRANSITIONAL or remaining <= 0:
-                return state
-            await asyncio.sleep(min(TRANSITION_POLL_SECONDS, remaining))
+        return await settled_state(
+            self.control,
+            self.e.settings.transition_timeout_seconds,
+            source_ip=self.trigger.source_ip,
+            context=self._context(step),
+        )
 
     async def _dry_run(self, step: Step) -> tuple[Outcome, str]:
         assert step.level is not None
@@ -425,7 +417,7 @@ class _Run:
                 attempt=step.attempt,
                 unit_state_before=step.state_before,
                 command=" ".join(command.argv()),
-                risk_level="moderate" if step.level != Level.SOFT else "low",
+                risk_level=RISK[command.name],
             )
         )
         began = time.monotonic()
@@ -444,7 +436,7 @@ class _Run:
 
     async def _verify(self, step: Step) -> None:
         """PING within the timeout, unit active; after a hard recovery, stable too."""
-        problem = await self._pong_within(self.e.ping_timeout_seconds)
+        problem = await pong_within(self.control, self.e.ping_timeout_seconds)
         step.state_after = await self._settled_state(step)
         if problem is None and self.pong_after is None:
             self.pong_after = time.monotonic() - self.started
@@ -456,7 +448,7 @@ class _Run:
             return
         stable = self.e.settings.stable_seconds
         if step.level == Level.HARD and stable > 0:
-            problem = await self._stable_for(stable)
+            problem = await stable_for(self.control, stable)
             if problem is None:
                 step.state_after = await self._state(step)
                 if step.state_after != "active":
@@ -469,25 +461,6 @@ class _Run:
         else:
             step.reason = "PONG and active"
         step.verified = True
-
-    async def _pong_within(self, seconds: float) -> str | None:
-        deadline = time.monotonic() + seconds
-        problem: str | None = "no PING sent"
-        while (remaining := deadline - time.monotonic()) > 0:
-            problem = await self.control.ping(remaining)
-            if problem is None:
-                return None
-            await asyncio.sleep(min(PING_RETRY_SECONDS, max(deadline - time.monotonic(), 0)))
-        return f"no PONG within {seconds:g}s ({problem})"
-
-    async def _stable_for(self, seconds: float) -> str | None:
-        deadline = time.monotonic() + seconds
-        while (remaining := deadline - time.monotonic()) > 0:
-            await asyncio.sleep(min(STABLE_POLL_SECONDS, remaining))
-            problem = await self.control.ping()
-            if problem is not None:
-                return problem
-        return None
 
     async def _step_finished(self, step: Step) -> None:
         label = step.level.label if step.level else None
