@@ -1,8 +1,10 @@
 """The remediator's aiohttp app: `create_app(config)`, its routes and its long-lived parts.
 
-Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx` generators, in
-this order (and closed in the reverse one): the audit log, the circuit-breaker state, the SSH
-connections and Redis clients of the targets, and the dispatcher with its recoveries. A part
+Routes: the webhook (remediator.webhook), the operator API (remediator.api), /metrics and
+/healthz. Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx`
+generators, in this order (and closed in the reverse one): the audit log, the circuit-breaker
+state, the SSH connections, Redis clients and health probers of the targets, the dispatcher
+with its recoveries, and the manual operations in progress. A part
 that cannot open (an audit path that cannot be written, an unreadable breaker state) stops the
 start-up with the reason, rather than leaving a remediator that would have to refuse all work.
 """
@@ -15,9 +17,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from exporter.probe import TargetProber
 from redis_autoheal.config import Config, read_remediator_secrets
 from redis_autoheal.ssh import SshPool
-from remediator import webhook
+from remediator import api, openapi, webhook
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
 from remediator.control import TargetControl
@@ -29,11 +32,18 @@ from remediator.keys import (
     CONTROLS,
     DISPATCHER,
     METRICS,
+    OPENAPI,
+    OPERATIONS,
+    PROBERS,
+    USERS,
     WEBHOOK_TOKEN,
 )
 from remediator.metrics import Metrics
+from remediator.operations import Operations
+from remediator.problems import api_problems
 from remediator.recovery import RecoveryEngine
 from remediator.security import allowed_networks
+from remediator.users import UserDirectory
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -54,6 +64,7 @@ async def metrics(request: web.Request) -> web.Response:
 def setup_routes(app: web.Application) -> None:
     """Every route of the remediator, in one place."""
     app.router.add_post(webhook.PATH, webhook.receive)
+    api.setup_routes(app)
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/healthz", healthz)
 
@@ -85,8 +96,14 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
         for t in config.targets
     }
     app[CONTROLS] = controls
+    app[PROBERS] = {
+        t.name: TargetProber(t, config.health_check, pool.host(t.ssh) if t.ssh else None)
+        for t in config.targets
+    }
     yield
-    await asyncio.gather(*(c.close() for c in controls.values()))
+    await asyncio.gather(
+        *(c.close() for c in controls.values()), *(p.close() for p in app[PROBERS].values())
+    )
     await pool.close()
 
 
@@ -106,20 +123,36 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     await dispatcher.close()
 
 
+async def _operations(app: web.Application) -> AsyncIterator[None]:
+    dispatcher = app[DISPATCHER]
+    operations = Operations(
+        app[CONFIG],
+        app[CONTROLS],
+        app[BREAKER],
+        app[AUDIT],
+        recovery_pending=lambda name: dispatcher.running(name) is not None,
+    )
+    app[OPERATIONS] = operations
+    yield
+    await operations.close()
+
+
 def create_app(config: Config) -> web.Application:
     """The remediator: reads its secrets now, opens the rest when the app starts."""
-    webhook_token, _ = read_remediator_secrets(config)  # user tokens: the operator API's
+    webhook_token, user_tokens = read_remediator_secrets(config)
     settings = config.remediator
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[webhook.count_webhook_requests, allowed_networks],
+        middlewares=[api_problems, webhook.count_webhook_requests, allowed_networks],
     )
     app[CONFIG] = config
     app[WEBHOOK_TOKEN] = webhook_token
+    app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
+    app[OPENAPI] = openapi.build(config, app[USERS])
     breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
     app[BREAKER] = breaker
     app[METRICS] = Metrics([t.name for t in config.targets], breaker.is_open)
     app[AUDIT] = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
-    app.cleanup_ctx.extend([_audit_log, _breaker_state, _targets, _dispatcher])
+    app.cleanup_ctx.extend([_audit_log, _breaker_state, _targets, _dispatcher, _operations])
     setup_routes(app)
     return app

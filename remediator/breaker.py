@@ -148,6 +148,20 @@ class BreakerStore:
             self._save({**states, target: new})
             return new
 
+    def trip(self, target: str, reason: str) -> BreakerState:
+        """Open the breaker now, whatever its count (a person stopped the service on purpose);
+        return the state it had. An already open breaker keeps its original time and reason."""
+        now = self._clock()
+        with self._locked():
+            states = self._read()
+            old = states.get(target, BreakerState())
+            if not old.open:
+                new = BreakerState(
+                    open=True, opened_at=now, reason=reason, recoveries=old.recoveries
+                )
+                self._save({**states, target: new})
+            return old
+
     def reset(self, target: str) -> BreakerState:
         """Close the breaker and forget its recoveries; return the state it had."""
         with self._locked():

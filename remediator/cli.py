@@ -1,18 +1,31 @@
-"""The `redis-autoheal` subcommands of the remediator: `remediator` and `breaker`."""
+"""The `redis-autoheal` subcommands of the remediator: `remediator`, `breaker`, `health` and
+`audit summary`.
+
+`health` and `audit summary` need no running remediator: `health` probes the targets itself
+(as the exporter does) and reads the breaker state and the audit log from their files;
+`audit summary` reads the audit log and its backups.
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import getpass
+import json
+import logging
 import ssl
+import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
+from exporter.probe import TargetProber
 from redis_autoheal.config import Config, load_config, parse_listen
 from redis_autoheal.errors import ConfigError
+from redis_autoheal.ssh import SshPool
+from remediator import health, review
 from remediator.app import create_app
 from remediator.audit import Actor, AuditWriter, audit_event
 from remediator.breaker import BreakerState, BreakerStore
@@ -98,6 +111,72 @@ def _breaker(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _check(config: Config, targets: list[Target]) -> list[health.TargetHealth]:
+    pool = SshPool()
+    store = BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+    probers = [
+        TargetProber(t, config.health_check, pool.host(t.ssh) if t.ssh else None) for t in targets
+    ]
+    try:
+        return list(
+            await asyncio.gather(
+                *(
+                    health.check_target(
+                        p,
+                        breaker=store,
+                        breaker_settings=config.circuit_breaker,
+                        audit=config.audit,
+                    )
+                    for p in probers
+                )
+            )
+        )
+    finally:
+        await asyncio.gather(*(p.close() for p in probers))
+        await pool.close()
+
+
+def _health(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if args.log_level != "debug":  # each failure is in the report: no second copy on stderr
+        logging.getLogger("exporter.probe").setLevel(logging.ERROR)
+    targets = [_target(config, args.target)] if args.target else list(config.targets)
+    reports = asyncio.run(_check(config, targets))
+    worst = max(r.status for r in reports)
+    if args.json:
+        print(json.dumps([r.as_json() for r in reports], indent=2))
+    else:
+        # Nagios reads the first line: the overall status and the targets not healthy.
+        bad = [f"{r.target} {r.status.label}" for r in reports if r.status]
+        print(f"REDIS {worst.name}: " + (", ".join(bad) or f"{len(reports)} target(s) healthy"))
+        for r in reports:
+            print(health.render(r))
+    return int(worst)
+
+
+def _since(value: str) -> str:
+    try:
+        review.parse_since(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return value
+
+
+def _audit_summary(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    try:
+        hours = review.BusinessHours.parse(args.business_hours, args.business_days, args.timezone)
+    except ValueError as e:
+        raise ConfigError("--business-hours", str(e)) from None
+    summary = review.summarize(config, args.since, hours=hours)
+    if args.json:
+        json.dump(summary, sys.stdout, indent=2)
+        print()
+    else:
+        print(review.render(summary))
+    return 0
+
+
 def register(
     sub: argparse._SubParsersAction[argparse.ArgumentParser], add_config: AddConfig
 ) -> None:
@@ -119,3 +198,54 @@ def register(
     add_config(p)
     p.add_argument("--target", metavar="NAME", help="the target (status: default all)")
     p.set_defaults(func=_breaker)
+
+    p = sub.add_parser(
+        "health",
+        help="probe the three health layers now; exit 0 healthy, 1 warning, 2 critical",
+        description="Probe each target's connectivity, systemd and performance layers now "
+        "(no running remediator needed), judge them by the runbook's thresholds, and show the "
+        "circuit breaker and the last recoveries. Exit code: the worst status (Nagios: 0 "
+        "healthy, 1 warning, 2 critical).",
+    )
+    add_config(p)
+    p.add_argument("--target", metavar="NAME", help="only this target (default: all)")
+    p.add_argument("--json", action="store_true", help="print the API's JSON, a list per target")
+    p.set_defaults(func=_health)
+
+    p = sub.add_parser("audit", help="review the audit log")
+    audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
+    p = audit_sub.add_parser(
+        "summary",
+        help="the runbook's daily / weekly / monthly review",
+        description="Summarise the audit log (the live file and its gzip backups) over a "
+        "window: operations by type and user, failures, auto-recoveries by level, success "
+        "rates, recovery times, operations outside business hours, bursts of 3+ in a minute.",
+    )
+    add_config(p)
+    p.add_argument(
+        "--since",
+        type=_since,
+        default="24h",
+        metavar="24h|7d|30d",
+        help="how far back: the daily, weekly or monthly review, or any N h/d/w (default 24h)",
+    )
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--business-hours",
+        default="08:00-18:00",
+        metavar="HH:MM-HH:MM",
+        help="operations outside these hours are listed (default 08:00-18:00)",
+    )
+    p.add_argument(
+        "--business-days",
+        default="mon-fri",
+        metavar="DAYS",
+        help="business days, like mon-fri or mon,tue,thu (default mon-fri)",
+    )
+    p.add_argument(
+        "--timezone",
+        default="UTC",
+        metavar="ZONE",
+        help="the time zone of the business hours, e.g. Europe/Berlin (default UTC)",
+    )
+    p.set_defaults(func=_audit_summary)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -11,8 +11,11 @@ from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
 from remediator.dispatch import Dispatcher
 from remediator.metrics import Metrics
+from remediator.operations import Operations
+from remediator.users import UserDirectory
 
 if TYPE_CHECKING:
+    from exporter.probe import TargetProber
     from remediator.control import TargetControl
 
 CONFIG = web.AppKey("config", Config)
@@ -22,3 +25,7 @@ AUDIT = web.AppKey("audit", AuditWriter)
 BREAKER = web.AppKey("breaker", BreakerStore)
 CONTROLS: web.AppKey[dict[str, TargetControl]] = web.AppKey("controls")
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
+USERS = web.AppKey("users", UserDirectory)
+PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
+OPERATIONS = web.AppKey("operations", Operations)
+OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

@@ -37,6 +37,7 @@ VIOLATIONS = (
     "missing_token",
     "invalid_token",
     "address_not_allowed",
+    "forbidden_role",
     "command_rejected",
     "host_key",
 )
@@ -111,7 +112,7 @@ class Metrics:
         )
         self.security_violations = Counter(
             "autoheal_security_violations",
-            "Rejected tokens, addresses, commands and host keys",
+            "Rejected tokens, roles, addresses, commands and host keys",
             ["reason"],
             registry=r,
         )

@@ -1,8 +1,14 @@
-"""Who may call the remediator: its address (remediator.allowed_networks) and bearer token.
+"""Who may call the remediator: its address (remediator.allowed_networks), bearer token and role.
+
+- the webhook takes the webhook token (`require_token`);
+- the operator API takes a user's token (`require_user`: 401 without a valid one, with
+  `WWW-Authenticate: Bearer`) and then that user's role must be permitted the operation
+  (`require_permission`: 403 otherwise);
+- a caller outside `allowed_networks` gets 403 before anything else is looked at.
 
 Every rejection is counted in `autoheal_security_violations_total{reason}` and audited as a
 `security_violation` event, best effort: the request is refused whether or not that event could
-be written, since refusing changes nothing.
+be written, since refusing changes nothing. No token, right or wrong, is ever logged or audited.
 """
 
 from __future__ import annotations
@@ -15,26 +21,43 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from redis_autoheal.errors import AuditWriteError
-from remediator.audit import audit_event
-from remediator.keys import AUDIT, CONFIG, METRICS
+from remediator.audit import AUTOHEAL, audit_event
+from remediator.keys import AUDIT, CONFIG, METRICS, USERS
+from remediator.problems import problem
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
+
+    from remediator.users import ApiUser, Permission
 
 log = logging.getLogger(__name__)
 
 OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # what a scraper or a liveness probe needs
 
 
-async def violation(request: web.Request, reason: str, detail: str) -> None:
+CHALLENGE = {"WWW-Authenticate": 'Bearer realm="redis-autoheal"'}
+
+
+async def violation(
+    request: web.Request,
+    reason: str,
+    detail: str,
+    *,
+    user: ApiUser | None = None,
+    service: str | None = None,
+) -> None:
     """Count, log and (best effort) audit a refused request."""
     app = request.app
     app[METRICS].security_violations.labels(reason).inc()
-    log.warning("refused %s %s from %s: %s", request.method, request.path, request.remote, detail)
+    who = f" by {user.id} ({user.role})" if user else ""
+    log.warning(
+        "refused %s %s from %s%s: %s", request.method, request.path, request.remote, who, detail
+    )
     event = audit_event(
         "security_violation",
-        service=None,
+        service=service,
         operation=f"{request.method} {request.path}",
+        user=user.actor if user else AUTOHEAL,
         source_ip=request.remote,
         success=False,
         command_validated=False,
@@ -60,13 +83,38 @@ def bearer_token(request: web.Request) -> str | None:
 async def require_token(request: web.Request, expected: str) -> None:
     """Raise 401 unless the request carries `expected` as its bearer token."""
     token = bearer_token(request)
-    challenge = {"WWW-Authenticate": 'Bearer realm="redis-autoheal"'}
     if token is None:
         await violation(request, "missing_token", "no bearer token")
-        raise web.HTTPUnauthorized(text="a bearer token is required\n", headers=challenge)
+        raise web.HTTPUnauthorized(text="a bearer token is required\n", headers=CHALLENGE)
     if not hmac.compare_digest(token.encode(), expected.encode()):
         await violation(request, "invalid_token", "wrong bearer token")
-        raise web.HTTPUnauthorized(text="invalid bearer token\n", headers=challenge)
+        raise web.HTTPUnauthorized(text="invalid bearer token\n", headers=CHALLENGE)
+
+
+async def require_user(request: web.Request) -> ApiUser:
+    """The configured user whose token the request carries; 401 (a problem) otherwise."""
+    token = bearer_token(request)
+    if token is None:
+        await violation(request, "missing_token", "no bearer token")
+        raise problem(401, "a bearer token is required", "missing_token", headers=CHALLENGE)
+    user = request.app[USERS].authenticate(token)
+    if user is None:
+        await violation(request, "invalid_token", "not the token of a configured user")
+        raise problem(401, "invalid bearer token", "invalid_token", headers=CHALLENGE)
+    return user
+
+
+async def require_permission(
+    request: web.Request, user: ApiUser, permission: Permission, target: str
+) -> None:
+    """403 (a problem) unless the user's role is permitted `permission`; nothing runs then."""
+    users = request.app[USERS]
+    if users.may(user, permission):
+        return
+    allowed = ", ".join(users.roles(permission)) or "no role"
+    detail = f"role {user.role!r} may not {permission} (permitted: {allowed})"
+    await violation(request, "forbidden_role", detail, user=user, service=target)
+    raise problem(403, detail, "forbidden_role")
 
 
 @web.middleware

@@ -12,7 +12,29 @@ import yaml
 from redis_autoheal.config import Config, load_config
 
 TOKEN = "webhook-secret-token"
+# Distinct, greppable secrets: no test output or audit event may ever contain one of them.
+ADMIN_TOKEN = "admin-tok-5f0c2e7d9a41b3c8e6f1"
+OPERATOR_TOKEN = "operator-tok-8b3d1f6a2c9e4d7b0a5e"
+WRONG_TOKEN = "wrong-tok-1c4e7a9d2f5b8c0e3a6d"
+SECRETS = (TOKEN, ADMIN_TOKEN, OPERATOR_TOKEN, WRONG_TOKEN)
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 _counter = itertools.count(1)
+
+
+def _users(tmp_path: Path) -> list[dict[str, str]]:
+    """An admin and an operator, their tokens in files as the config wants them."""
+    users = []
+    for uid, email, role, token in [
+        ("user-123", "admin@autobot.local", "admin", ADMIN_TOKEN),
+        ("user-456", "operator@autobot.local", "operator", OPERATOR_TOKEN),
+    ]:
+        path = tmp_path / "tokens" / role
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(token + "\n")
+        path.chmod(0o600)
+        users.append({"id": uid, "email": email, "role": role, "token_file": str(path)})
+    return users
 
 
 def write_config(tmp_path: Path, data: dict[str, Any]) -> Config:
@@ -22,6 +44,7 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Config:
     token.chmod(0o600)
     data = dict(data)
     data.setdefault("targets", [{"name": "redis"}])
+    data.setdefault("users", _users(tmp_path))
     remediator = {
         "webhook_token_file": str(token),
         "state_dir": str(tmp_path / "state"),

@@ -1,0 +1,451 @@
+"""The operator API's manual operations: start, stop, restart, reload, and the breaker reset.
+
+A manual operation runs the same whitelisted command a recovery would, through the target's
+`TargetControl` (so the same audit trail, start budget and counters), and is verified the same
+way (remediator.verify):
+
+    start, restart, reload   PONG within health_check.ping_timeout_seconds, and the unit
+                             active once out of transition (auto_recovery.transition_timeout)
+    stop                     the unit inactive (or failed), and PING no longer answered
+
+A manual restart is not then held for auto_recovery.stable_seconds: that window keeps the
+engine from calling a flapping service healed when nobody is watching; here a person is.
+
+One at a time per target: while another operation or a recovery (admitted or running) holds
+the target, a call is refused at once (TargetBusy, 409), never queued behind it. Also refused
+before anything runs (OperationRefused, 409): dry-run mode, a target without `ssh`, and a
+reload of a unit that is not active (reload cannot bring a stopped service up; start it).
+
+A stop first opens the target's circuit breaker ("manual stop by ..."): otherwise the
+RedisServiceInactive alert that follows would have auto-recovery start the service again, and
+an emergency stop would last a minute. An admin's reset-circuit-breaker turns auto-recovery
+back on once the service is meant to run.
+
+The audit trail of one operation, each event durable before what it records is done:
+
+    service_operation  phase=started    user, source_ip, risk_level; result.success null
+    circuit_breaker    operation=open   (stop only)
+    ssh_command        ...              is-active, the command, is-active: before and after
+    service_operation  phase=finished   result {success, duration_seconds, exit_code}, states
+
+A refused call is one `service_operation` event with phase=refused and the reason. If the first
+event cannot be written nothing runs (AuditWriteError, 503).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from redis_autoheal.commands import Action, ServiceControl
+from redis_autoheal.errors import (
+    AuditWriteError,
+    BreakerStateError,
+    CommandRejected,
+    NoSshConfigured,
+    OperationRefused,
+    SshError,
+    TargetBusy,
+)
+from redis_autoheal.logs import target_logger
+from remediator.audit import audit_event
+from remediator.control import RISK
+from remediator.verify import pong_within, settled_state, silent_within
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from redis_autoheal.config import Config
+    from remediator.audit import Actor, AuditWriter
+    from remediator.breaker import BreakerState, BreakerStore
+    from remediator.control import TargetControl
+    from remediator.users import ApiUser
+
+log = logging.getLogger(__name__)
+
+STOPPED_STATES = frozenset({"inactive", "failed"})
+
+
+@dataclass(frozen=True)
+class OperationResult:
+    """What one manual operation did; `success` means done and verified."""
+
+    operation_id: str
+    target: str
+    operation: str
+    user: ApiUser
+    success: bool
+    detail: str
+    unit: str
+    unit_state_before: str | None
+    unit_state_after: str | None
+    exit_code: int | None
+    duration_seconds: float
+    circuit_breaker_opened: bool = False
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "operation_id": self.operation_id,
+            "target": self.target,
+            "operation": self.operation,
+            "user": self.user.actor.as_json(),
+            "success": self.success,
+            "detail": self.detail,
+            "unit": self.unit,
+            "unit_state_before": self.unit_state_before,
+            "unit_state_after": self.unit_state_after,
+            "exit_code": self.exit_code,
+            "duration_seconds": round(self.duration_seconds, 3),
+            "risk_level": RISK[self.operation],
+            "circuit_breaker_opened": self.circuit_breaker_opened,
+        }
+
+
+class Operations:
+    """Runs manual operations and breaker resets; see the module docstring."""
+
+    def __init__(
+        self,
+        config: Config,
+        controls: dict[str, TargetControl],
+        breaker: BreakerStore,
+        audit: AuditWriter,
+        recovery_pending: Callable[[str], bool],
+    ) -> None:
+        self.config = config
+        self.controls = controls
+        self.breaker = breaker
+        self.audit = audit
+        self.recovery_pending = recovery_pending
+        self._active: dict[str, str] = {}  # target -> "restart by user-123"
+        self._tasks: set[asyncio.Task[OperationResult]] = set()
+
+    def activity(self, target: str) -> str | None:
+        """The manual operation running on `target` ("restart by user-123"), if any."""
+        return self._active.get(target)
+
+    def busy_reason(self, target: str) -> str | None:
+        """Why `target` cannot take an operation now, or None if it can."""
+        if self.recovery_pending(target):
+            return "a recovery is running"
+        if target in self._active:
+            return f"a manual {self._active[target]} is running"
+        if self.controls[target].lock.locked():
+            return "another action holds it"
+        return None
+
+    async def perform(
+        self, target: str, action: Action, user: ApiUser, source_ip: str | None
+    ) -> OperationResult:
+        """Run one operation to its end, even if the caller goes away meanwhile.
+
+        Raises OperationRefused (TargetBusy among them) and AuditWriteError, with nothing run.
+        """
+        control = self.controls[target]
+        operation_id = uuid.uuid4().hex[:12]
+        busy = self.busy_reason(target)
+        refusal: OperationRefused | None = None
+        if busy is not None:
+            refusal = TargetBusy(f"target {target!r} is busy: {busy}; try again when it ends")
+        elif control.refusal is not None:
+            refusal = OperationRefused("no_ssh", control.refusal)
+        elif control.dry_run:
+            refusal = OperationRefused(
+                "dry_run", "remediator.dry_run is set: state-changing commands are not run"
+            )
+        if refusal is not None:
+            await self._refused(
+                refusal,
+                target=target,
+                operation=action.value,
+                user=user,
+                source_ip=source_ip,
+                operation_id=operation_id,
+            )
+            raise refusal
+        # No await since busy_reason(): this claim cannot race another call's.
+        self._active[target] = f"{action.value} by {user.id}"
+        task = asyncio.create_task(
+            self._run(control, action, user, source_ip, operation_id),
+            name=f"operation-{target}-{action.value}",
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return await asyncio.shield(task)
+
+    async def _refused(  # noqa: PLR0913 -- the fields of one audit event
+        self,
+        refusal: OperationRefused,
+        *,
+        target: str,
+        operation: str,
+        user: ApiUser,
+        source_ip: str | None,
+        operation_id: str,
+    ) -> None:
+        await self.audit.write(
+            audit_event(
+                "service_operation",
+                service=target,
+                operation=operation,
+                user=user.actor,
+                source_ip=source_ip,
+                success=False,
+                risk_level=RISK[operation],
+                phase="refused",
+                operation_id=operation_id,
+                reason=refusal.reason,
+                detail=str(refusal),
+            )
+        )
+
+    async def _run(
+        self,
+        control: TargetControl,
+        action: Action,
+        user: ApiUser,
+        source_ip: str | None,
+        operation_id: str,
+    ) -> OperationResult:
+        try:
+            async with control.lock:
+                run = _Run(
+                    self,
+                    control,
+                    action,
+                    user=user,
+                    source_ip=source_ip,
+                    operation_id=operation_id,
+                )
+                return await run.execute()
+        finally:
+            self._active.pop(control.name, None)
+
+    async def reset_breaker(
+        self, target: str, user: ApiUser, source_ip: str | None
+    ) -> tuple[BreakerState, BreakerState]:
+        """Close the target's breaker, audited first; return its state before and after."""
+        before = await asyncio.to_thread(self.breaker.state, target)
+        await self.audit.write(
+            audit_event(
+                "circuit_breaker",
+                service=target,
+                operation="reset",
+                user=user.actor,
+                source_ip=source_ip,
+                success=True,
+                was_open=before.open,
+                reason=before.reason,
+            )
+        )
+        await asyncio.to_thread(self.breaker.reset, target)
+        after = await asyncio.to_thread(self.breaker.state, target)
+        log.info("%s: circuit breaker reset by %s (was %s)", target, user.id, before.open)
+        return before, after
+
+    async def close(self) -> None:
+        """Cancel the operations in progress and wait for them to end."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+
+
+class _Run:
+    """One operation's state while it runs, under the target's lock."""
+
+    def __init__(  # noqa: PLR0913 -- one operation's inputs
+        self,
+        ops: Operations,
+        control: TargetControl,
+        action: Action,
+        *,
+        user: ApiUser,
+        source_ip: str | None,
+        operation_id: str,
+    ) -> None:
+        self.ops = ops
+        self.control = control
+        self.action = action
+        self.user = user
+        self.actor: Actor = user.actor
+        self.source_ip = source_ip
+        self.operation_id = operation_id
+        self.started = time.monotonic()
+        self.state_before: str | None = None
+        self.state_after: str | None = None
+        self.exit_code: int | None = None
+        self.breaker_opened = False
+        self.log = target_logger(log, control.name)
+
+    @property
+    def _context(self) -> dict[str, Any]:
+        return {"operation_id": self.operation_id}
+
+    def _event(self, phase: str, success: bool | None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
+        return audit_event(
+            "service_operation",
+            service=self.control.name,
+            operation=self.action.value,
+            user=self.actor,
+            source_ip=self.source_ip,
+            success=success,
+            risk_level=RISK[self.action.value],
+            ssh_key_used=True,
+            phase=phase,
+            operation_id=self.operation_id,
+            unit=self.control.unit.name,
+            **extra,
+        )
+
+    async def _settled(self) -> str:
+        return await settled_state(
+            self.control,
+            self.ops.config.auto_recovery.transition_timeout_seconds,
+            actor=self.actor,
+            source_ip=self.source_ip,
+            context=self._context,
+        )
+
+    async def execute(self) -> OperationResult:
+        await self.ops.audit.write(self._event("started", None))
+        self.log.info("manual %s by %s from %s", self.action.value, self.user.id, self.source_ip)
+        try:
+            success, detail = await self._act()
+        except OperationRefused as refusal:
+            await self._finish(
+                success=False, detail=str(refusal), outcome="refused", reason=refusal.reason
+            )
+            raise
+        except (SshError, NoSshConfigured, CommandRejected) as e:
+            success, detail = False, str(e)
+        except AuditWriteError as e:
+            if self.exit_code is None:
+                raise  # nothing ran: 503
+            # The command ran; verifying it would mean running unaudited commands.
+            self.log.warning("manual %s ran, then the audit log failed: %s", self.action.value, e)
+            success, detail = False, f"{self.action.value} ran but was not verified: {e}"
+        result = OperationResult(
+            operation_id=self.operation_id,
+            target=self.control.name,
+            operation=self.action.value,
+            user=self.user,
+            success=success,
+            detail=detail,
+            unit=self.control.unit.name,
+            unit_state_before=self.state_before,
+            unit_state_after=self.state_after,
+            exit_code=self.exit_code,
+            duration_seconds=time.monotonic() - self.started,
+            circuit_breaker_opened=self.breaker_opened,
+        )
+        try:
+            await self._finish(
+                success=success, detail=detail, outcome="success" if success else "failure"
+            )
+        except AuditWriteError as e:  # it ran: say what happened rather than a bare 503
+            self.log.warning("could not audit the end of manual %s: %s", self.action.value, e)
+        self.log.info("manual %s: %s", self.action.value, detail)
+        return result
+
+    async def _finish(self, *, success: bool, detail: str, **extra: Any) -> None:  # noqa: ANN401
+        await self.ops.audit.write(
+            self._event(
+                "finished",
+                success,
+                duration_seconds=time.monotonic() - self.started,
+                exit_code=self.exit_code,
+                unit_state_before=self.state_before,
+                unit_state_after=self.state_after,
+                detail=detail,
+                circuit_breaker_opened=self.breaker_opened,
+                **extra,
+            )
+        )
+
+    async def _act(self) -> tuple[bool, str]:
+        c = self.control
+        self.state_before = await self._settled()
+        if self.action == Action.RELOAD and self.state_before != "active":
+            raise OperationRefused(
+                "not_active",
+                f"unit {c.unit} is {self.state_before or 'in no state'}: reload needs a running "
+                "service (start it instead)",
+            )
+        if self.action == Action.STOP:
+            await self._open_breaker()
+        result = await c.run(
+            ServiceControl(self.action, c.unit),
+            actor=self.actor,
+            source_ip=self.source_ip,
+            context=self._context,
+        )
+        self.exit_code = result.exit_code
+        failed = "" if result.ok else f"{self.action.value} exited {result.exit_code}"
+        if self.action == Action.STOP:
+            return await self._verify_stopped(failed)
+        return await self._verify_running(failed)
+
+    async def _verify_running(self, failed: str) -> tuple[bool, str]:
+        problem = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
+        self.state_after = await self._settled()
+        problems = [p for p in (failed, problem) if p]
+        if self.state_after != "active":
+            problems.append(f"unit is {self.state_after or 'in no state'}")
+        if problems:
+            return False, "; ".join(problems)
+        return True, "PONG and active"
+
+    async def _verify_stopped(self, failed: str) -> tuple[bool, str]:
+        self.state_after = await self._settled()
+        problems = [failed] if failed else []
+        if self.state_after not in STOPPED_STATES:
+            problems.append(f"unit is {self.state_after or 'in no state'}")
+        else:
+            problem = await silent_within(
+                self.control, self.ops.config.health_check.ping_timeout_seconds
+            )
+            if problem:
+                problems.append(problem)
+        if problems:
+            return False, "; ".join(problems)
+        suffix = "; auto-recovery is off until an admin resets the circuit breaker"
+        return True, f"unit {self.state_after} and PING unanswered{suffix}"
+
+    async def _open_breaker(self) -> None:
+        name = self.control.name
+        reason = f"manual stop by {self.user.id}: auto-recovery is off until an admin resets it"
+        try:
+            before = await asyncio.to_thread(self.ops.breaker.state, name)
+        except BreakerStateError as e:
+            # An unreadable state keeps every recovery suppressed already (fail safe).
+            self.log.warning("manual stop: circuit breaker state unusable: %s", e)
+            return
+        if before.open:
+            return
+        await self.ops.audit.write(
+            audit_event(
+                "circuit_breaker",
+                service=name,
+                operation="open",
+                user=self.actor,
+                source_ip=self.source_ip,
+                success=True,
+                operation_id=self.operation_id,
+                reason=reason,
+            )
+        )
+        try:
+            await asyncio.to_thread(self.ops.breaker.trip, name, reason)
+        except BreakerStateError as e:
+            # A state that cannot be saved suppresses recoveries too (they cannot count).
+            self.log.warning("manual stop: could not open the circuit breaker: %s", e)
+            return
+        self.breaker_opened = True
