@@ -209,7 +209,12 @@ def register(
     )
     add_config(p)
     p.add_argument("--target", metavar="NAME", help="only this target (default: all)")
-    p.add_argument("--json", action="store_true", help="print the API's JSON, a list per target")
+    p.add_argument(
+        "--json",
+        action="store_true",
+        help="print a list of the API's health documents, one a target (without the "
+        "recovery_in_progress and operation_in_progress only a running remediator knows)",
+    )
     p.set_defaults(func=_health)
 
     p = sub.add_parser("audit", help="review the audit log")
