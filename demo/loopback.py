@@ -10,6 +10,7 @@ import urllib.request
 from typing import Any
 
 TIMEOUT_SECONDS = 5.0
+LOOPBACK = ipaddress.ip_network("127.0.0.0/8")
 
 
 class NotLoopback(ValueError):
@@ -20,9 +21,14 @@ def check_loopback(url: str) -> str:
     """`url` itself if it is http:// to a 127.x address, else NotLoopback."""
     parts = urllib.parse.urlsplit(url)
     try:
-        loopback = parts.scheme == "http" and ipaddress.ip_address(parts.hostname or "").is_loopback
+        address = ipaddress.ip_address(parts.hostname or "")
     except ValueError:
-        loopback = False
+        address = None
+    loopback = (
+        parts.scheme == "http"
+        and isinstance(address, ipaddress.IPv4Address)
+        and address in LOOPBACK
+    )
     if not loopback:
         raise NotLoopback(f"refusing {url!r}: only http://127.x.x.x is used here")
     return url

@@ -101,6 +101,17 @@ def wait_settled(stack: Stack, fault: str, since: float, timeout: float = SETTLE
     )
     stack.wait_for(lambda: host.ping(timeout=0.5), timeout, "Redis to answer PING")
     stack.wait_for(lambda: not remediation_alerts_active(stack), timeout, "the alerts to resolve")
+    acted = min(inv.ts for inv in host.invocations() if inv.ts >= since)
+    stack.wait_for(
+        lambda: bool(
+            stack.prom_query(
+                f'redis_up{{job="redis-connectivity", instance="{TARGET}"}} == 1'
+                f" and timestamp(redis_up) >= {acted:.3f}"
+            )
+        ),
+        timeout,
+        "Prometheus to scrape a PONG after the recovery",
+    )
     # Alertmanager tells the remediator about the resolution at the group's next interval.
     stack.wait_for(
         lambda: _resolutions_delivered(stack, since),

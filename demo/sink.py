@@ -33,6 +33,15 @@ class Page:
     def status(self) -> str:
         return str(self.body.get("status", ""))
 
+    def summary(self) -> dict[str, Any]:
+        return {
+            "path": self.path,
+            "received_at": self.received_at,
+            "receiver": self.receiver,
+            "status": self.status,
+            "alerts": self.alertnames(),
+        }
+
     def alertnames(self) -> list[str]:
         return [str(a.get("labels", {}).get("alertname", "")) for a in self.body.get("alerts", [])]
 
@@ -57,6 +66,15 @@ class Sink:
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
                 self.end_headers()
+
+            def do_GET(self) -> None:
+                """What arrived so far, as JSON (open it in a browser)."""
+                body = json.dumps([p.summary() for p in sink.pages()], indent=1).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
 
             def log_message(self, *args: object) -> None:
                 pass

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Self
 
 from demo import configs
 from demo.configs import FAST, TARGET, Cadence, Ports
-from demo.loopback import free_port, get_json
+from demo.loopback import free_port, get_json, post_json
 from demo.procs import Daemon, StackError, wait_until
 from demo.sink import Sink
 from testhost.files import HostOptions
@@ -350,11 +350,21 @@ class Stack:
                 return daemon.log.read_text(errors="replace")
         return ""
 
+    def post_webhook(self, body: object = None, token: str | None = None) -> int:
+        """POST `body` to the remediator's /webhook with Alertmanager's token (or `token`)."""
+        if token is None:
+            token = (self.workdir / "secrets" / "webhook.token").read_text().strip()
+        headers = {"Authorization": f"Bearer {token}"}
+        return post_json(f"{self.url('remediator')}/webhook", body or {}, headers)
+
     def links(self) -> dict[str, str]:
         """What to open while the stack runs."""
+        # Debian's Prometheus has no React UI: its pages are the classic ones, under /classic.
+        prometheus = f"{self.url('prometheus')}/classic"
         return {
-            "Prometheus alerts": f"{self.url('prometheus')}/alerts",
-            "Prometheus graph": f"{self.url('prometheus')}/graph?g0.expr=redis_up&g0.tab=0",
+            "Prometheus alerts": f"{prometheus}/alerts",
+            "Prometheus graph": f"{prometheus}/graph?g0.expr=redis_up&g0.tab=0&g0.range_input=15m",
+            "Prometheus targets": f"{prometheus}/targets",
             "Alertmanager": f"{self.url('alertmanager')}/#/alerts",
             "exporter probe": f"{self.url('exporter')}/probe?target={TARGET}&module=all",
             "remediator metrics": f"{self.url('remediator')}/metrics",

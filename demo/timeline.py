@@ -234,22 +234,27 @@ def _raw_samples(stack: Stack, selector: str, since: float, until: float) -> lis
     return stack.prom_query(f"{selector}[{window}s]", at=until)
 
 
-def prometheus_events(stack: Stack, since: float, until: float) -> list[Event]:
-    """PING failed / answered again (redis_up) and unit states other than active, as scraped."""
+def prometheus_events(
+    stack: Stack, since: float, until: float, acted_at: float | None = None
+) -> list[Event]:
+    """PING failed / answered again (redis_up) and unit states other than active, as scraped.
+
+    The PONG is the first successful PING scraped after the remediator's first command on the
+    host (`acted_at`): a short outage may fall between two scrapes and show no failed PING.
+    """
     events: list[Event] = []
     for series in _raw_samples(
         stack, f'redis_up{{job="redis-connectivity", instance="{TARGET}"}}', since, until
     ):
-        failed_at = None
-        for ts, value in series["values"]:
-            if ts < since:
-                continue
-            if value == "0" and failed_at is None:
-                failed_at = ts
-                events.append(Event(ts, "detected", "PING failed: redis_up 0", "Prometheus scrape"))
-            elif value == "1" and failed_at is not None:
-                events.append(Event(ts, "pong", "PING -> PONG: redis_up 1", "Prometheus scrape"))
-                break
+        values = [(ts, v) for ts, v in series["values"] if ts >= since]
+        failed = next((ts for ts, v in values if v == "0"), None)
+        if failed is not None:
+            events.append(Event(failed, "detected", "PING failed: redis_up 0", "Prometheus scrape"))
+        if acted_at is not None:
+            pong = next((ts for ts, v in values if v == "1" and ts >= acted_at), None)
+            if pong is not None:
+                text = "PING -> PONG: redis_up 1" + ("" if failed else " (no failed PING scraped)")
+                events.append(Event(pong, "pong", text, "Prometheus scrape"))
     for series in _raw_samples(
         stack, f'redis_systemd_unit_state{{instance="{TARGET}"}}', since, until
     ):
@@ -461,7 +466,8 @@ def collect(
     timeline.add(Event(origin, "fault", fault, "demo: injected"))
     timeline.add(*journal_events(stack, origin))
     timeline.add(*invocation_events(invocations, origin))
-    timeline.add(*prometheus_events(stack, origin, end))
+    acted = [inv.ts for inv in invocations if inv.ts >= origin]
+    timeline.add(*prometheus_events(stack, origin, end, min(acted, default=None)))
     timeline.add(*alert_events(stack, origin, end, watcher))
     delivered: dict[int, float] = {}
     timeline.add(*alertmanager_events(stack, origin, watcher, audit, delivered))

@@ -1,0 +1,36 @@
+"""Every PromQL query of dashboards/redis-autoheal.json returns data from the real Prometheus
+of a stack that has been through an outage (a kill -9 healed by the remediator) and a refused
+webhook (for the security panels): the metric names, labels and jobs the dashboard expects are
+the ones the exporter, the remediator and the rules really produce."""
+
+from __future__ import annotations
+
+import math
+import time
+
+import pytest
+
+from demo import scenario
+from demo.stack import Stack
+from tests.dashboards.dashboard_json import dashboard_exprs, substitute
+
+pytestmark = pytest.mark.root
+
+
+def test_every_dashboard_query_returns_data(stack: Stack) -> None:
+    outcome = scenario.run(stack, "kill9")
+    assert outcome.problem is None, outcome.timeline.render()
+    refused = stack.post_webhook(token="not-the-token")  # a refused call: the security panels
+    assert refused == 401
+    time.sleep(3)  # one more scrape of the remediator's counters
+
+    empty = []
+    queries = dashboard_exprs()
+    assert len(queries) > 30
+    for query in queries:
+        expr = substitute(query.expr)
+        result = stack.prom_query_range(expr, stack.started_at, time.time(), step=1)
+        values = [float(v) for series in result for _, v in series["values"]]
+        if not any(not math.isnan(v) for v in values):
+            empty.append(f"{query.where}: {expr}")
+    assert not empty, "queries without data:\n" + "\n".join(empty)
