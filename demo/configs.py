@@ -82,7 +82,7 @@ FAST = Cadence(
     remediator_group_wait="1s",
     # Long enough for a recovery (a few seconds here) to resolve the alert first, so a healed
     # failure pages no one, as the 2m grace does in production.
-    page_grace="10s",
+    page_grace="20s",
     page_wait="1s",
     group_interval="2s",
 )
