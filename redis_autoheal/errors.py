@@ -85,15 +85,17 @@ class NoSshConfigured(RemediatorError):
 
 
 class OperationRefused(RemediatorError):
-    """A manual operation refused before it ran anything; `reason` is a short fixed code."""
+    """A manual operation refused before it ran anything; `reason` is a short fixed code, and
+    `retry_after` (seconds) says when trying again can succeed, if that is known."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
         self.reason = reason
+        self.retry_after = retry_after
         super().__init__(message)
 
 
 class TargetBusy(OperationRefused):
     """Another manual operation or a recovery holds the target: one at a time."""
 
-    def __init__(self, message: str) -> None:
-        super().__init__("busy", message)
+    def __init__(self, message: str, retry_after: float = 10.0) -> None:
+        super().__init__("busy", message, retry_after)

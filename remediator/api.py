@@ -14,14 +14,16 @@ target not configured (404), bad `lines` (400). A refusal runs nothing and is au
 
 An operation answers 200 with what it did once done and verified, 502 with the same document
 when it ran (or tried to) but failed or could not be verified, 409 when refused before running
-anything (the target is busy, dry-run mode, no `ssh`, reload of a unit that is not active), and
-503 when the audit log cannot be written (nothing ran). Every error is a problem document
+anything (the target is busy, dry-run mode, no `ssh`, reload of a unit that is not active), 429
+when a start or restart would go past the target's start budget (with Retry-After), and 503
+when the audit log cannot be written (nothing ran). Every error is a problem document
 (remediator.problems). See remediator.operations for what an operation does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 from typing import TYPE_CHECKING, Any
 
@@ -105,8 +107,10 @@ def _operation(action: Action) -> Handler:
                 control.name, action, user, request.remote
             )
         except OperationRefused as e:
-            headers = {"Retry-After": "10"} if e.reason == "busy" else None
-            raise problem(409, str(e), e.reason, headers=headers) from None
+            status = 429 if e.reason == "start_limit" else 409
+            wait = e.retry_after
+            headers = None if wait is None else {"Retry-After": str(max(1, math.ceil(wait)))}
+            raise problem(status, str(e), e.reason, headers=headers) from None
         except AuditWriteError as e:
             raise _audit_unavailable(e) from None
         return web.json_response(result.as_json(), status=200 if result.success else 502)

@@ -66,7 +66,8 @@ class StartBudget:
     """At most `burst` starts (start or restart) of one unit in any `interval` seconds.
 
     `acquire` waits for a slot instead of refusing, so a recovery with short retry delays
-    slows down rather than pushing the unit into start-limit-hit.
+    slows down rather than pushing the unit into start-limit-hit. A manual operation asks
+    `free_in()` first and is refused (429) rather than kept waiting.
     """
 
     def __init__(
@@ -82,13 +83,24 @@ class StartBudget:
         self._sleep = sleep
         self._starts: collections.deque[float] = collections.deque()
 
+    def _expire(self, now: float) -> None:
+        while self._starts and now - self._starts[0] >= self.interval:
+            self._starts.popleft()
+
+    def free_in(self) -> float:
+        """Seconds until a slot is free: 0 if one is free now."""
+        now = self._clock()
+        self._expire(now)
+        if len(self._starts) < self.burst:
+            return 0.0
+        return self._starts[0] + self.interval - now
+
     async def acquire(self) -> float:
         """Take a slot, waiting as long as needed; return how long that was."""
         began = self._clock()
         while True:
             now = self._clock()
-            while self._starts and now - self._starts[0] >= self.interval:
-                self._starts.popleft()
+            self._expire(now)
             if len(self._starts) < self.burst:
                 self._starts.append(now)
                 return now - began

@@ -250,9 +250,18 @@ def _operation(action: Action, roles: tuple[str, ...]) -> Schema:
                 "dry-run mode, no ssh section, or a reload of a unit that is not active",
                 {"Retry-After": {"schema": {"type": "string"}}},
             ),
-            "502": {
-                **_ok("OperationResult", "ran (or tried to) but failed or was not verified"),
-            },
+            **(
+                {
+                    "429": _problem(
+                        "the target's start budget (3 starts in 11 s, below systemd's start "
+                        "limit) is spent: Retry-After says when a start is possible again",
+                        {"Retry-After": {"schema": {"type": "string"}}},
+                    )
+                }
+                if action in (Action.START, Action.RESTART)
+                else {}
+            ),
+            "502": _ok("OperationResult", "ran (or tried to) but failed or was not verified"),
             "503": {"$ref": "#/components/responses/AuditUnavailable"},
         },
     }

@@ -13,8 +13,10 @@ engine from calling a flapping service healed when nobody is watching; here a pe
 
 One at a time per target: while another operation or a recovery (admitted or running) holds
 the target, a call is refused at once (TargetBusy, 409), never queued behind it. Also refused
-before anything runs (OperationRefused, 409): dry-run mode, a target without `ssh`, and a
-reload of a unit that is not active (reload cannot bring a stopped service up; start it).
+before anything runs (OperationRefused): dry-run mode, a target without `ssh`, and a reload of
+a unit that is not active (reload cannot bring a stopped service up; start it), all 409; and a
+start or restart when the target's start budget (3 in 11 s, below systemd's start limit) is
+spent, 429 with the seconds until a slot frees.
 
 A stop first opens the target's circuit breaker ("manual stop by ..."): otherwise the
 RedisServiceInactive alert that follows would have auto-recovery start the service again, and
@@ -37,6 +39,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import time
 import uuid
 from dataclasses import dataclass
@@ -69,6 +72,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 STOPPED_STATES = frozenset({"inactive", "failed"})
+STARTS = frozenset({Action.START, Action.RESTART})  # what the start budget counts
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,16 @@ class Operations:
         elif control.dry_run:
             refusal = OperationRefused(
                 "dry_run", "remediator.dry_run is set: state-changing commands are not run"
+            )
+        elif action in STARTS and (wait := control.start_budget.free_in()) > 0:
+            # Nobody else can take a slot meanwhile (they run under the lock), only time frees
+            # one: refusing now is exact, and keeps a person from waiting on a held target.
+            budget = control.start_budget
+            refusal = OperationRefused(
+                "start_limit",
+                f"{budget.burst} starts of {control.unit} within {budget.interval:g}s already "
+                f"(systemd's start limit is near): try again in {math.ceil(wait)}s",
+                retry_after=wait,
             )
         if refusal is not None:
             await self._refused(

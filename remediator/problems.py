@@ -40,6 +40,7 @@ _EXCEPTIONS: dict[int, type[web.HTTPException]] = {
         web.HTTPNotFound,
         web.HTTPConflict,
         web.HTTPRequestEntityTooLarge,
+        web.HTTPTooManyRequests,
         web.HTTPInternalServerError,
         web.HTTPBadGateway,
         web.HTTPServiceUnavailable,

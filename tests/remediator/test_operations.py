@@ -16,7 +16,8 @@ from redis_autoheal.config import Config
 from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
-from remediator.keys import CONFIG, DISPATCHER, METRICS, OPENAPI, OPERATIONS
+from remediator.control import StartBudget
+from remediator.keys import CONFIG, CONTROLS, DISPATCHER, METRICS, OPENAPI, OPERATIONS
 from testhost.host import TestHost
 from tests.remediator.apidoc import TEMPLATE, check_answer
 from tests.remediator.conftest import ADMIN, OPERATOR, TOKEN, alert, notification, write_config
@@ -78,6 +79,8 @@ async def test_the_whole_matrix_with_real_effects(
     """Every identity against every endpoint: exactly 401, 403 or 200, and a refused call runs
     nothing on the host and leaves a security_violation event."""
     config = client.app[CONFIG]
+    # Four starts within seconds: past our start budget (tested below), not systemd's limit.
+    client.app[CONTROLS]["redis"].start_budget = StartBudget(burst=4)
     for method, endpoint in ENDPOINTS:  # ends with stop, then the reset of its breaker
         for who, headers in IDENTITIES.items():
             ran_before, commands_before = verbs(test_host), commands(config)
@@ -227,6 +230,23 @@ async def test_an_operation_during_a_recovery_gets_409(
     async with asyncio.timeout(30):
         await client.app[DISPATCHER].wait_idle()
     assert verbs(test_host) == ["restart"]  # the recovery's only
+
+
+async def test_past_the_start_budget_a_start_is_429_with_retry_after(
+    client: TestClient, test_host: TestHost
+) -> None:
+    for _ in range(3):
+        status, body = await call(client, "POST", "restart", OPERATOR)
+        assert status == 200, body
+    status, body = await call(client, "POST", "start", OPERATOR)
+    assert (status, body["reason"]) == (429, "start_limit")
+    response = await client.post("/api/services/redis/restart", headers=ADMIN)
+    assert response.status == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 11
+    status, body = await call(client, "POST", "reload", OPERATOR)  # not a start: allowed
+    assert status == 200
+    assert verbs(test_host) == ["restart"] * 3 + ["reload"]
+    assert test_host.max_starts_in_window(10.0) == 3
 
 
 async def test_reload_of_a_stopped_unit_is_refused(
