@@ -48,12 +48,21 @@ def _serve(args: argparse.Namespace) -> int:
     host, port = args.listen or parse_listen(config.remediator.listen)
     settings = config.remediator
     context = None
-    if settings.tls_cert_file is not None and settings.tls_key_file is not None:
-        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        context.load_cert_chain(settings.tls_cert_file, settings.tls_key_file)
+    cert, key = settings.tls_cert_file, settings.tls_key_file
+    if cert is not None and key is not None:
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)  # TLS 1.2 at least
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as e:
+            problem = f"cannot load {cert} and {key}: {e}"
+            raise ConfigError("remediator.tls_cert_file", problem) from None
     app = create_app(config)
     mode = " (dry run: only read-only commands)" if settings.dry_run else ""
-    print(f"remediator: {len(config.targets)} target(s), listening on {host}:{port}{mode}")
+    scheme = "HTTPS" if context else "HTTP"
+    print(
+        f"remediator: {len(config.targets)} target(s), listening on {host}:{port} over "
+        f"{scheme}{mode}"
+    )
     web.run_app(app, host=host, port=port, ssl_context=context, print=None, access_log=None)
     return 0
 

@@ -1,0 +1,168 @@
+"""The real `redis-autoheal remediator` process over HTTPS (remediator.tls_cert_file and
+tls_key_file, as the runbook serves this API), called with every kind of token: the right
+answers, and not one token in anything it printed (at debug level) or audited.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import http.client
+import ipaddress
+import json
+import os
+import socket
+import ssl
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from redis_autoheal.cli import main
+from tests.remediator.conftest import SECRETS, write_config
+from tests.remediator.test_api import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
+
+REPO = Path(__file__).parents[2]
+
+
+def self_signed(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and its key, as files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis-autoheal test")])
+    now = dt.datetime.now(dt.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    key_file.chmod(0o600)
+    return cert_file, key_file
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def request(
+    url: str, method: str, headers: dict[str, str], context: ssl.SSLContext
+) -> tuple[int, dict[str, str], Any]:
+    req = urllib.request.Request(url, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=10, context=context) as r:
+            return r.status, dict(r.headers), json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, dict(e.headers), json.loads(e.read())
+
+
+def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> None:
+    cert, key = self_signed(tmp_path)
+    config = write_config(
+        tmp_path,
+        {
+            "targets": [{"name": "redis", "redis": {"port": 1}}],
+            "health_check": {"ping_timeout_seconds": 0.5, "performance_timeout_seconds": 0.5},
+            "remediator": {"tls_cert_file": str(cert), "tls_key_file": str(key)},
+            "audit": {"max_bytes": 4096, "backup_count": 20},
+        },
+    )
+    port = free_port()
+    base = f"https://127.0.0.1:{port}"
+    context = ssl.create_default_context(cafile=str(cert))
+    log = tmp_path / "remediator.out"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "remediator",
+                "--config",
+                str(config.source),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "debug",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                with urllib.request.urlopen(f"{base}/healthz", timeout=1, context=context):
+                    break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the remediator did not come up"
+                time.sleep(0.1)
+        plain = (http.client.HTTPException, ConnectionError, urllib.error.URLError)
+        with pytest.raises(plain):  # plain HTTP on the TLS port gets no answer
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
+        for method, endpoint in ENDPOINTS:
+            for who, headers in IDENTITIES.items():
+                url = f"{base}/api/services/redis/{endpoint}"
+                status, answer, body = request(url, method, headers, context)
+                want = expected(endpoint, who, PERMITTED_NO_SSH.get(endpoint, 409))
+                assert status == want, (endpoint, who, body)
+                if status == 401:
+                    assert answer["WWW-Authenticate"].startswith("Bearer")
+                    assert answer["Content-Type"].startswith("application/problem+json")
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)
+    output = log.read_text()
+    assert "over HTTPS" in output
+    assert "refused POST /api/services/redis/stop from 127.0.0.1 by user-456" in output
+    audit = [config.audit.path.read_text()]
+    audit += [
+        gzip.decompress(p.read_bytes()).decode() for p in config.audit.path.parent.glob("*.gz")
+    ]
+    assert len(audit) > 2  # rotated: the backups are searched too
+    assert sum(a.count("security_violation") for a in audit) == 5 * len(ENDPOINTS) + 2
+    for secret in SECRETS:
+        assert secret not in output
+        for text in audit:
+            assert secret not in text
+
+
+def test_an_unusable_certificate_stops_start_up_with_the_reason(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cert, key = self_signed(tmp_path)
+    key.write_text("not a key\n")
+    config = write_config(
+        tmp_path, {"remediator": {"tls_cert_file": str(cert), "tls_key_file": str(key)}}
+    )
+    assert main(["remediator", "--config", str(config.source), "--listen", "127.0.0.1:1"]) == 1
+    assert "remediator.tls_cert_file: cannot load" in capsys.readouterr().err
