@@ -34,6 +34,8 @@ def _rule(r: rules.Rule, runbook_url: str) -> dict[str, object]:
     rule: dict[str, object] = {"alert": r.alert, "expr": r.expr}
     if r.for_seconds:
         rule["for"] = format_duration(r.for_seconds)
+    if r.keep_firing_seconds:
+        rule["keep_firing_for"] = format_duration(r.keep_firing_seconds)
     rule["labels"] = r.labels()
     rule["annotations"] = r.annotations(runbook_url)
     return rule

@@ -39,6 +39,7 @@ class Rule:
     description: str
     anchor: str  # the runbook section, appended to runbook_url
     for_seconds: int = 0
+    keep_firing_seconds: int = 0  # bridges an evaluation that sees one sample too few
     layer: str | None = None
     remediate: bool = False
     comment: str = ""  # why the expression reads as it does; a YAML comment above the rule
@@ -80,7 +81,10 @@ def _counted(metric: str, count: int, interval: int) -> tuple[str, str]:
     A window of `count` scrape intervals less 1 s holds exactly the last `count` samples.
     `for:` cannot count samples: Prometheus evaluates rules out of step with the scrapes, so
     `for: 1m` at a 30 s interval could fire after 2 samples (the 3rd scrape still running) or
-    need 4.
+    need 4. The rule also needs `keep_firing_for` of one interval: while the scrape of a hung
+    target waits for its timeout, an evaluation sees only `count - 1` samples in the window;
+    without it the alert would resolve there and fire again with a new startsAt, and each
+    resolution stops the remediator's escalation.
     """
     window = format_duration(count * interval - 1)
     expr = _lines(
@@ -112,6 +116,7 @@ def connectivity(t: Thresholds) -> Group:
         remediate=True,
         layer="connectivity",
         expr=expr,
+        keep_firing_seconds=interval,
         comment=comment,
         anchor="recovery-decision-logic",
         summary=f"Redis {{{{ $labels.instance }}}} is down: {pings} PINGs in a row failed",
@@ -265,6 +270,7 @@ def systemd(t: Thresholds) -> Group:
         severity="critical",
         layer="systemd",
         expr=expr,
+        keep_firing_seconds=t.intervals["systemd"],
         comment=comment,
         anchor="decision-tree-3-auto-recovery-failing",
         summary=(

@@ -234,13 +234,14 @@ def redis_down(s: Suite) -> None:
         s.never("RedisDown", iv * (len(short) - 1)),
     )
     case(
-        f"{n} failed PINGs in a row fire, and the next PONG resolves",
-        ["1"] + ["0"] * n + ["1"],
+        f"{n} failed PINGs in a row fire; a PONG resolves one interval later (keep_firing_for)",
+        ["1"] + ["0"] * n + ["1", "1"],
         [
             Check(n * iv - EVAL, "RedisDown"),
-            # Between scrapes too: the window must reach back to the first failure.
-            *(Check(at, "RedisDown", down) for at in range(n * iv, (n + 1) * iv, EVAL)),
-            Check((n + 1) * iv, "RedisDown"),
+            # Between scrapes too: the window must reach back to the first failure, and
+            # keep_firing_for bridges an evaluation that does not see the latest sample yet.
+            *(Check(at, "RedisDown", down) for at in range(n * iv, (n + 2) * iv, EVAL)),
+            Check((n + 2) * iv, "RedisDown"),
         ],
     )
     case(
@@ -404,17 +405,18 @@ def ssh_unreachable(s: Suite) -> None:
     fired = [Expected("critical", labels)]
     s.add(
         Case(
-            f"RedisSshUnreachable: {n} failed SSH probes in a row fire, a login resolves",
+            f"RedisSshUnreachable: {n} failed SSH probes in a row fire; a login resolves one "
+            "interval later (keep_firing_for)",
             iv,
-            {sel: ["1"] + ["0"] * n + ["1"]},
+            {sel: ["1"] + ["0"] * n + ["1", "1"]},
             [
                 Check(n * iv - EVAL, "RedisSshUnreachable"),
                 # Between scrapes too: the window must reach back to the first failure.
                 *(
                     Check(at, "RedisSshUnreachable", fired)
-                    for at in range(n * iv, (n + 1) * iv, EVAL)
+                    for at in range(n * iv, (n + 2) * iv, EVAL)
                 ),
-                Check((n + 1) * iv, "RedisSshUnreachable"),
+                Check((n + 2) * iv, "RedisSshUnreachable"),
             ],
         )
     )
