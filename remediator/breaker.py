@@ -1,7 +1,8 @@
 """The per-target circuit breaker: latched open by too many recoveries, closed only by a person.
 
-`max_recoveries` recoveries of one target within `window_seconds` open its breaker; while it
-is open the remediator runs nothing on that target. A recovery is counted when its first
+`max_recoveries` recoveries of one target within `window_seconds` open its breaker; so does a
+manual stop through the operator API (`trip`), which auto-recovery must not undo. While it is
+open the remediator runs no recovery on that target. A recovery is counted when its first
 state-changing command is about to run (so one cut short by a crash still counts); a check
 that finds the service healthy, or one that could not act at all, is not a recovery.
 

@@ -24,51 +24,19 @@ from remediator.keys import METRICS, OPENAPI
 from tests.remediator.apidoc import TEMPLATE, check_answer
 from tests.remediator.conftest import (
     ADMIN,
-    ADMIN_TOKEN,
     OPERATOR,
     SECRETS,
     TOKEN,
-    WRONG_TOKEN,
     write_config,
 )
-
-ENDPOINTS = [
-    ("GET", "health"),
-    ("GET", "logs"),
-    ("POST", "start"),
-    ("POST", "stop"),
-    ("POST", "restart"),
-    ("POST", "reload"),
-    ("POST", "reset-circuit-breaker"),
-]
-IDENTITIES: dict[str, dict[str, str]] = {
-    "none": {},
-    "wrong": {"Authorization": f"Bearer {WRONG_TOKEN}"},
-    "webhook": {"Authorization": f"Bearer {TOKEN}"},  # the webhook's token is no user's
-    "basic": {"Authorization": f"Basic {ADMIN_TOKEN}"},  # a user's token, wrong scheme
-    "empty": {"Authorization": "Bearer "},
-    "operator": OPERATOR,
-    "admin": ADMIN,
-}
-ADMIN_ONLY = {"stop", "reset-circuit-breaker"}
-# What a permitted call answers when the target has no ssh section: a refusal that ran nothing.
-PERMITTED_NO_SSH = {"health": 200, "reset-circuit-breaker": 200, "logs": 409}
-
-
-def expected(endpoint: str, who: str, permitted: int) -> int:
-    if who not in ("operator", "admin"):
-        return 401
-    if endpoint in ADMIN_ONLY and who == "operator":
-        return 403
-    return permitted
-
-
-def violation_reason(who: str, status: int) -> str | None:
-    if status == 403:
-        return "forbidden_role"
-    if status == 401:
-        return "missing_token" if who in ("none", "basic", "empty") else "invalid_token"
-    return None
+from tests.remediator.matrix import (
+    ADMIN_ONLY,
+    ENDPOINTS,
+    IDENTITIES,
+    PERMITTED_NO_SSH,
+    expected,
+    violation_reason,
+)
 
 
 def fast(tmp_path: Path, **sections: Any) -> Config:

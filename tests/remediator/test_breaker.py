@@ -101,3 +101,25 @@ def test_a_state_dir_that_cannot_be_made_stops_check(tmp_path: Path, clock: Cloc
     (tmp_path / "state").write_text("a file")
     with pytest.raises(BreakerStateError, match="cannot create"):
         store(tmp_path, clock)
+
+
+def test_a_manual_stop_trips_it_and_only_a_reset_closes_it(tmp_path: Path, clock: Clock) -> None:
+    b = store(tmp_path, clock)
+    b.record_recovery("redis")
+    before = b.trip("redis", "manual stop by user-123")
+    assert not before.open
+    state = b.state("redis")
+    assert (state.open, state.opened_at, state.reason) == (
+        True,
+        clock.now,
+        "manual stop by user-123",
+    )
+    assert len(state.recoveries) == 1  # kept: they still count in the window
+    clock.now += 10
+    b.trip("redis", "manual stop by someone else")  # already open: the first reason stays
+    assert b.state("redis").reason == "manual stop by user-123"
+    assert not b.is_open("cache")
+    reopened = store(tmp_path, clock)  # survives a restart
+    assert reopened.is_open("redis")
+    reopened.reset("redis")
+    assert not b.is_open("redis")

@@ -21,7 +21,7 @@ from remediator.keys import CONFIG, CONTROLS, DISPATCHER, METRICS, OPENAPI, OPER
 from testhost.host import TestHost
 from tests.remediator.apidoc import TEMPLATE, check_answer
 from tests.remediator.conftest import ADMIN, OPERATOR, TOKEN, alert, notification, write_config
-from tests.remediator.test_api import ENDPOINTS, IDENTITIES, expected, violation_reason
+from tests.remediator.matrix import ENDPOINTS, IDENTITIES, expected, violation_reason
 
 pytestmark = pytest.mark.root
 WEBHOOK = {"Authorization": f"Bearer {TOKEN}"}

@@ -29,7 +29,7 @@ from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
 from tests.remediator.conftest import SECRETS, write_config
-from tests.remediator.test_api import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
+from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
 
 REPO = Path(__file__).parents[2]
 
