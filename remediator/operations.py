@@ -182,7 +182,10 @@ class Operations:
                 operation_id=operation_id,
             )
             raise refusal
-        # No await since busy_reason(): this claim cannot race another call's.
+        # The lock is free and nobody waits for it (busy_reason() said so, and nothing awaited
+        # since): acquire() takes it without suspending, so no recovery admitted from now on
+        # can slip in before this operation; it waits for the lock instead.
+        await control.lock.acquire()
         self._active[target] = f"{action.value} by {user.id}"
         task = asyncio.create_task(
             self._run(control, action, user, source_ip, operation_id),
@@ -226,18 +229,19 @@ class Operations:
         source_ip: str | None,
         operation_id: str,
     ) -> OperationResult:
+        """The operation, under the target's lock that perform() took for it."""
         try:
-            async with control.lock:
-                run = _Run(
-                    self,
-                    control,
-                    action,
-                    user=user,
-                    source_ip=source_ip,
-                    operation_id=operation_id,
-                )
-                return await run.execute()
+            run = _Run(
+                self,
+                control,
+                action,
+                user=user,
+                source_ip=source_ip,
+                operation_id=operation_id,
+            )
+            return await run.execute()
         finally:
+            control.lock.release()
             self._active.pop(control.name, None)
 
     async def reset_breaker(

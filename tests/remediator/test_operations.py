@@ -18,6 +18,7 @@ from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from remediator.control import StartBudget
 from remediator.keys import CONFIG, CONTROLS, DISPATCHER, METRICS, OPENAPI, OPERATIONS
+from remediator.recovery import Outcome
 from testhost.host import TestHost
 from tests.remediator.apidoc import TEMPLATE, check_answer
 from tests.remediator.conftest import ADMIN, OPERATOR, TOKEN, alert, notification, write_config
@@ -230,6 +231,25 @@ async def test_an_operation_during_a_recovery_gets_409(
     async with asyncio.timeout(30):
         await client.app[DISPATCHER].wait_idle()
     assert verbs(test_host) == ["restart"]  # the recovery's only
+
+
+async def test_an_alert_during_an_operation_waits_for_it_and_finds_nothing_to_do(
+    client: TestClient, test_host: TestHost
+) -> None:
+    test_host.slow_start(1.5)
+    first = asyncio.create_task(call(client, "POST", "restart", OPERATOR))
+    async with asyncio.timeout(10):
+        while client.app[OPERATIONS].activity("redis") is None:  # noqa: ASYNC110 -- the task's claim
+            await asyncio.sleep(0.01)
+    response = await client.post("/webhook", json=notification(alert("redis")), headers=WEBHOOK)
+    assert (await response.json())["alerts"][0]["disposition"] == "recovery_started"
+    status, body = await first
+    assert status == 200, body
+    async with asyncio.timeout(30):
+        await client.app[DISPATCHER].wait_idle()
+    (report,) = client.app[DISPATCHER].history("redis")
+    assert report.outcome == Outcome.HEALTHY  # it ran after the restart, which had healed it
+    assert verbs(test_host) == ["restart"]
 
 
 async def test_past_the_start_budget_a_start_is_429_with_retry_after(
