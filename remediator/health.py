@@ -258,7 +258,7 @@ def judge_performance(result: LayerResult, t: Thresholds, pong: bool) -> LayerHe
 
 
 def breaker_health(
-    store: BreakerStore | None, target: str, settings: CircuitBreaker
+    store: BreakerStore, target: str, settings: CircuitBreaker
 ) -> tuple[Status, dict[str, Any]]:
     """The breaker's state as JSON, and how it counts in the target's status."""
     status, data = _breaker(store, target, settings)
@@ -266,12 +266,10 @@ def breaker_health(
 
 
 def _breaker(
-    store: BreakerStore | None, target: str, settings: CircuitBreaker
+    store: BreakerStore, target: str, settings: CircuitBreaker
 ) -> tuple[Status, dict[str, Any]]:
     window = settings.window_seconds
     base = {"max_recoveries": settings.max_recoveries, "window_seconds": window}
-    if store is None:
-        return Status.HEALTHY, {"open": None, **base, "error": "not read"}
     try:
         state = store.state(target)
     except BreakerStateError as e:
@@ -312,16 +310,29 @@ def recent_recoveries(
 
 
 def _recovery(event: Mapping[str, Any]) -> dict[str, Any]:
-    result = event.get("result") or {}
+    """A finished recovery's event as the API shows it; a field of the wrong type is null."""
+    result = event.get("result")
+    result = result if isinstance(result, dict) else {}
+
+    def text(value: object) -> str | None:
+        return value if isinstance(value, str) else None
+
+    duration = result.get("duration_seconds")
+    attempts = event.get("attempts")
+    success = result.get("success")
     return {
-        "recovery_id": event.get("recovery_id"),
-        "finished_at": event.get("timestamp"),
-        "outcome": event.get("outcome"),
-        "success": result.get("success"),
-        "recovery_level": event.get("recovery_level"),
-        "attempts": event.get("attempts"),
-        "duration_seconds": result.get("duration_seconds"),
-        "reason": event.get("reason"),
+        "recovery_id": text(event.get("recovery_id")),
+        "finished_at": text(event.get("timestamp")),
+        "outcome": text(event.get("outcome")),
+        "success": success if isinstance(success, bool) else None,
+        "recovery_level": text(event.get("recovery_level")),
+        "attempts": attempts if type(attempts) is int else None,
+        "duration_seconds": (
+            float(duration)
+            if isinstance(duration, int | float) and not isinstance(duration, bool)
+            else None
+        ),
+        "reason": text(event.get("reason")),
     }
 
 
@@ -372,9 +383,9 @@ def judge(results: Iterable[LayerResult], thresholds: Thresholds) -> dict[str, L
 async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or the CLI
     prober: TargetProber,
     *,
-    breaker: BreakerStore | None,
+    breaker: BreakerStore,
     breaker_settings: CircuitBreaker,
-    audit: Audit | None,
+    audit: Audit,
     thresholds: Thresholds | None = None,
     activity: Mapping[str, Any] | None = None,
 ) -> TargetHealth:
@@ -389,10 +400,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     breaker_status, breaker_data = await asyncio.to_thread(
         breaker_health, breaker, name, breaker_settings
     )
-    recoveries: list[dict[str, Any]] = []
-    error: str | None = "not read"
-    if audit is not None:
-        recoveries, error = await asyncio.to_thread(recent_recoveries, audit, name)
+    recoveries, error = await asyncio.to_thread(recent_recoveries, audit, name)
     return TargetHealth(
         target=name,
         checked_at=checked_at,
@@ -444,11 +452,11 @@ def render(health: TargetHealth) -> str:
     if health.recoveries:
         lines.append("  last recoveries:")
         lines.extend(
-            f"    {r['finished_at']}  {r['outcome']:<10} {r['recovery_level'] or '-':<8} "
-            f"{r['duration_seconds'] or 0:.1f}s  {r['reason']}"
+            f"    {r['finished_at']}  {r['outcome'] or '-':<10} {r['recovery_level'] or '-':<8} "
+            f"{r['duration_seconds'] or 0:.1f}s  {r['reason'] or ''}"
             for r in health.recoveries
         )
-    elif health.recoveries_error and health.recoveries_error != "not read":
+    elif health.recoveries_error:
         lines.append(f"  last recoveries: unknown ({health.recoveries_error})")
     else:
         lines.append("  last recoveries: none in the audit log")

@@ -28,7 +28,7 @@ from redis_autoheal.cli import main
 from redis_autoheal.config import Config
 from remediator.app import create_app
 from remediator.breaker import BreakerStore
-from remediator.health import Band, Status, Thresholds, judge
+from remediator.health import Band, Status, Thresholds, judge, recent_recoveries
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
 from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
@@ -296,3 +296,30 @@ async def test_api_health_shows_the_last_recoveries(
     assert printed["recoveries"] == report["recoveries"]
     # All but what only a running remediator knows.
     assert set(report) - set(printed) == {"recovery_in_progress", "operation_in_progress"}
+
+
+def test_the_last_recoveries_come_from_the_audit_logs_tail(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {})
+    path = config.audit.path
+    path.parent.mkdir(parents=True)
+    finished = {"event_type": "auto_recovery", "phase": "finished", "service": "redis"}
+    lines = [
+        json.dumps({**finished, "recovery_id": f"r{i}", "outcome": "recovered", "attempts": 1})
+        for i in range(8)
+    ]
+    lines += [
+        json.dumps({**finished, "service": "cache", "recovery_id": "other target"}),
+        json.dumps({**finished, "phase": "verified", "recovery_id": "a step, not the end"}),
+        json.dumps({**finished, "recovery_id": 7, "attempts": "2", "result": []}),  # odd types
+        '{"event_type": "auto_recovery", "phase": "fin',  # a torn last line
+    ]
+    path.write_text("x" * 5_000_000 + "\n" + "\n".join(lines))  # past the 4 MiB tail read
+    found, error = recent_recoveries(config.audit, "redis")
+    assert error is None
+    assert [r["recovery_id"] for r in found] == [None, "r7", "r6", "r5", "r4"]
+    assert found[0]["attempts"] is None
+    assert found[0]["success"] is None
+    assert found[1]["attempts"] == 1
+    assert recent_recoveries(config.audit, "nosuch") == ([], None)
+    path.unlink()
+    assert recent_recoveries(config.audit, "redis") == ([], None)
