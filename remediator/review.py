@@ -165,8 +165,6 @@ class _Tally:
     breaker_resets: list[dict[str, Any]] = field(default_factory=list)
     per_day: dict[str, Counter[str]] = field(default_factory=dict)
     in_window: int = 0
-    first: str | None = None
-    last: str | None = None
 
 
 def _is_manual_operation(event: Mapping[str, Any]) -> bool:
@@ -190,9 +188,6 @@ class _Summary:
             return
         t = self.t
         t.in_window += 1
-        stamp = str(event.get("timestamp"))
-        t.first = t.first or stamp
-        t.last = stamp
         day = moment.astimezone(UTC).date().isoformat()
         kind = event.get("event_type")
         if _is_manual_operation(event):
