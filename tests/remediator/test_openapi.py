@@ -43,7 +43,7 @@ def api_config(tmp_path: Path, host: TestHost) -> Config:
             # One real target, and one whose Redis refuses and that has no ssh section: every
             # documented answer, 2xx and refusals alike, comes up.
             "targets": [target, {"name": "cache", "redis": {"host": "127.0.0.1", "port": 1}}],
-            "health_check": {"ping_timeout_seconds": 2, "performance_timeout_seconds": 2},
+            "health_check": {"ping_timeout_seconds": 5, "performance_timeout_seconds": 5},
             "auto_recovery": {"stable_seconds": 0.3},
         },
     )
