@@ -86,6 +86,8 @@ async def pong_within(control: Checkable, seconds: float) -> str | None:
         if problem is None:
             return None
         await asyncio.sleep(min(PING_RETRY_SECONDS, max(deadline - time.monotonic(), 0)))
+    if problem is not None and problem.startswith("no PONG within"):
+        return f"no PONG within {seconds:g}s"  # the last PING timed out: nothing to add
     return f"no PONG within {seconds:g}s ({problem})"
 
 
