@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
-from redis_autoheal.commands import Action, Command, ServiceControl, Unit
+from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import (
     AuditWriteError,
     BreakerStateError,
@@ -41,15 +41,19 @@ from redis_autoheal.errors import (
     SshError,
 )
 from redis_autoheal.logs import target_logger
-from remediator.audit import AUTOHEAL, Actor, AuditWriter, audit_event
+from remediator.audit import AuditWriter, audit_event
 from remediator.control import RISK
-from remediator.verify import TRANSITIONAL, pong_within, settled_state, stable_for, unit_state
+from remediator.verify import (
+    TRANSITIONAL,
+    Checkable,
+    pong_within,
+    settled_state,
+    stable_for,
+    unit_state,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from redis_autoheal.config import AutoRecovery
-    from redis_autoheal.ssh import CommandResult
     from remediator.alertmanager import Alert
     from remediator.breaker import BreakerStore
     from remediator.metrics import Metrics
@@ -111,30 +115,18 @@ def next_level(previous: Level | None, state: str) -> Level | None:
     return level
 
 
-class Controls(Protocol):
-    """What the engine needs of a target (TargetControl; a fake in the decision-table tests)."""
+class Controls(Checkable, Protocol):
+    """What the engine needs of a target (TargetControl; a fake in the decision-table tests):
+    what verification needs, and more."""
 
     @property
     def name(self) -> str: ...
-    @property
-    def unit(self) -> Unit: ...
     @property
     def dry_run(self) -> bool: ...
     @property
     def lock(self) -> asyncio.Lock: ...
     @property
     def refusal(self) -> str | None: ...
-
-    async def run(
-        self,
-        command: Command,
-        *,
-        actor: Actor = AUTOHEAL,
-        source_ip: str | None = None,
-        context: Mapping[str, Any] | None = None,
-    ) -> CommandResult: ...
-
-    async def ping(self, timeout_seconds: float | None = None) -> str | None: ...
 
 
 @dataclass
