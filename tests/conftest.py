@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 
 import pytest
 
@@ -27,6 +28,14 @@ def require_binary(name: str) -> str:
         _missing(f"needs {name}: run scripts/setup.sh to install it")
         raise AssertionError  # unreachable: _missing raised
     return path
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
 
 
 pytest_plugins = ["testhost.pytest_plugin"]

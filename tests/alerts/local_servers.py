@@ -1,11 +1,10 @@
-"""Loopback-only helpers for the tests that run Prometheus or Alertmanager: a free port, a
+"""Loopback-only helpers for the tests that run Prometheus or Alertmanager: a
 daemon started and stopped around a block, and an HTTP server that records what is posted."""
 
 from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -14,12 +13,6 @@ from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def get_json(url: str) -> object:

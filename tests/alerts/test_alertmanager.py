@@ -16,10 +16,10 @@ import pytest
 import yaml
 
 from redis_autoheal.config import RemediatorSettings
-from tests.alerts.local_servers import Recorder, daemon, free_port, get_json, post_json, wait_until
+from tests.alerts.local_servers import Recorder, daemon, get_json, post_json, wait_until
 from tests.alerts.paths import ALERTS, ROOT
 from tests.alerts.timeintervals import named_contains
-from tests.conftest import require_binary
+from tests.conftest import free_port, require_binary
 
 REMEDIATE_AND_PAGE = ["remediator", "oncall"]
 PAGE = ["oncall"]

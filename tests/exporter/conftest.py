@@ -6,7 +6,6 @@ import contextlib
 import datetime as dt
 import ipaddress
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -23,13 +22,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_autoheal.config import Config, load_config
-from tests.conftest import require_binary
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.conftest import free_port, require_binary
 
 
 @dataclass

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from redis_autoheal.cli import main
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from testhost.host import TestHost
+from tests.conftest import free_port
 from tests.remediator.conftest import TOKEN, alert, notification, write_config
 
 
@@ -71,13 +71,6 @@ def test_listen_must_be_host_port(capsys: pytest.CaptureFixture[str]) -> None:
     assert "must be HOST:PORT" in capsys.readouterr().err
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
     headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
     req = urllib.request.Request(url, data=body, headers=headers)
@@ -91,7 +84,7 @@ def _request(url: str, body: bytes | None = None) -> tuple[int, bytes]:
 def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> None:
     target = test_host.target("vm3")
     config = write_config(tmp_path, {"targets": [target], "auto_recovery": {"stable_seconds": 0.5}})
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     proc = subprocess.Popen(
         [

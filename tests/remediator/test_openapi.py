@@ -9,7 +9,6 @@ whole process) so that it fits the CI's budget: about a minute on two cores.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,18 +19,12 @@ import pytest
 
 from redis_autoheal.config import Config
 from testhost.host import TestHost
+from tests.conftest import free_port
 from tests.remediator.conftest import ADMIN_TOKEN, SECRETS, write_config
 
 pytestmark = pytest.mark.root
 REPO = Path(__file__).parents[2]
 SCHEMATHESIS_SECONDS = 240  # the whole run, hard limit
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def api_config(tmp_path: Path, host: TestHost) -> Config:

@@ -11,7 +11,6 @@ import http.client
 import ipaddress
 import json
 import os
-import socket
 import ssl
 import subprocess
 import sys
@@ -28,6 +27,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
+from tests.conftest import free_port
 from tests.remediator.conftest import SECRETS, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
 
@@ -64,13 +64,6 @@ def self_signed(directory: Path) -> tuple[Path, Path]:
     )
     key_file.chmod(0o600)
     return cert_file, key_file
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def request(
