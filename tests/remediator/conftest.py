@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +114,27 @@ def notification(*alerts: dict[str, Any], status: str | None = None) -> dict[str
         "externalURL": "http://alertmanager.example",
         "alerts": list(alerts),
     }
+
+
+def spawn_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """The real `python -m remediator` on 127.0.0.1:PORT at debug level, its output in `log`.
+
+    It is not waited for: the caller knows whether to reach it over HTTP or HTTPS.
+    """
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "remediator",
+                "--config",
+                str(config.source),
+                "--listen",
+                f"127.0.0.1:{port}",
+                "--log-level",
+                "debug",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+        )

@@ -8,7 +8,6 @@ whole process) so that it fits the CI's budget: about a minute on two cores.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -20,10 +19,9 @@ import pytest
 from redis_autoheal.config import Config
 from testhost.host import TestHost
 from tests.conftest import free_port
-from tests.remediator.conftest import ADMIN_TOKEN, SECRETS, write_config
+from tests.remediator.conftest import ADMIN_TOKEN, SECRETS, spawn_remediator, write_config
 
 pytestmark = pytest.mark.root
-REPO = Path(__file__).parents[2]
 SCHEMATHESIS_SECONDS = 240  # the whole run, hard limit
 
 
@@ -43,23 +41,7 @@ def api_config(tmp_path: Path, host: TestHost) -> Config:
 
 
 def start_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "remediator",
-                "--config",
-                str(config.source),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "debug",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+    proc = spawn_remediator(config, port, log)
     deadline = time.monotonic() + 20
     while True:
         try:

@@ -10,10 +10,7 @@ import gzip
 import http.client
 import ipaddress
 import json
-import os
 import ssl
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -28,10 +25,8 @@ from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
 from tests.conftest import free_port
-from tests.remediator.conftest import SECRETS, write_config
+from tests.remediator.conftest import SECRETS, spawn_remediator, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
-
-REPO = Path(__file__).parents[2]
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:
@@ -92,23 +87,7 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
     base = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(cert))
     log = tmp_path / "remediator.out"
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "remediator",
-                "--config",
-                str(config.source),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "debug",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-        )
+    proc = spawn_remediator(config, port, log)
     try:
         deadline = time.monotonic() + 20
         while True:
