@@ -283,7 +283,7 @@ def _owner_only(path: Path, mode: int, key: str, what: str) -> None:
         )
 
 
-def read_secret(path: Path, key: str, what: str) -> str:
+def read_secret(path: Path, key: str, what: str = "a secret file") -> str:
     """Read a secret (password, token) from a file that only its owner may read.
 
     `what` names the kind of file in the message ("a token file"). The mode is taken from the
