@@ -349,11 +349,15 @@ class _Run:
         )
 
     async def _wait_or_resolved(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.trigger.resolved.wait()
-        except TimeoutError:
-            return False
+        """Wait `seconds`; True at once if every alert resolves (a firing alert that joins
+        clears the flag again, so it is read once more when the wait ends)."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self.trigger.resolved.is_set():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.trigger.resolved.wait()
+            except TimeoutError:
+                return False
         return True
 
     async def _count_on_breaker(self) -> None:

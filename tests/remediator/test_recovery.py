@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -376,3 +376,42 @@ async def test_a_target_found_healthy_after_an_unreachable_attempt_is_healthy(
     assert report.outcome == Outcome.HEALTHY
     assert target.commands == ["is-active"]
     assert engine.breaker.state("redis").recoveries == ()
+
+
+class WatchedEvent(asyncio.Event):
+    """An event that says when someone waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.waited.set()
+        return await super().wait()
+
+
+async def test_alerts_resolved_and_a_new_one_joined_at_once_do_not_stop_escalation(
+    tmp_path: Path, audit: Audit
+) -> None:
+    """One audit batch commits two notifications in one go: every alert resolved, then a new
+    firing one joined. The flag is set and cleared before the recovery wakes from its delay:
+    it must see a firing alert, and go on."""
+    writer = AuditWriter(audit)
+    writer.open()
+    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
+    breaker.check()
+    settings = AutoRecovery(retry_delay_seconds=1, stable_seconds=0)
+    engine = RecoveryEngine(
+        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
+    )
+    target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
+    resolved = WatchedEvent()
+    t = Trigger("r1", [], "127.0.0.1", resolved)
+    task = asyncio.create_task(engine.recover(target, t))
+    async with asyncio.timeout(5):
+        await resolved.waited.wait()  # the reload failed: in the retry delay
+    resolved.set()
+    resolved.clear()
+    report = await asyncio.wait_for(task, 10)
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == attempt("reload") + attempt("restart")
