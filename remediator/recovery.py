@@ -349,8 +349,8 @@ class _Run:
         )
 
     async def _wait_or_resolved(self, seconds: float) -> bool:
-        """Wait `seconds`; True at once if every alert resolves (a firing alert that joins
-        clears the flag again, so it is read once more when the wait ends)."""
+        """True as soon as every alert has resolved, False after `seconds`. The flag is read
+        again on waking: a firing alert that joined meanwhile has cleared it."""
         deadline = asyncio.get_running_loop().time() + seconds
         while not self.trigger.resolved.is_set():
             try:
