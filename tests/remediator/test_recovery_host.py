@@ -66,3 +66,40 @@ async def test_a_redis_that_thaws_during_the_retry_delay_is_not_restarted(
     ]
     assert finished["outcome"] == "recovered"
     assert finished["attempts"] == 2
+
+
+async def test_a_restart_that_worked_while_the_link_dropped_is_not_repeated(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """The restart brought Redis back, then the host dropped off the network while the restart
+    was checked for stability, so the check failed. Back on the network before the next
+    attempt: that attempt finds Redis active and answering and restarts nothing."""
+    config = host_config(
+        tmp_path,
+        {"vm3": test_host},
+        auto_recovery={"retry_delay_seconds": 5, "stable_seconds": 3},
+    )
+    client = await make_client(config)
+    test_host.kill9()
+    await asyncio.to_thread(test_host.wait_state, "failed")
+    assert await post(client, alert("vm3")) == ["recovery_started"]
+    await wait_event(
+        config,
+        lambda e: (
+            e["event_type"] == "ssh_command"
+            and e["operation"] == "restart"
+            and e["phase"] == "finished"
+        ),
+    )
+    test_host.blackhole()  # during the 3 s of stability check
+    try:
+        await wait_event(config, lambda e: e.get("phase") == "verified")  # the check failed
+    finally:
+        test_host.unblackhole()  # during the 5 s retry delay
+    await settle(client)
+    report = last_report(client)
+    assert verbs(test_host) == ["restart"]  # the host's own log: one restart
+    assert report.outcome == Outcome.RECOVERED, report.reason
+    assert "not stable" in report.steps[0].reason
+    assert [s.level for s in report.steps] == [Level.HARD, None]
+    assert test_host.ping()
