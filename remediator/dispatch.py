@@ -284,6 +284,14 @@ class Dispatcher:
             # It stopped for the alerts that resolved; one that joined as it stopped still
             # fires, and nothing healed it.
             unserved = job.keys - job.resolved
+            if unserved:
+                log.warning(
+                    "%s: recovery %s ended resolved as %d more alert(s) joined: their next "
+                    "delivery starts a recovery",
+                    job.target,
+                    job.trigger.recovery_id,
+                    len(unserved),
+                )
         for key in unserved:  # a later delivery of these alerts tries again
             self._seen.pop(key, None)
         return report

@@ -87,7 +87,7 @@ class ResolvedLate(RecoveryEngine):
 
 
 async def test_an_alert_joining_a_recovery_that_ends_resolved_is_not_lost(
-    aiohttp_client: Any, unreachable: Config
+    aiohttp_client: Any, unreachable: Config, caplog: pytest.LogCaptureFixture
 ) -> None:
     """The recovery read "every alert resolved" just before another firing alert joined it, so
     it ends `resolved` without having served that alert. Alertmanager's next delivery of the
@@ -106,6 +106,7 @@ async def test_an_alert_joining_a_recovery_that_ends_resolved_is_not_lost(
     async with asyncio.timeout(10):
         await client.app[DISPATCHER].wait_idle()
     assert client.app[DISPATCHER].history("redis")[-1].outcome == Outcome.RESOLVED
+    assert "ended resolved as 1 more alert(s) joined" in caplog.text
     assert await post(client, failed) == ["recovery_started"]  # the repeat: not a duplicate
     assert await post(client, down) == ["duplicate"]  # resolved: its late repeat changes nothing
     assert await post(client, {**failed, "status": "resolved"}) == ["resolved"]
