@@ -14,10 +14,11 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from remediator.alertmanager import parse_notification
 from remediator.app import create_app
 from remediator.keys import DISPATCHER
 from remediator.recovery import Level, Outcome, RecoveryEngine, Report
-from tests.remediator.conftest import alert
+from tests.remediator.conftest import alert, notification
 from tests.remediator.test_integration import (
     host_config,
     last_report,
@@ -112,3 +113,27 @@ async def test_an_alert_joining_a_recovery_that_ends_resolved_is_not_lost(
     assert await post(client, {**failed, "status": "resolved"}) == ["resolved"]
     async with asyncio.timeout(10):
         await client.app[DISPATCHER].wait_idle()
+
+
+async def test_a_join_given_back_leaves_a_recovery_whose_alerts_resolved_stopped(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    """A firing alert is admitted to a recovery (its audit write pending) as the recovery's
+    only other alert resolves; then the write fails and the join is given back. Every alert
+    the recovery serves has resolved: it stops escalating."""
+    client = await aiohttp_client(create_app(unreachable))
+    engine = ResolvedLate()
+    engine.finish.set()
+    dispatcher = client.app[DISPATCHER]
+    dispatcher.engine = engine
+    down = alert("redis", fingerprint="d2", name="RedisDown")
+    assert await post(client, down) == ["recovery_started"]
+    pending = dispatcher.admit(
+        parse_notification(notification(alert("redis", fingerprint="f2"))), "127.0.0.1"
+    )
+    assert [d for _, d in pending.decisions] == ["joined_running_recovery"]
+    assert await post(client, {**down, "status": "resolved"}) == ["resolved"]
+    pending.abort()  # its audit write failed
+    async with asyncio.timeout(10):
+        await dispatcher.wait_idle()
+    assert dispatcher.history("redis")[-1].outcome == Outcome.RESOLVED
