@@ -13,7 +13,11 @@ the unit is active; after a hard recovery the service must also stay up for
 `stable_seconds` (60 s). A failed step escalates: soft -> standard -> hard, and hard repeats;
 a level that cannot help in the current state is skipped (`start` does nothing to an active
 unit, so an active but hung one goes from reload straight to restart). There are at most
-`max_attempts` steps, `retry_delay_seconds` apart. An unreachable host makes an attempt fail
+`max_attempts` steps, `retry_delay_seconds` apart. Every attempt reads the unit's state and
+PINGs afresh before it acts, never trusting what the last one found: a Redis that came back
+meanwhile (a stall ended, or the last command worked but its check lost the connection) ends
+the recovery without another command, `recovered` if an earlier attempt acted, else `healthy`;
+otherwise the level rises from the last one tried. An unreachable host makes an attempt fail
 without acting. When all attempts have failed the recovery is `exhausted`: it stops and is
 counted (`autoheal_recovery_exhausted_total`), and a person is paged by the alert rules.
 
@@ -291,29 +295,27 @@ class _Run:
             return Outcome.REFUSED, c.refusal
         if self.e.breaker.is_open(c.name):
             return Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
-        state: str | None = None
         for attempt in range(1, s.max_attempts + 1):
             if attempt > 1 and await self._wait_or_resolved(s.retry_delay_seconds):
                 return Outcome.RESOLVED, "every alert resolved: escalation stopped"
             if self.trigger.resolved.is_set():
                 return Outcome.RESOLVED, "every alert resolved before acting"
-            step = Step(attempt=attempt, level=None, state_before=state)
+            step = Step(attempt=attempt, level=None, state_before=None)
             self.steps.append(step)
-            state = await self._attempt(step)
+            await self._attempt(step)
             if step.verified:
                 return Outcome.RECOVERED, f"{step.level and step.level.label}: {step.reason}"
         last = self.steps[-1].reason if self.steps else "-"
         return Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}"
 
-    async def _attempt(self, step: Step) -> str | None:
-        """Decide, act, verify; return the unit state found (None: unknown, host unreachable)."""
+    async def _attempt(self, step: Step) -> None:
+        """Look, decide, act, verify. Every attempt looks afresh (the unit's state, then PING):
+        what the last one found may have changed since, and nothing acts on a healthy Redis."""
         c = self.control
         try:
-            state = step.state_before
-            if state is None:
-                state = step.state_before = await self._settled_state(step)
-                if self.level is None and state == "active" and not await c.ping():
-                    raise _Verdict(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
+            state = step.state_before = await self._settled_state(step)
+            if state == "active" and await c.ping() is None:
+                raise self._up()
             level = next_level(self.level, state)
             if level is None:
                 raise _Verdict(Outcome.EXHAUSTED, f"unit state {state!r} is not in the runbook")
@@ -323,7 +325,7 @@ class _Run:
             if not self.counted:
                 await self._count_on_breaker()
                 self.counted = True
-            return await self._act(step)
+            await self._act(step)
         except CommandRejected as err:  # cannot happen with the config's validated unit
             step.reason = str(err)
             raise _Verdict(Outcome.EXHAUSTED, f"command refused: {err}") from None
@@ -334,14 +336,28 @@ class _Run:
         except SshError as err:
             step.reason = str(err)
             await self._step_finished(step)
-            return None  # read the state again on the next attempt
+
+    def _up(self) -> _Verdict:
+        """Active and answering PING: recovered if an earlier attempt acted, else healthy."""
+        if self.level is None:
+            return _Verdict(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
+        if self.pong_after is None:
+            self.pong_after = time.monotonic() - self.started
+        return _Verdict(
+            Outcome.RECOVERED,
+            f"unit active and PING answers after the {self.level.label} step: nothing more to do",
+        )
 
     async def _wait_or_resolved(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.trigger.resolved.wait()
-        except TimeoutError:
-            return False
+        """True as soon as every alert has resolved, False after `seconds`. The flag is read
+        again on waking: a firing alert that joined meanwhile has cleared it."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while not self.trigger.resolved.is_set():
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self.trigger.resolved.wait()
+            except TimeoutError:
+                return False
         return True
 
     async def _count_on_breaker(self) -> None:
@@ -395,8 +411,8 @@ class _Run:
         self.e.metrics.recoveries.labels(self.control.name, step.level.label, "dry_run").inc()
         return Outcome.DRY_RUN, f"dry run: would {action} (unit {step.state_before})"
 
-    async def _act(self, step: Step) -> str:
-        """Run the step's command and verify; return the unit state found afterwards."""
+    async def _act(self, step: Step) -> None:
+        """Run the step's command and verify."""
         c = self.control
         assert step.level is not None
         command = ServiceControl(step.level.action, c.unit)
@@ -424,7 +440,6 @@ class _Run:
         finally:
             step.duration_seconds = time.monotonic() - began
         await self._step_finished(step)
-        return step.state_after or ""
 
     async def _verify(self, step: Step) -> None:
         """PING within the timeout, unit active; after a hard recovery, stable too."""
