@@ -2,7 +2,9 @@
 
 Fail closed, as Vault's audit devices do: `await writer.write(event)` returns only once the
 event is durable, and raises `AuditWriteError` otherwise, so the caller does not act. A write
-that fails half-way is truncated back off the file, so a retried event is never duplicated.
+that fails half-way is truncated back off the file, so a retried event is never duplicated;
+back to the size found under the lock just before that write, so what another process appended
+in between stays.
 
 Python's logging is not used: its handlers swallow write errors (`handleError`), never fsync,
 and would make every event its own write. Here concurrent writers are group-committed: events
@@ -178,6 +180,9 @@ class _File:
             self.close()
             raise AuditWriteError(f"cannot stat {self.path}: {e.strerror}") from None
         if self._fd is not None and st is not None and (st.st_dev, st.st_ino) == self._identity:
+            # Under the lock: what another process (`breaker reset`) appended since our last
+            # write counts, both for rotation and as the point a failed write is cut back to.
+            self.size = st.st_size
             return
         self.close()
         if self._rotating.exists():
