@@ -15,7 +15,7 @@ Rotation is by size, done by the one flushing thread between two writes, so no e
 between files: when the next write would take the live file past `max_bytes`, the live file is
 renamed aside (`FILE.rotating`), backups shift up (`FILE.1.gz` -> `FILE.2.gz` ...), the oldest
 beyond `backup_count` is removed, and the set-aside file is gzip'd to `FILE.1.gz` through a
-temporary file and a rename. A crash part-way leaves `FILE.rotating`, which the next open
+temporary file and a rename, with the live file's mode whatever the umask. A crash part-way leaves `FILE.rotating`, which the next open
 finishes compressing, so nothing is lost or written twice. An advisory lock (`FILE.lock`)
 serialises writers in other processes (the `breaker reset` command) with this one; if the live
 file is moved or removed from outside, it is reopened at its path before the next write.
@@ -30,6 +30,7 @@ import gzip
 import json
 import os
 import shutil
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -250,11 +251,18 @@ class _File:
         target = backup_paths(self.settings)[0]
         tmp = target.with_name(target.name + ".tmp")
         try:
-            with self._rotating.open("rb") as src, tmp.open("wb") as raw:
-                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) as gz:
-                    shutil.copyfileobj(src, gz, 1 << 20)
-                raw.flush()
-                os.fsync(raw.fileno())
+            with self._rotating.open("rb") as src:
+                # The backup is as private as the live file was, whatever the umask.
+                mode = stat.S_IMODE(os.fstat(src.fileno()).st_mode)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+                with open(fd, "wb") as raw:  # noqa: PTH123 -- an fd, not a path
+                    os.fchmod(
+                        fd, mode
+                    )  # O_CREAT's mode lost the umask's bits; an old tmp kept its own
+                    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) as gz:
+                        shutil.copyfileobj(src, gz, 1 << 20)
+                    raw.flush()
+                    os.fsync(fd)
             tmp.rename(target)
             self._rotating.unlink()
             _fsync_dir(self.path.parent)

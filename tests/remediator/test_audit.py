@@ -7,6 +7,7 @@ import asyncio
 import gzip
 import json
 import os
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -264,3 +265,30 @@ async def test_a_failed_write_keeps_what_another_process_appended_meanwhile(
         ("auto_recovery", 3),
     ]
     assert events[1]["operation"] == "reset"
+
+
+@pytest.mark.parametrize("live_mode", [None, 0o600])
+async def test_a_backup_keeps_the_live_files_mode_whatever_the_umask(
+    tmp_path: Path, live_mode: int | None
+) -> None:
+    """The audit log is not world-readable (0640, or what its owner chose): its gzip'd backup
+    is not either, even under a permissive umask."""
+    s = settings(tmp_path, max_bytes=2048, backup_count=3)
+    first_backup = backup_paths(s)[0]
+    old_umask = os.umask(0o022)
+    try:
+        writer = AuditWriter(s)
+        writer.open()
+        if live_mode is not None:
+            s.path.chmod(live_mode)
+        live = stat.S_IMODE(s.path.stat().st_mode)
+        n = 0
+        while not first_backup.exists() and n < 100:
+            await writer.write(event(n))
+            n += 1
+        await writer.close()
+    finally:
+        os.umask(old_umask)
+    assert live == (live_mode or 0o640)
+    assert stat.S_IMODE(first_backup.stat().st_mode) == live
+    assert [e["seq"] for e in read_events(s)] == list(range(n))
