@@ -15,10 +15,11 @@ Rotation is by size, done by the one flushing thread between two writes, so no e
 between files: when the next write would take the live file past `max_bytes`, the live file is
 renamed aside (`FILE.rotating`), backups shift up (`FILE.1.gz` -> `FILE.2.gz` ...), the oldest
 beyond `backup_count` is removed, and the set-aside file is gzip'd to `FILE.1.gz` through a
-temporary file and a rename, with the live file's mode whatever the umask. A crash part-way leaves `FILE.rotating`, which the next open
-finishes compressing, so nothing is lost or written twice. An advisory lock (`FILE.lock`)
-serialises writers in other processes (the `breaker reset` command) with this one; if the live
-file is moved or removed from outside, it is reopened at its path before the next write.
+temporary file and a rename, with the live file's mode whatever the umask. A crash part-way
+leaves `FILE.rotating`, which the next open finishes compressing, so nothing is lost or written
+twice. An advisory lock (`FILE.lock`) serialises writers in other processes (the `breaker reset`
+command) with this one; if the live file is moved or removed from outside, it is reopened at its
+path before the next write.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import contextlib
 import fcntl
 import gzip
 import json
+import logging
 import os
 import shutil
 import stat
@@ -43,6 +45,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from redis_autoheal.config import Audit
+
+log = logging.getLogger(__name__)
 
 RiskLevel = Literal["none", "low", "moderate", "high"]
 FILE_MODE = 0o640
@@ -135,6 +139,13 @@ def read_events(settings: Audit) -> list[dict[str, Any]]:
     return events
 
 
+def _why(error: OSError, named: Path) -> str:
+    """The reason, after the file it concerns if that is another than the one already named."""
+    if error.filename is None or str(error.filename) == str(named):
+        return str(error.strerror)
+    return f"{error.filename}: {error.strerror}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -166,7 +177,10 @@ class _File:
         except OSError as e:
             raise AuditWriteError(f"cannot open {lock_path}: {e.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:  # ENOLCK: an NFS mount without a lock daemon
+                raise AuditWriteError(f"cannot lock {lock_path}: {e.strerror}") from None
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -244,7 +258,7 @@ class _File:
                 self.path.rename(backups[0])
                 _fsync_dir(self.path.parent)
         except OSError as e:
-            raise AuditWriteError(f"cannot rotate {self.path}: {e.strerror}") from None
+            raise AuditWriteError(f"cannot rotate {self.path}: {_why(e, self.path)}") from None
 
     def _finish_rotation(self) -> None:
         """Compress `FILE.rotating` into `FILE.1.gz`, atomically, then remove it."""
@@ -267,7 +281,8 @@ class _File:
             self._rotating.unlink()
             _fsync_dir(self.path.parent)
         except OSError as e:
-            raise AuditWriteError(f"cannot compress {self._rotating}: {e.strerror}") from None
+            why = _why(e, self._rotating)
+            raise AuditWriteError(f"cannot compress {self._rotating}: {why}") from None
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -320,10 +335,16 @@ class AuditWriter:
         await asyncio.shield(future)
 
     async def _flush(self) -> None:
+        """Write batch after batch; whatever fails, each writer learns its fate and the next
+        batch is still written (a writer left waiting would hold its target busy for ever)."""
         while self._pending:
             batch, self._pending = self._pending, []
             chunks = [data for data, _ in batch]
-            committed, error = await asyncio.to_thread(self._write_chunks, chunks)
+            try:
+                committed, error = await asyncio.to_thread(self._write_chunks, chunks)
+            except Exception as e:  # no thread to write with (a loop shutting down): none written
+                log.exception("audit write not attempted")
+                committed, error = 0, AuditWriteError(f"cannot write {self.path}: {e!r}")
             for i, (_, future) in enumerate(batch):
                 if future.done():
                     continue
@@ -365,6 +386,11 @@ class AuditWriter:
                     committed += take
         except AuditWriteError as e:
             return committed, e
+        except Exception as e:  # unforeseen: it fails this write, never the writer
+            log.exception("audit write failed")
+            with self._thread_lock:
+                f.close()  # the next write reopens it and reads its size again
+            return committed, AuditWriteError(f"cannot write {self.path}: {e!r}")
         return committed, None
 
     async def close(self) -> None:
