@@ -8,7 +8,10 @@
 
 Every rejection is counted in `autoheal_security_violations_total{reason}` and audited as a
 `security_violation` event, best effort: the request is refused whether or not that event could
-be written, since refusing changes nothing. No token, right or wrong, is ever logged or audited.
+be written, since refusing changes nothing. No token, right or wrong, is ever logged or audited;
+what is (the method, the path, the User-Agent) is cut to a bound and its control characters are
+escaped (`redis_autoheal.logs.printable`), so that one request writes one log line, never a
+forged second one, and a few hundred bytes at most.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from redis_autoheal.errors import AuditWriteError
+from redis_autoheal.logs import printable
 from remediator.audit import AUTOHEAL, audit_event
 from remediator.keys import AUDIT, CONFIG, METRICS, USERS
 from remediator.problems import problem
@@ -36,6 +40,7 @@ OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # what a scraper or a liveness
 
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="redis-autoheal"'}
+METHOD_LIMIT = 16  # characters of a request method kept in a log line or audit field
 
 
 async def violation(
@@ -49,21 +54,22 @@ async def violation(
     """Count, log and (best effort) audit a refused request."""
     app = request.app
     app[METRICS].security_violations.labels(reason).inc()
+    operation = f"{printable(request.method, METHOD_LIMIT)} {printable(request.path)}"
+    source = printable(request.remote or "")
     who = f" by {user.id} ({user.role})" if user else ""
-    log.warning(
-        "refused %s %s from %s%s: %s", request.method, request.path, request.remote, who, detail
-    )
+    log.warning("refused %s from %s%s: %s", operation, source, who, printable(detail))
     event = audit_event(
         "security_violation",
         service=service,
-        operation=f"{request.method} {request.path}",
+        operation=operation,
         user=user.actor if user else AUTOHEAL,
         source_ip=request.remote,
         success=False,
         command_validated=False,
         risk_level="high",
         reason=reason,
-        detail=detail,
+        detail=printable(detail),
+        user_agent=printable(request.headers.get("User-Agent", "")) or None,
     )
     try:
         await app[AUDIT].write(event)

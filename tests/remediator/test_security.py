@@ -1,0 +1,89 @@
+"""Who may call the remediator (remediator.security), at its HTTP edge: what a refused request
+leaves in the logs and the audit, odd tokens, dual-stack listeners, and the start-up warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+import time
+from pathlib import Path
+
+from aiohttp.test_utils import TestClient
+
+from remediator.audit import read_events
+from remediator.keys import METRICS
+from tests.conftest import free_port
+from tests.remediator.conftest import spawn_remediator, write_config
+
+HANG_GUARD = 20  # seconds: only ever reached when something is broken
+LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ [\w.]+: ")
+
+
+def violations(client: TestClient, reason: str) -> float:
+    value = client.app[METRICS].registry.get_sample_value(
+        "autoheal_security_violations_total", {"reason": reason}
+    )
+    assert value is not None
+    return value
+
+
+async def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
+    """Send `head` (request line and headers, as bytes) to 127.0.0.1:PORT; status and body."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    try:
+        writer.write(head + b"Connection: close\r\nContent-Length: 0\r\n\r\n")
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), HANG_GUARD)
+    finally:
+        writer.close()
+    status_line, _, rest = answer.partition(b"\r\n")
+    return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
+
+
+# --- defect 7: an encoded CR/LF in a path forges no log line and no audit line ---------------
+
+
+def test_an_encoded_crlf_in_the_path_is_one_log_line_and_one_audit_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path, {})
+    port = free_port()
+    log = tmp_path / "remediator.out"
+    proc = spawn_remediator(config, port, log)
+    forged = "2026-01-01T00:00:00.000Z WARNING remediator.security: FORGED"
+    path = "/api/services/redis%0d%0a" + forged.replace(" ", "%20") + "/health"
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+                    s.sendall(
+                        f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".encode()
+                    )
+                    answer = b""
+                    while chunk := s.recv(4096):
+                        answer += chunk
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the remediator did not come up"
+                time.sleep(0.1)
+        assert answer.startswith(b"HTTP/1.1 401"), answer
+        while "refused GET" not in log.read_text():
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD)
+    lines = log.read_text().splitlines()
+    refused = [line for line in lines if "refused GET" in line]
+    assert len(refused) == 1, lines
+    assert "redis\\r\\n2026-01-01T00:00:00.000Z WARNING" in refused[0]
+    for line in lines:
+        assert LOG_LINE.match(line) or line.startswith("remediator: "), line
+    assert not any("FORGED" in line and "refused GET" not in line for line in lines), lines
+    text = config.audit.path.read_text()
+    assert len(text.splitlines()) == 1, text
+    (event,) = read_events(config.audit)
+    assert event["event_type"] == "security_violation"
+    assert event["operation"].startswith("GET /api/services/redis\\r\\n2026-01-01T00")
