@@ -92,7 +92,7 @@ async def require_token(request: web.Request, expected: str) -> None:
     if token is None:
         await violation(request, "missing_token", "no bearer token")
         raise web.HTTPUnauthorized(text="a bearer token is required\n", headers=CHALLENGE)
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode()):
         await violation(request, "invalid_token", "wrong bearer token")
         raise web.HTTPUnauthorized(text="invalid bearer token\n", headers=CHALLENGE)
 

@@ -57,7 +57,9 @@ class ApiUser:
 
 
 def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+    # aiohttp hands over a header's bytes that are not UTF-8 as lone surrogates: such a token is
+    # hashed as the bytes that came, and so is simply no one's.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 class UserDirectory:

@@ -9,9 +9,13 @@ import re
 import socket
 import time
 from pathlib import Path
+from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
+from redis_autoheal.config import Config
+from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import METRICS
 from tests.conftest import free_port
@@ -87,3 +91,28 @@ def test_an_encoded_crlf_in_the_path_is_one_log_line_and_one_audit_line(tmp_path
     (event,) = read_events(config.audit)
     assert event["event_type"] == "security_violation"
     assert event["operation"].startswith("GET /api/services/redis\\r\\n2026-01-01T00")
+
+
+# --- defect 9: a token that is not UTF-8 is a wrong token, not a crash -----------------------
+
+
+@pytest.fixture
+async def client(aiohttp_client: Any, config: Config) -> TestClient:
+    return await aiohttp_client(create_app(config))
+
+
+@pytest.mark.parametrize(
+    "request_line", [b"POST /webhook HTTP/1.1", b"GET /api/services/redis/health HTTP/1.1"]
+)
+async def test_a_token_that_is_not_utf8_is_401_and_audited(
+    client: TestClient, config: Config, request_line: bytes
+) -> None:
+    assert client.port is not None
+    head = request_line + b"\r\nHost: x\r\nAuthorization: Bearer \xff\xfe-not-utf8\r\n"
+    status, body = await raw_request(client.port, head)
+    assert status == 401, body
+    assert violations(client, "invalid_token") == 1
+    (event,) = read_events(config.audit)
+    assert event["event_type"] == "security_violation"
+    assert event["reason"] == "invalid_token"
+    assert (await client.get("/healthz")).status == 200
