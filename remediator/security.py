@@ -123,18 +123,35 @@ async def require_permission(
     raise problem(403, detail, "forbidden_role")
 
 
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def client_addresses(remote: str | None) -> tuple[IpAddress, ...]:
+    """The caller's address, first as IPv4 if it is IPv4-mapped (`::ffff:a.b.c.d`); () if none."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return ()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return (address.ipv4_mapped, address)
+    return (address,)
+
+
 @web.middleware
 async def allowed_networks(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse (403) callers outside remediator.allowed_networks; an empty list allows all."""
+    """Refuse (403) callers outside remediator.allowed_networks; an empty list allows all.
+
+    An IPv4 client of a dual-stack listener on `::` comes as `::ffff:a.b.c.d`: it is matched,
+    audited and logged as `a.b.c.d`, the address it has (a network written as mapped addresses
+    still matches it).
+    """
+    addresses = client_addresses(request.remote)
+    if addresses and str(addresses[0]) != request.remote:
+        request = request.clone(remote=str(addresses[0]))
     networks = request.app[CONFIG].remediator.allowed_networks
     if networks and request.path not in OPEN_PATHS:
-        try:
-            address = ipaddress.ip_address(request.remote or "")
-        except ValueError:
-            address = None
-        if address is None or not any(
-            address in ipaddress.ip_network(n, strict=False) for n in networks
-        ):
+        within = (ipaddress.ip_network(n, strict=False) for n in networks)
+        if not any(a in network for network in within for a in addresses):
             await violation(request, "address_not_allowed", f"{request.remote} not allowed")
             raise web.HTTPForbidden(text="address not allowed\n")
     return await handler(request)

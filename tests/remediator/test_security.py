@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from redis_autoheal.config import Config
@@ -19,7 +21,7 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import METRICS
 from tests.conftest import free_port
-from tests.remediator.conftest import spawn_remediator, write_config
+from tests.remediator.conftest import ADMIN, spawn_remediator, write_config
 
 HANG_GUARD = 20  # seconds: only ever reached when something is broken
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ [\w.]+: ")
@@ -116,3 +118,55 @@ async def test_a_token_that_is_not_utf8_is_401_and_audited(
     assert event["event_type"] == "security_violation"
     assert event["reason"] == "invalid_token"
     assert (await client.get("/healthz")).status == 200
+
+
+# --- defect 13: IPv4 clients of a dual-stack listener are IPv4 addresses --------------------
+
+
+def _dual_stack_socket() -> socket.socket:
+    if not socket.has_ipv6:
+        pytest.skip("no IPv6 on this machine")
+    sock = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("::", 0))
+    except OSError as e:
+        sock.close()
+        pytest.skip(f"cannot listen dual-stack on [::]: {e}")
+    return sock
+
+
+@pytest.mark.parametrize(
+    ("networks", "status"),
+    [
+        (["127.0.0.0/8"], 200),
+        (["::ffff:127.0.0.0/104"], 200),  # written as mapped addresses: still matches
+        (["10.9.9.0/24"], 403),
+        (["::1/128"], 403),
+    ],
+)
+async def test_an_ipv4_client_of_a_dual_stack_listener_is_matched_as_ipv4(
+    tmp_path: Path, networks: list[str], status: int
+) -> None:
+    config = write_config(tmp_path, {"remediator": {"allowed_networks": networks}})
+    sock = _dual_stack_socket()
+    port = sock.getsockname()[1]
+    runner = web.AppRunner(create_app(config))
+    await runner.setup()
+    try:
+        await web.SockSite(runner, sock).start()
+        async with aiohttp.ClientSession() as session:
+            url = f"http://127.0.0.1:{port}/api/services/redis/health"
+            async with session.get(url, headers=ADMIN) as response:
+                assert response.status == status, await response.text()
+    finally:
+        await runner.cleanup()
+        sock.close()
+    events = read_events(config.audit)
+    if status == 200:
+        assert events == []
+    else:
+        (event,) = events
+        assert event["reason"] == "address_not_allowed"
+        assert event["source_ip"] == "127.0.0.1"  # the client's address, as the client knows it
