@@ -43,7 +43,7 @@ from remediator.operations import Operations
 from remediator.problems import api_problems
 from remediator.recovery import RecoveryEngine
 from remediator.security import allowed_networks
-from remediator.users import UserDirectory
+from remediator.users import UserDirectory, token_digest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -146,7 +146,7 @@ def create_app(config: Config) -> web.Application:
         middlewares=[api_problems, webhook.count_webhook_requests, allowed_networks],
     )
     app[CONFIG] = config
-    app[WEBHOOK_TOKEN] = webhook_token
+    app[WEBHOOK_TOKEN] = token_digest(webhook_token)
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
     breaker = BreakerStore(settings.state_dir, config.circuit_breaker)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from remediator.control import TargetControl
 
 CONFIG = web.AppKey("config", Config)
-WEBHOOK_TOKEN = web.AppKey("webhook_token", str)
+WEBHOOK_TOKEN = web.AppKey("webhook_token", bytes)  # its SHA-256 digest, not the token
 METRICS = web.AppKey("metrics", Metrics)
 AUDIT = web.AppKey("audit", AuditWriter)
 BREAKER = web.AppKey("breaker", BreakerStore)

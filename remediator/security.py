@@ -28,6 +28,7 @@ from redis_autoheal.logs import printable
 from remediator.audit import AUTOHEAL, audit_event
 from remediator.keys import AUDIT, CONFIG, METRICS, USERS
 from remediator.problems import problem
+from remediator.users import token_digest
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -77,6 +78,22 @@ async def violation(
         log.warning("could not audit a security violation: %s", e)
 
 
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def exposure_warning(host: str, *, tls: bool) -> str | None:
+    """What to warn about when listening on `host`: tokens in clear beyond this machine."""
+    if tls:
+        return None
+    if host in LOOPBACK_NAMES or any(a.is_loopback for a in client_addresses(host)):
+        return None
+    return (
+        f"listening on {host}, beyond loopback, without TLS: bearer tokens and alerts cross "
+        "the network in clear; set remediator.tls_cert_file and tls_key_file, or listen on "
+        "127.0.0.1 behind a TLS proxy"
+    )
+
+
 def bearer_token(request: web.Request) -> str | None:
     """The token of an `Authorization: Bearer TOKEN` header, or None."""
     header = request.headers.get("Authorization", "")
@@ -86,13 +103,17 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def require_token(request: web.Request, expected: str) -> None:
-    """Raise 401 unless the request carries `expected` as its bearer token."""
+async def require_token(request: web.Request, expected: bytes) -> None:
+    """Raise 401 unless the request's bearer token is the one whose digest is `expected`.
+
+    Digests are compared, not tokens: `hmac.compare_digest` takes as long for any two strings
+    of one length, but returns at once when the lengths differ, which told the token's length.
+    """
     token = bearer_token(request)
     if token is None:
         await violation(request, "missing_token", "no bearer token")
         raise web.HTTPUnauthorized(text="a bearer token is required\n", headers=CHALLENGE)
-    if not hmac.compare_digest(token.encode("utf-8", "surrogateescape"), expected.encode()):
+    if not hmac.compare_digest(token_digest(token), expected):
         await violation(request, "invalid_token", "wrong bearer token")
         raise web.HTTPUnauthorized(text="invalid bearer token\n", headers=CHALLENGE)
 

@@ -5,8 +5,11 @@ leaves in the logs and the audit, odd tokens, dual-stack listeners, and the star
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import re
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -19,9 +22,10 @@ from aiohttp.test_utils import TestClient
 from redis_autoheal.config import Config
 from remediator.app import create_app
 from remediator.audit import read_events
-from remediator.keys import METRICS
+from remediator.keys import METRICS, WEBHOOK_TOKEN
+from remediator.security import exposure_warning
 from tests.conftest import free_port
-from tests.remediator.conftest import ADMIN, spawn_remediator, write_config
+from tests.remediator.conftest import ADMIN, SECRETS, TOKEN, spawn_remediator, write_config
 
 HANG_GUARD = 20  # seconds: only ever reached when something is broken
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ [\w.]+: ")
@@ -44,6 +48,7 @@ async def raw_request(port: int, head: bytes) -> tuple[int, bytes]:
         answer = await asyncio.wait_for(reader.read(), HANG_GUARD)
     finally:
         writer.close()
+        await writer.wait_closed()
     status_line, _, rest = answer.partition(b"\r\n")
     return int(status_line.split()[1]), rest.partition(b"\r\n\r\n")[2]
 
@@ -170,3 +175,72 @@ async def test_an_ipv4_client_of_a_dual_stack_listener_is_matched_as_ipv4(
         (event,) = events
         assert event["reason"] == "address_not_allowed"
         assert event["source_ip"] == "127.0.0.1"  # the client's address, as the client knows it
+
+
+# --- defect 14: the webhook token is compared as a digest; a warning for an open listener ---
+
+
+async def test_the_webhook_token_itself_is_not_kept(client: TestClient) -> None:
+    kept = client.app[WEBHOOK_TOKEN]
+    assert kept == hashlib.sha256(TOKEN.encode()).digest()  # fixed length whatever the token
+    for wrong in ("", TOKEN[:-1], TOKEN + "x", TOKEN * 100):
+        headers = {"Authorization": f"Bearer {wrong}"}
+        assert (await client.post("/webhook", json={}, headers=headers)).status == 401
+    response = await client.post("/webhook", json={}, headers={"Authorization": f"Bearer {TOKEN}"})
+    assert response.status == 422  # the right token gets through to the body's validation
+
+
+@pytest.mark.parametrize(
+    ("host", "tls", "warns"),
+    [
+        ("127.0.0.1", False, False),
+        ("127.0.0.2", False, False),
+        ("::1", False, False),
+        ("localhost", False, False),
+        ("0.0.0.0", False, True),
+        ("::", False, True),
+        ("10.1.2.3", False, True),
+        ("remediator.example", False, True),
+        ("0.0.0.0", True, False),
+        ("::", True, False),
+    ],
+)
+def test_listening_beyond_loopback_without_tls_is_warned_about(
+    host: str, tls: bool, warns: bool
+) -> None:
+    warning = exposure_warning(host, tls=tls)
+    assert (warning is not None) == warns
+    if warning:
+        assert host in warning
+        assert "TLS" in warning
+
+
+def test_the_remediator_warns_at_start_when_it_listens_on_every_address(tmp_path: Path) -> None:
+    """Run in a network namespace of its own (only its `lo`, down): `0.0.0.0` exposes nothing."""
+    if subprocess.run(["unshare", "-n", "true"], check=False).returncode != 0:
+        pytest.skip("cannot create a network namespace (needs root)")
+    config = write_config(tmp_path, {})
+    log = tmp_path / "remediator.out"
+    args = [sys.executable, "-m", "remediator", "--config", str(config.source), "--listen"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            ["unshare", "-n", *args, f"0.0.0.0:{free_port()}"],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={"PYTHONPATH": str(Path(__file__).parents[2]), "PATH": "/usr/bin:/bin"},
+        )
+    try:
+        deadline = time.monotonic() + HANG_GUARD
+        while "listening on" not in log.read_text():
+            assert proc.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=HANG_GUARD)
+    output = log.read_text()
+    (warning,) = [line for line in output.splitlines() if " WARNING " in line]
+    assert "0.0.0.0" in warning
+    assert "TLS" in warning
+    for secret in SECRETS:
+        assert secret not in output
