@@ -13,6 +13,7 @@ from remediator.dispatch import Dispatcher
 from remediator.metrics import Metrics
 from remediator.operations import Operations
 from remediator.users import UserDirectory
+from remediator.violations import ViolationLog
 
 if TYPE_CHECKING:
     from exporter.probe import TargetProber
@@ -28,4 +29,5 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 USERS = web.AppKey("users", UserDirectory)
 PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
 OPERATIONS = web.AppKey("operations", Operations)
+VIOLATIONS = web.AppKey("violations", ViolationLog)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

@@ -6,9 +6,12 @@
   (`require_permission`: 403 otherwise);
 - a caller outside `allowed_networks` gets 403 before anything else is looked at.
 
-Every rejection is counted in `autoheal_security_violations_total{reason}` and audited as a
-`security_violation` event, best effort: the request is refused whether or not that event could
-be written, since refusing changes nothing. No token, right or wrong, is ever logged or audited;
+Every rejection is counted in `autoheal_security_violations_total{reason}` and audited, best
+effort: the request is refused whether or not that could be written, since refusing changes
+nothing. A refusal by role is a `security_violation` event each time; those of callers without
+a valid token are aggregated per source address (remediator.violations): the first in full,
+the rest counted into `security_violation_summary` events, so that no flood of them can push
+earlier events out of the audit log. No token, right or wrong, is ever logged or audited;
 what is (the method, the path, the User-Agent) is cut to a bound and its control characters are
 escaped (`redis_autoheal.logs.printable`), so that one request writes one log line, never a
 forged second one, and a few hundred bytes at most.
@@ -26,7 +29,7 @@ from aiohttp import web
 from redis_autoheal.errors import AuditWriteError
 from redis_autoheal.logs import printable
 from remediator.audit import AUTOHEAL, audit_event
-from remediator.keys import AUDIT, CONFIG, METRICS, USERS
+from remediator.keys import AUDIT, CONFIG, METRICS, USERS, VIOLATIONS
 from remediator.problems import problem
 from remediator.users import token_digest
 
@@ -57,8 +60,6 @@ async def violation(
     app[METRICS].security_violations.labels(reason).inc()
     operation = f"{printable(request.method, METHOD_LIMIT)} {printable(request.path)}"
     source = printable(request.remote or "")
-    who = f" by {user.id} ({user.role})" if user else ""
-    log.warning("refused %s from %s%s: %s", operation, source, who, printable(detail))
     event = audit_event(
         "security_violation",
         service=service,
@@ -72,10 +73,23 @@ async def violation(
         detail=printable(detail),
         user_agent=printable(request.headers.get("User-Agent", "")) or None,
     )
-    try:
-        await app[AUDIT].write(event)
-    except AuditWriteError as e:
-        log.warning("could not audit a security violation: %s", e)
+    if user is None:  # no valid token: aggregated per source (remediator.violations)
+        in_full = await app[VIOLATIONS].record(event)
+    else:
+        in_full = True
+        try:
+            await app[AUDIT].write(event)
+        except AuditWriteError as e:
+            log.warning("could not audit a security violation: %s", e)
+    who = f" by {user.id} ({user.role})" if user else ""
+    log.log(
+        logging.WARNING if in_full else logging.DEBUG,  # the rest: in the source's summary
+        "refused %s from %s%s: %s",
+        operation,
+        source,
+        who,
+        printable(detail),
+    )
 
 
 LOOPBACK_NAMES = frozenset({"localhost"})
