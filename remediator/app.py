@@ -4,7 +4,8 @@ Routes: the webhook (remediator.webhook), the operator API (remediator.api), /me
 /healthz. Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx`
 generators, in this order (and closed in the reverse one): the audit log, the circuit-breaker
 state, the SSH connections, Redis clients and health probers of the targets, the dispatcher
-with its recoveries, and the manual operations in progress. A part
+with its recoveries, the manual operations in progress, and the summaries of refused requests
+(remediator.violations, which write what they counted at shutdown). A part
 that cannot open (an audit path that cannot be written, an unreadable breaker state) stops the
 start-up with the reason, rather than leaving a remediator that would have to refuse all work.
 """
@@ -12,6 +13,7 @@ start-up with the reason, rather than leaving a remediator that would have to re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from typing import TYPE_CHECKING
 
 from aiohttp import web
@@ -36,6 +38,7 @@ from remediator.keys import (
     OPERATIONS,
     PROBERS,
     USERS,
+    VIOLATIONS,
     WEBHOOK_TOKEN,
 )
 from remediator.metrics import Metrics
@@ -43,7 +46,8 @@ from remediator.operations import Operations
 from remediator.problems import api_problems
 from remediator.recovery import RecoveryEngine
 from remediator.security import allowed_networks
-from remediator.users import UserDirectory
+from remediator.users import UserDirectory, token_digest
+from remediator.violations import ViolationLog
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -137,6 +141,15 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
     await operations.close()
 
 
+async def _violation_summaries(app: web.Application) -> AsyncIterator[None]:
+    summaries = asyncio.create_task(app[VIOLATIONS].run(), name="violation-summaries")
+    yield
+    summaries.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await summaries
+    await app[VIOLATIONS].close()  # before the audit log closes: it is opened first
+
+
 def create_app(config: Config) -> web.Application:
     """The remediator: reads its secrets now, opens the rest when the app starts."""
     webhook_token, user_tokens = read_remediator_secrets(config)
@@ -146,13 +159,15 @@ def create_app(config: Config) -> web.Application:
         middlewares=[api_problems, webhook.count_webhook_requests, allowed_networks],
     )
     app[CONFIG] = config
-    app[WEBHOOK_TOKEN] = webhook_token
+    app[WEBHOOK_TOKEN] = token_digest(webhook_token)
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
     breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
     app[BREAKER] = breaker
     app[METRICS] = Metrics([t.name for t in config.targets], breaker.is_open)
     app[AUDIT] = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
+    app[VIOLATIONS] = ViolationLog(app[AUDIT])
     app.cleanup_ctx.extend([_audit_log, _breaker_state, _targets, _dispatcher, _operations])
+    app.cleanup_ctx.append(_violation_summaries)
     setup_routes(app)
     return app

@@ -29,11 +29,13 @@ from remediator import health, review
 from remediator.app import create_app
 from remediator.audit import Actor, AuditWriter, audit_event
 from remediator.breaker import BreakerState, BreakerStore
+from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
     from redis_autoheal.config import Target
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
+log = logging.getLogger(__name__)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -57,6 +59,9 @@ def _serve(args: argparse.Namespace) -> int:
             problem = f"cannot load {cert} and {key}: {e}"
             raise ConfigError("remediator.tls_cert_file", problem) from None
     app = create_app(config)
+    warning = exposure_warning(host, tls=context is not None)
+    if warning:
+        log.warning("%s", warning)
     mode = " (dry run: only read-only commands)" if settings.dry_run else ""
     scheme = "HTTPS" if context else "HTTP"
     print(
