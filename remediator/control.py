@@ -4,7 +4,10 @@ Both the recovery engine and (later) the operator API act on a target only throu
 `TargetControl`, so both share:
 - the per-target lock: one recovery or operation on a target at a time;
 - the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
-  and another records how it ended;
+  and another records how it ended (a command cut at its timeout: `cut_after_seconds`);
+- the SSH lane: what decides, acts and verifies (`systemctl is-active` and the
+  state-changing verbs) runs on the host's action connection; what a person reads (logs,
+  status) on its probe connection, with the health probes, which it can never delay or cut;
 - the start budget: our own starts of the unit stay below systemd's start limit;
 - the counters `autoheal_ssh_commands_total` and `autoheal_operations_total`.
 """
@@ -19,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from redis_autoheal.commands import Action, Command, ServiceControl, command_line
+from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
 from redis_autoheal.errors import (
     CommandRejected,
     HostKeyError,
@@ -28,6 +31,7 @@ from redis_autoheal.errors import (
     SshError,
 )
 from redis_autoheal.redis_client import make_client, ping
+from redis_autoheal.ssh import Lane
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
 
 if TYPE_CHECKING:
@@ -200,12 +204,15 @@ class TargetControl:
             fields["start_limit_wait_seconds"] = round(waited, 3)
         await self.audit.write(audit_event("ssh_command", success=None, phase="started", **fields))
         started = time.monotonic()
+        lane = Lane.PROBE if isinstance(command, Journal | Status) else Lane.ACTION
         try:
-            result = await self._run_bounded(ssh, command)
+            result = await ssh.run(command, lane=lane)
         except SshError as e:
             outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
             if isinstance(e, HostKeyError):
                 self.metrics.security_violations.labels("host_key").inc()
+            if isinstance(e, SshCommandTimeout):
+                fields["cut_after_seconds"] = e.seconds
             self._count(command, outcome)
             await self.audit.write(
                 audit_event(
@@ -232,19 +239,6 @@ class TargetControl:
             )
         )
         return result
-
-    @staticmethod
-    async def _run_bounded(ssh: SshHost, command: Command) -> CommandResult:
-        """`ssh.run`, bounded as a whole: its own timeout covers the command once started, not
-        the opening of its channel, which on a kept-alive connection to a host that has gone
-        silent would wait until keepalives give up (45 s by default)."""
-        limit = ssh.timeout_for(command) + ssh.endpoint.connect_timeout_seconds
-        try:
-            async with asyncio.timeout(limit):
-                return await ssh.run(command)
-        except TimeoutError:
-            line = " ".join(command.argv())
-            raise SshCommandTimeout(ssh.label, f"{line!r} got no answer in {limit:g}s") from None
 
     def _count(self, command: Command, outcome: str) -> None:
         self.metrics.ssh_commands.labels(self.name, command.name, outcome).inc()
