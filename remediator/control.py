@@ -4,7 +4,8 @@ Both the recovery engine and (later) the operator API act on a target only throu
 `TargetControl`, so both share:
 - the per-target lock: one recovery or operation on a target at a time;
 - the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
-  and another records how it ended (a command cut at its timeout: `cut_after_seconds`);
+  and another records how it ended (a command cut at its timeout: `cut_after_seconds`; one
+  its caller gave up on: `outcome: "interrupted"`);
 - the SSH lane: what decides, acts and verifies (`systemctl is-active` and the
   state-changing verbs) runs on the host's action connection; what a person reads (logs,
   status) on its probe connection, with the health probes, which it can never delay or cut;
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
@@ -24,6 +26,7 @@ from redis.exceptions import RedisError
 
 from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
 from redis_autoheal.errors import (
+    AuditWriteError,
     CommandRejected,
     HostKeyError,
     NoSshConfigured,
@@ -54,6 +57,7 @@ SYSTEMD_START_LIMIT_INTERVAL = 10.0
 START_BUDGET = SYSTEMD_START_LIMIT_BURST - 2
 START_BUDGET_WINDOW = SYSTEMD_START_LIMIT_INTERVAL + 1.0
 _OUTPUT_KEPT = 300  # characters of a command's output kept in the audit log
+INTERRUPTED_AUDIT_SECONDS = 5.0  # how long a cancelled command may wait to be audited as such
 
 # The audit log's `security.risk_level` of each state-changing command, automatic or manual:
 # a stop takes the service away, a restart interrupts it, a start or reload of a unit that is
@@ -207,6 +211,9 @@ class TargetControl:
         lane = Lane.PROBE if isinstance(command, Journal | Status) else Lane.ACTION
         try:
             result = await ssh.run(command, lane=lane)
+        except asyncio.CancelledError:
+            await self._interrupted(command, fields, time.monotonic() - started)
+            raise
         except SshError as e:
             outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
             if isinstance(e, HostKeyError):
@@ -239,6 +246,28 @@ class TargetControl:
             )
         )
         return result
+
+    async def _interrupted(
+        self, command: Command, fields: Mapping[str, Any], duration: float
+    ) -> None:
+        """Close the audit pair of a command whose caller gave up on it (a shutdown past its
+        grace): the remediator stopped waiting, and ssh.run sent KILL if it had started."""
+        self._count(command, "error")
+        event = audit_event(
+            "ssh_command",
+            success=False,
+            duration_seconds=duration,
+            phase="finished",
+            outcome="interrupted",
+            error="interrupted: the remediator stopped waiting (KILL sent if it had started)",
+            **fields,
+        )
+        event["result"]["outcome"] = "interrupted"
+        # Shielded, so that a cancelled caller still records it; bounded, so that a stuck
+        # audit log cannot hold up a shutdown.
+        with contextlib.suppress(AuditWriteError, TimeoutError):
+            async with asyncio.timeout(INTERRUPTED_AUDIT_SECONDS):
+                await asyncio.shield(self.audit.write(event))
 
     def _count(self, command: Command, outcome: str) -> None:
         self.metrics.ssh_commands.labels(self.name, command.name, outcome).inc()

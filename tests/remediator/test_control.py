@@ -228,3 +228,25 @@ async def test_a_recovery_step_cut_at_its_timeout_says_so_and_reads_the_state_ag
         "'sudo -n systemctl restart redis-server' cut at timeout after 1s (KILL sent)"
         in (first["reason"])
     )
+
+
+async def test_a_command_cancelled_midway_is_killed_and_its_audit_pair_closed(
+    test_host: TestHost, tmp_path: Path
+) -> None:
+    """A shutdown past its grace cancels the step: the remote command is killed and its
+    `ssh_command` started event still gets its finished one, saying it was interrupted."""
+    test_host.stop()
+    test_host.slow_start(30)
+    ssh = SshHost(ssh_endpoint(test_host))
+    async with audited(tmp_path, ssh, ["redis"]) as (audit, _, (control,)):
+        start = asyncio.create_task(control.run(ServiceControl(Action.START, control.unit)))
+        await asyncio.to_thread(test_host.wait_state, "activating")
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+        assert await still_running(test_host, "sudo -n systemctl start") == []
+    started, finished = [e for e in read_events(audit) if e["event_type"] == "ssh_command"]
+    assert (started["phase"], finished["phase"]) == ("started", "finished")
+    assert finished["result"]["success"] is False
+    assert (finished["outcome"], finished["result"]["outcome"]) == ("interrupted", "interrupted")
+    assert finished["error"].startswith("interrupted")
