@@ -443,7 +443,7 @@ def test_redis_reasons(error, reason):
     ("error", "reason"),
     [
         (HostKeyError("h", "changed"), Reason.HOST_KEY),
-        (SshCommandTimeout("h", "timed out"), Reason.TIMEOUT),
+        (SshCommandTimeout("h", "systemctl is-active x", 1.0, killed=True), Reason.TIMEOUT),
         (SshError("h", "connection lost"), Reason.SSH_ERROR),
         (
             _raised_from(SshConnectError("h", "auth"), asyncssh.PermissionDenied("denied")),
