@@ -12,6 +12,7 @@ from remediator.breaker import BreakerStore
 from remediator.dispatch import Dispatcher
 from remediator.metrics import Metrics
 from remediator.operations import Operations
+from remediator.shutdown import Shutdown
 from remediator.users import UserDirectory
 
 if TYPE_CHECKING:
@@ -29,3 +30,4 @@ USERS = web.AppKey("users", UserDirectory)
 PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
 OPERATIONS = web.AppKey("operations", Operations)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+SHUTDOWN = web.AppKey("shutdown", Shutdown)
