@@ -271,3 +271,57 @@ def test_sigkill_mid_recovery_then_the_next_start_closes_it_and_heals(
     assert resume["resumed_ids"] == [cut]
     assert resume["recovery_id"] == new
     assert [i.verb for i in test_host.invocations()[commands_before:]] == ["restart"]
+
+
+@pytest.mark.parametrize("kind", ["recovery", "operation"])
+def test_a_step_still_running_after_the_grace_ends_interrupted(
+    test_host: TestHost, tmp_path: Path, kind: str
+) -> None:
+    config = host_config(tmp_path, test_host, remediator={"shutdown_grace_seconds": 1})
+    proc, port = start(config, tmp_path, "remediator")
+    answers: list[tuple[int, dict[str, str], bytes]] = []
+    try:
+        test_host.slow_start(8)
+        if kind == "recovery":
+            test_host.kill9()
+            test_host.wait_state("failed", 10)
+            assert webhook(port, alert("vm3"))[0] == 200
+            caller = None
+        else:
+            caller = threading.Thread(
+                target=lambda: answers.append(request(port, "/api/services/vm3/restart", {}, ADMIN))
+            )
+            caller.start()
+        wait_for(
+            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
+            "the restart running on the host",
+            proc,
+        )
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
+        if caller is not None:
+            caller.join(HANG_GUARD)
+    finally:
+        stop(proc)
+
+    if kind == "recovery":
+        ((rid, ends),) = terminal_events(config).items()
+        assert [(e["outcome"], e["result"]["outcome"]) for e in ends] == [
+            ("interrupted", "interrupted")
+        ], rid
+        assert "during attempt 1, restart" in ends[0]["reason"]
+    else:
+        ((status, _, body),) = answers
+        assert status == 502, body
+        assert json.loads(body)["detail"].startswith("interrupted")
+        (began,) = events(config, event_type="service_operation", phase="started")
+        ends = events(config, event_type="service_operation", phase="finished")
+        assert [(e["operation_id"], e["result"]["outcome"]) for e in ends] == [
+            (began["operation_id"], "interrupted")
+        ]
+    # Cut or not, the command sent goes on to its end on the host, as systemd's job would.
+    test_host.wait_until(
+        lambda: all(i.end_ts is not None for i in test_host.invocations(["restart"])),
+        HANG_GUARD,
+        "the restart ending on the host",
+    )
