@@ -134,7 +134,7 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
     config = host_config(tmp_path, test_host)
     proc, port = start(config, tmp_path, "remediator")
     try:
-        test_host.slow_start(4)
+        test_host.slow_start(8)  # the drain outlasts the checks below, even under load
         test_host.kill9()
         test_host.wait_state("failed", 10)
         status, _, body = webhook(port, alert("vm3"))
