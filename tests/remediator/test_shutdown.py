@@ -23,7 +23,9 @@ from typing import Any
 import pytest
 
 from redis_autoheal.config import Config
+from remediator.app import create_app
 from remediator.audit import read_events
+from remediator.keys import DISPATCHER
 from testhost.host import TestHost
 from tests.conftest import free_port
 from tests.remediator.conftest import (
@@ -325,3 +327,53 @@ def test_a_step_still_running_after_the_grace_ends_interrupted(
         HANG_GUARD,
         "the restart ending on the host",
     )
+
+
+def test_a_second_signal_cuts_the_grace_short(test_host: TestHost, tmp_path: Path) -> None:
+    config = host_config(tmp_path, test_host)  # the default grace, 30 s, outlasts the restart
+    proc, port = start(config, tmp_path, "remediator")
+    try:
+        test_host.slow_start(8)
+        test_host.kill9()
+        test_host.wait_state("failed", 10)
+        assert webhook(port, alert("vm3"))[0] == 200
+        wait_for(
+            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
+            "the restart running on the host",
+            proc,
+        )
+        proc.send_signal(signal.SIGTERM)
+        wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
+        restarts = test_host.invocations(["restart"])
+    finally:
+        stop(proc)
+    assert [i.end_ts for i in restarts] == [None]  # it left before the restart ended
+    ((rid, ends),) = terminal_events(config).items()
+    assert [e["result"]["outcome"] for e in ends] == ["interrupted"], rid
+
+
+async def test_an_admission_committed_after_the_dispatcher_closed_starts_nothing(
+    aiohttp_client: Any,
+    tmp_path: Path,
+) -> None:
+    key, known_hosts = tmp_path / "key", tmp_path / "known_hosts"
+    key.write_text("not used\n")
+    key.chmod(0o600)
+    known_hosts.write_text("")
+    ssh = {"host": "127.0.0.1", "port": free_port(), "key_file": str(key)}
+    config = write_config(
+        tmp_path,
+        {"targets": [{"name": "redis", "ssh": {**ssh, "known_hosts": str(known_hosts)}}]},
+    )
+    client = await aiohttp_client(create_app(config))
+    dispatcher = client.app[DISPATCHER]
+    await dispatcher.close()  # as the drain leaves it once its grace is over
+    response = await client.post(
+        "/webhook", json=notification(alert()), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status == 200  # its audit write made it: the decision stands as audited
+    assert dispatcher.running("redis") is None
+    assert dispatcher.in_progress() == set()
+    assert events(config, event_type="auto_recovery") == []
