@@ -163,6 +163,7 @@ class Dispatcher:
         self._jobs: dict[str, Job] = {}
         self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[Report | None]] = set()
+        self._closed = False
         self._history: dict[str, collections.deque[Report]] = {
             name: collections.deque(maxlen=HISTORY_PER_TARGET) for name in controls
         }
@@ -262,6 +263,15 @@ class Dispatcher:
         adm.undo.append(undo)
 
     def start(self, job: Job) -> None:
+        if self._closed:  # an audit write that outlived the shutdown's grace committed late
+            if self._jobs.get(job.target) is job:
+                del self._jobs[job.target]
+            log.error(
+                "%s: recovery %s admitted after shutdown: not started",
+                job.target,
+                job.trigger.recovery_id,
+            )
+            return
         task = asyncio.create_task(self._run(job), name=f"recover-{job.target}")
         job.task = task
         self._tasks.add(task)
@@ -301,8 +311,24 @@ class Dispatcher:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def resume(self, target: str, recovery_id: str) -> bool:
+        """Start a recovery no alert asked for: the re-check of one that the last run of the
+        remediator left unfinished (remediator.resume). False if the target is taken."""
+        if target in self._jobs or target not in self.controls or self._closed:
+            return False
+        job = Job(target, Trigger(recovery_id, []))
+        self._jobs[target] = job
+        self.start(job)
+        return True
+
+    def in_progress(self) -> set[asyncio.Task[Report | None]]:
+        """The recoveries running now."""
+        return set(self._tasks)
+
     async def close(self) -> None:
-        """Cancel the recoveries in progress and wait for them to end."""
+        """Cancel the recoveries in progress (each audits its interruption) and wait for them
+        to end; admit none after."""
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

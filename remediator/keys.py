@@ -12,6 +12,7 @@ from remediator.breaker import BreakerStore
 from remediator.dispatch import Dispatcher
 from remediator.metrics import Metrics
 from remediator.operations import Operations
+from remediator.shutdown import Shutdown
 from remediator.users import UserDirectory
 from remediator.violations import ViolationLog
 
@@ -31,3 +32,4 @@ PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
 OPERATIONS = web.AppKey("operations", Operations)
 VIOLATIONS = web.AppKey("violations", ViolationLog)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+SHUTDOWN = web.AppKey("shutdown", Shutdown)

@@ -96,6 +96,7 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # the target cannot be acted on (no ssh section)
     DRY_RUN = "dry_run"
     ABORTED = "aborted"  # the audit log could not be written: nothing more was done
+    INTERRUPTED = "interrupted"  # cut by the remediator's shutdown (remediator.shutdown)
 
 
 def level_for_state(state: str) -> Level | None:
@@ -184,7 +185,7 @@ class _Verdict(Exception):
 class RecoveryEngine:
     """Runs recoveries; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the parts it works with, and the shutdown flag
         self,
         settings: AutoRecovery,
         breaker: BreakerStore,
@@ -192,12 +193,15 @@ class RecoveryEngine:
         metrics: Metrics,
         *,
         ping_timeout_seconds: float,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.breaker = breaker
         self.audit = audit
         self.metrics = metrics
         self.ping_timeout_seconds = ping_timeout_seconds
+        # Set when the remediator shuts down: a recovery finishes its step, starts no other.
+        self.stopping = stopping if stopping is not None else asyncio.Event()
 
     async def recover(self, control: Controls, trigger: Trigger) -> Report:
         """Bring the target back, or find it cannot be done; never raises for a failure."""
@@ -264,26 +268,45 @@ class _Run:
             return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
         except _Verdict as v:
             outcome, reason = v.outcome, v.reason
+        except asyncio.CancelledError:
+            await self._interrupted()
+            raise
         if outcome == Outcome.EXHAUSTED:
             self.e.metrics.exhausted.labels(c.name).inc()
         report = self._report(outcome, reason)
         try:
-            await self.e.audit.write(
-                self._event(
-                    "recover",
-                    outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
-                    duration_seconds=report.duration_seconds,
-                    phase="finished",
-                    outcome=outcome.value,
-                    reason=reason,
-                    recovery_level=self.level.label if self.level else None,
-                    attempts=len(self.steps),
-                )
-            )
+            await self.e.audit.write(self._finished(outcome, reason))
         except AuditWriteError as err:
             self.log.warning("could not audit the end of recovery: %s", err)
         self.log.info("recovery %s: %s: %s", self.trigger.recovery_id, outcome, reason)
         return report
+
+    def _finished(self, outcome: Outcome, reason: str) -> dict[str, Any]:
+        """The recovery's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
+        event = self._event(
+            "recover",
+            outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
+            duration_seconds=time.monotonic() - self.started,
+            phase="finished",
+            outcome=outcome.value,
+            reason=reason,
+            recovery_level=self.level.label if self.level else None,
+            attempts=len(self.steps),
+        )
+        event["result"]["outcome"] = outcome.value
+        return event
+
+    async def _interrupted(self) -> None:
+        """The terminal event of a recovery cancelled by shutdown, whatever it was doing."""
+        step = self.steps[-1] if self.steps else None
+        reason = "the remediator shut down before this recovery ended"
+        if step is not None and step.level is not None:
+            reason += f" (during attempt {step.attempt}, {step.level.action.value})"
+        try:
+            await self.e.audit.write(self._finished(Outcome.INTERRUPTED, reason))
+        except AuditWriteError as err:  # found unfinished at the next start instead
+            self.log.warning("could not audit the interruption of recovery: %s", err)
+        self.log.warning("recovery %s: interrupted: %s", self.trigger.recovery_id, reason)
 
     def _alerts(self) -> list[dict[str, str]]:
         return [a.summary() for a in self.trigger.alerts]
@@ -298,6 +321,8 @@ class _Run:
         for attempt in range(1, s.max_attempts + 1):
             if attempt > 1 and await self._wait_or_resolved(s.retry_delay_seconds):
                 return Outcome.RESOLVED, "every alert resolved: escalation stopped"
+            if self.e.stopping.is_set():
+                raise _Verdict(*self._stopped())
             if self.trigger.resolved.is_set():
                 return Outcome.RESOLVED, "every alert resolved before acting"
             step = Step(attempt=attempt, level=None, state_before=None)
@@ -307,6 +332,10 @@ class _Run:
                 return Outcome.RECOVERED, f"{step.level and step.level.label}: {step.reason}"
         last = self.steps[-1].reason if self.steps else "-"
         return Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}"
+
+    def _stopped(self) -> tuple[Outcome, str]:
+        done = f"after {len(self.steps)} attempt(s)" if self.steps else "before acting"
+        return Outcome.INTERRUPTED, f"the remediator is shutting down: stopped {done}"
 
     async def _attempt(self, step: Step) -> None:
         """Look, decide, act, verify. Every attempt looks afresh (the unit's state, then PING):
@@ -349,16 +378,28 @@ class _Run:
         )
 
     async def _wait_or_resolved(self, seconds: float) -> bool:
-        """True as soon as every alert has resolved, False after `seconds`. The flag is read
-        again on waking: a firing alert that joined meanwhile has cleared it."""
-        deadline = asyncio.get_running_loop().time() + seconds
-        while not self.trigger.resolved.is_set():
+        """Wait between attempts; True as soon as every alert has resolved, False after
+        `seconds` or once shutdown begins. The flag is read again on waking: a firing alert
+        that joined meanwhile has cleared it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.trigger.resolved.is_set() and not self.e.stopping.is_set():
+            waits = [
+                asyncio.ensure_future(self.trigger.resolved.wait()),
+                asyncio.ensure_future(self.e.stopping.wait()),
+            ]
             try:
-                async with asyncio.timeout_at(deadline):
-                    await self.trigger.resolved.wait()
-            except TimeoutError:
+                done, _ = await asyncio.wait(
+                    waits,
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for w in waits:
+                    w.cancel()
+            if not done:
                 return False
-        return True
+        return self.trigger.resolved.is_set()
 
     async def _count_on_breaker(self) -> None:
         name = self.control.name
@@ -415,6 +456,8 @@ class _Run:
         """Run the step's command and verify."""
         c = self.control
         assert step.level is not None
+        if self.e.stopping.is_set():  # shutdown began while the state settled: do not act
+            raise _Verdict(*self._stopped())
         command = ServiceControl(step.level.action, c.unit)
         await self.e.audit.write(
             self._event(
