@@ -213,6 +213,28 @@ def generate_keys(lay: Layout) -> None:
     lay.key_file.chmod(0o600)
 
 
+def _original(path: Path) -> Path:
+    return path.with_name(path.name + ".orig")
+
+
+def keep_original_host_key(lay: Layout) -> None:
+    """Set the host's first key pair aside (once), so restore_original_host_key can put it back."""
+    for path in (lay.host_key, lay.host_key.with_suffix(".pub")):
+        if not _original(path).exists():
+            shutil.copy2(path, _original(path))
+
+
+def restore_original_host_key(lay: Layout) -> bool:
+    """Put the key pair set aside by keep_original_host_key back; False if none was set aside."""
+    pairs = [(lay.host_key, _original(lay.host_key))]
+    pairs.append((lay.host_key.with_suffix(".pub"), _original(lay.host_key.with_suffix(".pub"))))
+    if not all(orig.exists() for _, orig in pairs):
+        return False
+    for path, orig in pairs:
+        orig.replace(path)
+    return True
+
+
 def new_host_key(lay: Layout) -> None:
     """Replace the host key (for change_host_key); sshd reads it again on SIGHUP."""
     tmp = lay.sshd_dir / "new_host_key"
