@@ -31,6 +31,7 @@ def main() -> int:
         "--time-limit", type=float, default=3600.0, help="stop starting sequences after (s)"
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep each sequence's files here")
+    parser.add_argument("--verbose", action="store_true", help="every sequence's details")
     args = parser.parse_args()
     if args.sequences < 1:
         parser.error("--sequences must be at least 1")
@@ -46,6 +47,7 @@ def main() -> int:
         lambda text: print(text, flush=True),
         time_limit=args.time_limit,
         keep=args.keep,
+        verbose=args.verbose,
     )
     print(campaign.table(summary))
     return 1 if summary.violations else 0

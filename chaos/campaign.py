@@ -44,13 +44,14 @@ class Summary:
         return counts
 
 
-def run(
+def run(  # noqa: PLR0913 - each a separate knob of the campaign
     seed: int,
     indexes: Iterable[int],
     say: Callable[[str], None] = print,
     *,
     time_limit: float | None = None,
     keep: Path | None = None,
+    verbose: bool = False,
 ) -> Summary:
     """Run the sequences `indexes` of `seed` one after another (bounded by `time_limit`)."""
     summary = Summary(seed)
@@ -75,8 +76,19 @@ def run(
         )
         for v in result.violations:
             say(f"    VIOLATION {v}")
+        if result.violations or verbose:
+            say(describe(result))
     summary.seconds = time.monotonic() - began
     return summary
+
+
+def describe(result: Result) -> str:
+    """What happened in one sequence, for a person replaying it."""
+    lines = [f"    applied: {a}" for a in result.applied]
+    lines += [f"    skipped: {s}" for s in result.skipped]
+    lines += [f"    note: {n}" for n in result.notes]
+    lines.append(f"    deliveries: {result.deliveries}")
+    return "\n".join(lines)
 
 
 def table(summary: Summary) -> str:

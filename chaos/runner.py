@@ -20,6 +20,7 @@ import contextlib
 import gzip
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -53,6 +54,7 @@ READY_TIMEOUT = 30.0
 STOP_TIMEOUT = 30.0
 QUIET_FOR = 1.0
 MAX_SEQUENCE = 90.0
+RECOVERY_SILENT = 10.0  # a running recovery writes an event at least this often
 DISK_BYTES = 8 << 20
 
 # Production-like, scaled down: the runbook's tiers, verification and breaker, short delays.
@@ -294,6 +296,8 @@ class Sequencer:
             self.notes.append("the remediator did not stop within 30s of SIGTERM: SIGKILLed")
         self.sim.join(15)
         truth = self._collect()
+        with contextlib.suppress(OSError):  # the tmpfs goes with the sequence: keep a copy
+            shutil.copytree(self.audit_path.parent, self.workdir / "audit")
         result = Result(
             self.seq,
             truth,
@@ -411,6 +415,9 @@ class Sequencer:
         if f == "audit_free":
             self.disk.free()
             return "done"
+        if f == "rogue_restart":  # not generated: shows the campaign catching harm (tests)
+            done = host.ssh(f"sudo -n systemctl restart {host.unit}")
+            return f"exit {done.returncode}"
         if f == "stale_alert":
             sim.stale_alert(time.time())
             return "sent"
@@ -430,7 +437,16 @@ class Sequencer:
             time.sleep(0.02)
         return None
 
-    def _recovery_running(self) -> bool:
+    def _recovery_running(self, *, active_within: float | None = None) -> bool:
+        """A recovery has started and not finished, by the live audit file (and, if given, the
+        file changed within `active_within` seconds: one that aborted without a terminal event
+        does not hold the sequence up)."""
+        if active_within is not None:
+            try:
+                if time.time() - self.audit_path.stat().st_mtime > active_within:
+                    return False
+            except OSError:
+                return False
         started: set[str] = set()
         try:
             lines = self.audit_path.read_text(errors="replace").splitlines()
@@ -477,7 +493,7 @@ class Sequencer:
         while time.monotonic() < give_up:
             now = time.time()
             open_outage = self._open_outage_start()
-            busy = self.sim.pending() or self._recovery_running()
+            busy = self.sim.pending() or self._recovery_running(active_within=RECOVERY_SILENT)
             if open_outage is not None:
                 busy = busy or now < open_outage + lim.detection_budget + lim.page_grace + 1.0
             if busy:
