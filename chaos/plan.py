@@ -1,12 +1,13 @@
 """The seeded generator: one sequence of timed faults per (seed, index), the same every time.
 
-A sequence is 1-3 outages of the test host's Redis a few seconds apart, each with some of:
+A sequence is 1-3 outages of the test host's Redis a few seconds apart (each may flap once),
+each with some of:
 - the outage itself: `kill9` (unit failed), `stop` (a clean `systemctl stop` on the console:
   inactive), `terminate` (SIGTERM from outside: inactive), `sigstop` (hung: active, no PONG);
 - how starts behave meanwhile: `slow_start` (starts stay activating for a while),
   `start_fails` on and off;
 - Redis coming back by itself: `sigcont` after a `sigstop`, `self_start` (someone starts it on
-  the console);
+  the console), and sometimes going down again soon after (flapping);
 - trouble on the way: `link_down`/`link_up` (the host off the network), `host_key`/
   `host_key_back` (sshd presents another key), `ssh_drop` (the SSH connections cut while a
   remediator's `systemctl` runs on the host), `audit_full`/`audit_free` (the audit log's disk),
@@ -112,10 +113,15 @@ def _outage(rng: random.Random, t: float) -> list[Step]:
     kind = rng.choice(OUTAGES)
     _starts(rng, at)
     at(0.0, kind)
+    back: float | None = None
     if kind == "sigstop":
-        at(rng.uniform(0.5, 5.0), "sigcont")
+        back = rng.uniform(0.5, 5.0)
+        at(back, "sigcont")
     elif rng.random() < 0.2:
-        at(rng.uniform(0.5, 4.0), "self_start")
+        back = rng.uniform(0.5, 4.0)
+        at(back, "self_start")
+    if back is not None and rng.random() < 0.35:  # flapping: down again soon after
+        at(back + rng.uniform(0.3, 2.5), rng.choice(("kill9", "stop", "terminate")))
     _trouble(rng, at, slow=any(s.fault == "slow_start" and s.arg for s in steps))
     return steps
 

@@ -448,16 +448,8 @@ class Sequencer:
             except OSError:
                 return False
         started: set[str] = set()
-        try:
-            lines = self.audit_path.read_text(errors="replace").splitlines()
-        except OSError:
-            return False
-        for line in lines:
-            try:
-                e = json.loads(line)
-            except ValueError:
-                continue
-            if not isinstance(e, dict) or e.get("event_type") != "auto_recovery":
+        for e in recent_events(self.audit_path):
+            if e.get("event_type") != "auto_recovery":
                 continue
             rid = str(e.get("recovery_id"))
             if e.get("phase") == "started":
@@ -548,6 +540,21 @@ def audit_files(path: Path) -> list[Path]:
     ordered = [p for _, p in sorted(backups, reverse=True)]
     ordered += [p for p in (path.with_name(path.name + ".rotating"), path) if p.exists()]
     return ordered
+
+
+def recent_events(path: Path) -> list[dict[str, Any]]:
+    """The events of the newest backup, the set-aside file and the live file (a recovery's
+    start may have been rotated out of the live file since)."""
+    events: list[dict[str, Any]] = []
+    for p in audit_files(path)[-3:]:
+        with contextlib.suppress(OSError, EOFError, gzip.BadGzipFile):
+            data = gzip.decompress(p.read_bytes()) if p.suffix == ".gz" else p.read_bytes()
+            for line in data.splitlines():
+                with contextlib.suppress(ValueError):
+                    event = json.loads(line)
+                    if isinstance(event, dict):
+                        events.append(event)
+    return events
 
 
 def read_audit(path: Path) -> tuple[list[dict[str, Any]], list[str]]:

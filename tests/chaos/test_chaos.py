@@ -20,9 +20,12 @@ from tests.conftest import require_root
 FIXED = [
     pytest.param(1, 5, id="kill9-ssh-dropped-mid-restart-stale-alert"),
     pytest.param(1, 8, id="kill9-slow-start-remediator-sigkill-mid-recovery"),
-    pytest.param(2, 37, id="kill9-audit-disk-full-then-freed"),
+    pytest.param(2, 19, id="terminate-remediator-sigterm-mid-recovery"),
+    pytest.param(2, 22, id="stop-audit-disk-full-self-start-freed"),
     pytest.param(1, 15, id="kill9-host-key-changed-then-back"),
-    pytest.param(1, 10, id="sigstop-link-down-sigcont-link-up"),
+    pytest.param(2, 4, id="sigstop-link-down-sigcont-link-up-stale-alert"),
+    pytest.param(1, 26, id="terminate-while-starts-fail-exhausted-paged"),
+    pytest.param(1, 20, id="sigstop-sigcont-flapping-three-outages-breaker"),
 ]
 
 
@@ -37,7 +40,7 @@ def test_the_generator_covers_every_fault_and_orders_steps():
     for index in range(300):
         seq = plan.generate(1, index)
         assert [s.at for s in seq.steps] == sorted(s.at for s in seq.steps)
-        assert 1 <= sum(s.fault in plan.OUTAGES for s in seq.steps) <= 3
+        assert 1 <= sum(s.fault in plan.OUTAGES for s in seq.steps) <= 6  # 3, each may flap
         kinds.update(s.fault for s in seq.steps)
         # what is switched on is switched off again within the sequence
         for on, off in (("link_down", "link_up"), ("host_key", "host_key_back")):
