@@ -191,6 +191,10 @@ def make_dirs(lay: Layout, uid: int) -> None:
     lay.home.chmod(0o755)
     for path in (lay.home, lay.home / ".ssh"):
         os.chown(path, uid, uid)
+    # `systemctl is-active` runs as autobot (no sudo): the log of what it saw is autobot's.
+    queries = _standin.Paths(lay.state).queries
+    queries.touch(mode=0o644)
+    os.chown(queries, uid, uid)
 
 
 def generate_keys(lay: Layout) -> None:

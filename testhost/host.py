@@ -49,6 +49,18 @@ class Invocation:
     end_ts: float | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One `systemctl is-active`/`is-failed` of the unit over SSH or sudo: what it answered."""
+
+    verb: str
+    unit: str
+    ts: float
+    state: str
+    uid: int
+    user: str | None
+
+
 class TestHost:
     """A Redis host like the runbook's VM3: own netns and address, sshd, sudo, systemd stand-ins."""
 
@@ -388,6 +400,16 @@ class TestHost:
             )
         found.sort(key=lambda inv: inv.mono)
         return [inv for inv in found if verbs is None or inv.verb in verbs]
+
+    def queries(self) -> list[Query]:
+        """The recorded `systemctl is-active`/`is-failed` calls (not the console's), oldest
+        first: when someone looked at the unit, and what they saw."""
+        try:
+            lines = _standin.Paths(self.state_dir).queries.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = [Query(**json.loads(line)) for line in lines if line.strip()]
+        return sorted(found, key=lambda q: q.ts)
 
     def max_starts_in_window(
         self, window: float = 10.0, verbs: Sequence[str] = ("start", "restart")

@@ -76,3 +76,19 @@ def test_small_disk_fills_and_frees(tmp_path):
         assert log.read_text().startswith("before\n")
         assert log.read_text().endswith("after\n")
     assert not (tmp_path / "disk" / "audit.log").exists()  # unmounted: the tmpfs is gone
+
+
+def test_is_active_over_ssh_is_recorded_with_what_it_saw(test_host):
+    assert test_host.queries() == []
+    test_host.unitctl("is-active", test_host.unit)  # the console's look is not recorded
+    assert ssh(test_host, "systemctl is-active redis-server") == (0, "active\n", "")
+    test_host.kill9()
+    test_host.wait_state("failed")
+    assert ssh(test_host, "systemctl is-active redis-server")[1] == "failed\n"
+    seen = test_host.queries()
+    assert [(q.verb, q.unit, q.state, q.user) for q in seen] == [
+        ("is-active", "redis-server.service", "active", "autobot"),
+        ("is-active", "redis-server.service", "failed", "autobot"),
+    ]
+    assert seen[0].uid != 0
+    assert seen[0].ts < seen[1].ts
