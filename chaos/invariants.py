@@ -14,8 +14,11 @@ stamped S happened in [S, S+1)):
   `detection_budget + page_grace` of its start, or is paged by then. And paged once: no alert is
   served by two recoveries that both ended exhausted.
 - **I2 do no harm**: no `reload`, `restart` or `stop` by the remediator (sudo from `autobot`)
-  ran while the host had been healthy for the whole `harm_window` before it (sampled without a
-  gap wider than `sample_gap`): it was healthy when the decision was made.
+  ran against a unit that was healthy when the decision was made. The decision is taken to be
+  made at the remediator's last look at the unit before the action (its last `systemctl
+  is-active` on the host, `Truth.looks`), or `harm_window` before the action if it never
+  looked: harm if the host was healthy from `look_margin` before that moment until the action
+  (sampled without a gap wider than `sample_gap`).
 - **I3**: every recovery (`auto_recovery`, `recovery_id`) and manual operation
   (`service_operation`, `operation_id`) with a `started` event has exactly one terminal event
   (phase `finished`, whatever its outcome, `interrupted` included), and none ends unstarted.
@@ -214,12 +217,18 @@ def _healthy_throughout(samples: list[Sample], begin: float, end: float, gap: fl
 
 def check_i2(truth: Truth) -> list[str]:
     lim = truth.limits
-    return [
-        f"{a.verb} at {a.ts - truth.started:.2f}s of a unit active and answering PING "
-        f"for the {lim.harm_window:g}s before it"
-        for a in remediator_actions(truth, ("reload", "restart", "stop"))
-        if _healthy_throughout(truth.samples, a.ts - lim.harm_window, a.ts, lim.sample_gap)
-    ]
+    found = []
+    for a in remediator_actions(truth, ("reload", "restart", "stop")):
+        looked = [t for t in truth.looks if t < a.ts]
+        decided = max(looked) if looked else a.ts - lim.harm_window
+        since = decided - lim.look_margin if looked else decided
+        if _healthy_throughout(truth.samples, since, a.ts, lim.sample_gap):
+            seen = f"last looked at {decided - truth.started:.2f}s" if looked else "never looked"
+            found.append(
+                f"{a.verb} at {a.ts - truth.started:.2f}s of a unit active and answering PING "
+                f"since {since - truth.started:.2f}s ({seen})"
+            )
+    return found
 
 
 def check_i3(truth: Truth) -> list[str]:

@@ -17,6 +17,7 @@ invocation log, the audit files (live, set aside and rotated), the breaker's sta
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import os
@@ -298,6 +299,7 @@ class Sequencer:
         truth = self._collect()
         with contextlib.suppress(OSError):  # the tmpfs goes with the sequence: keep a copy
             shutil.copytree(self.audit_path.parent, self.workdir / "audit")
+        (self.workdir / "truth.json").write_text(json.dumps(dataclasses.asdict(truth)))
         result = Result(
             self.seq,
             truth,
@@ -519,6 +521,7 @@ class Sequencer:
                 Action(i.verb, i.ts, i.end_ts, i.result, i.sudo_user)
                 for i in self.host.invocations()
             ],
+            looks=[q.ts for q in self.host.queries() if q.user == "autobot"],
             audit=audit,
             audit_problems=problems,
             breaker=breaker,

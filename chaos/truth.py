@@ -61,7 +61,8 @@ class Limits:
 
     detection_budget: float = 2.0  # outage to notification, at most (shorter ones need nothing)
     page_grace: float = 15.0  # after detection: healed by then, or someone was paged
-    harm_window: float = 1.0  # healthy this long before an action: it was healthy at decision
+    harm_window: float = 1.0  # without a look: healthy this long before an action is harm
+    look_margin: float = 0.15  # healthy from this long before the last look: seen healthy
     sample_gap: float = 0.35  # samples further apart than this leave the window unknown
     start_burst: int = 5  # systemd's StartLimitBurst ...
     start_interval: float = 10.0  # ... within StartLimitIntervalSec
@@ -77,6 +78,7 @@ class Truth:
     ended: float
     samples: list[Sample] = field(default_factory=list)
     actions: list[Action] = field(default_factory=list)
+    looks: list[float] = field(default_factory=list)  # the remediator's `is-active`s on the host
     audit: list[dict[str, Any]] = field(default_factory=list)  # every event, oldest first
     audit_problems: list[str] = field(default_factory=list)  # lines that did not parse
     breaker: dict[str, Any] = field(default_factory=dict)  # the target's breaker state file

@@ -137,8 +137,24 @@ def test_pages_from_audit_exhausted_recoveries_and_an_open_breaker():
 
 def test_i2_a_restart_of_a_healthy_unit_is_harm():
     (problem,) = messages("I2", truth(actions=[act(10.0, "restart")]))
-    assert problem.startswith("restart at 10.00s of a unit active and answering PING")
+    assert problem == (
+        "restart at 10.00s of a unit active and answering PING since 9.00s (never looked)"
+    )
     assert len(messages("I2", truth(actions=[act(10.0, "reload"), act(20.0, "stop")]))) == 2
+
+
+def test_i2_the_decision_is_the_last_look_at_the_unit():
+    # Back by itself at 9.5 s; the remediator looked at 9.8 s and restarted it at 10 s.
+    back = samples((5.0, 9.5, "failed", False))
+    (problem,) = messages("I2", truth(samples=back, actions=[act(10.0)], looks=[T0 + 9.8]))
+    assert problem == (
+        "restart at 10.00s of a unit active and answering PING since 9.65s (last looked at 9.80s)"
+    )
+    # It looked at 9.4 s (still failed) and acted on that: Redis came back meanwhile.
+    assert messages("I2", truth(samples=back, actions=[act(10.0)], looks=[T0 + 9.4])) == []
+    # A look after the action is not what it decided on.
+    later = truth(samples=back, actions=[act(10.0)], looks=[T0 + 9.4, T0 + 10.5])
+    assert messages("I2", later) == []
 
 
 def test_i2_acting_on_an_unhealthy_or_unknown_unit_is_not_harm():
