@@ -3,6 +3,12 @@ real remediator, judged by the invariants I1-I7 from the ground truth (see chaos
 
     sudo .venv/bin/python bench/chaos.py --sequences 30 --seed 1
     sudo .venv/bin/python bench/chaos.py --seed 1 --only 7        # replay one sequence
+    sudo .venv/bin/python bench/chaos.py --sequences 10 --full-stack-every 5
+
+Direct mode (the default) delivers Alertmanager's notifications itself (chaos/alertsim.py);
+with --full-stack-every K, each K-th sequence runs on the demo stack instead (demo/stack.py:
+the exporter, Prometheus and Alertmanager at the fast cadence, on-call's pages in its sink),
+without the faults that stack cannot take (a full audit disk, a stale alert).
 
 Each sequence builds its own test host and remediator (a few seconds to ~30 s each), so the
 run is bounded by --sequences and by --time-limit. The same seed replays the same faults; the
@@ -32,6 +38,13 @@ def main() -> int:
     )
     parser.add_argument("--keep", type=Path, default=None, help="keep each sequence's files here")
     parser.add_argument("--verbose", action="store_true", help="every sequence's details")
+    parser.add_argument(
+        "--full-stack-every",
+        type=int,
+        default=0,
+        metavar="K",
+        help="run each K-th sequence on the demo stack (real Prometheus and Alertmanager)",
+    )
     args = parser.parse_args()
     if args.sequences < 1:
         parser.error("--sequences must be at least 1")
@@ -48,6 +61,7 @@ def main() -> int:
         time_limit=args.time_limit,
         keep=args.keep,
         verbose=args.verbose,
+        full_stack_every=args.full_stack_every,
     )
     print(campaign.table(summary))
     return 1 if summary.violations else 0

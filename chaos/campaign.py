@@ -52,8 +52,10 @@ def run(  # noqa: PLR0913 - each a separate knob of the campaign
     time_limit: float | None = None,
     keep: Path | None = None,
     verbose: bool = False,
+    full_stack_every: int = 0,
 ) -> Summary:
-    """Run the sequences `indexes` of `seed` one after another (bounded by `time_limit`)."""
+    """Run the sequences `indexes` of `seed` one after another (bounded by `time_limit`);
+    with `full_stack_every` K, each K-th one (index divisible by K) on the demo stack."""
     summary = Summary(seed)
     began = time.monotonic()
     for index in indexes:
@@ -61,10 +63,12 @@ def run(  # noqa: PLR0913 - each a separate knob of the campaign
             say(f"time limit of {time_limit:g}s reached: stopping before sequence {index}")
             break
         sequence = plan.generate(seed, index)
-        say(f"--- {sequence.name}: " + "; ".join(s.describe() for s in sequence.steps))
+        full = full_stack_every > 0 and index % full_stack_every == 0
+        mode = " (full stack)" if full else ""
+        say(f"--- {sequence.name}{mode}: " + "; ".join(s.describe() for s in sequence.steps))
         workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-{index}-", dir=keep))
         try:
-            result = run_sequence(sequence, workdir, say)
+            result = run_sequence(sequence, workdir, say, full_stack=full)
         finally:
             if keep is None:
                 shutil.rmtree(workdir, ignore_errors=True)
@@ -96,6 +100,7 @@ def table(summary: Summary) -> str:
     rows = [
         ("seed", str(summary.seed)),
         ("sequences", str(len(summary.results))),
+        ("  on the full stack", str(sum(r.full_stack for r in summary.results))),
         ("faults applied", str(summary.faults)),
         ("outages (> detection budget)", str(summary.outages)),
         ("  healed", str(summary.count("healed"))),

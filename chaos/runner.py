@@ -36,7 +36,8 @@ import yaml
 
 from chaos import invariants, plan
 from chaos.alertsim import AlertSim
-from chaos.truth import Action, Limits, Probe, Sample, Truth
+from chaos.truth import Action, Limits, Page, Probe, Sample, Truth
+from demo.stack import Stack, StackOptions
 from redis_autoheal.config import load_config
 from testhost.disk import SmallDisk
 from testhost.files import HostOptions
@@ -71,6 +72,11 @@ SETTINGS: dict[str, Any] = {
     "circuit_breaker": {"max_recoveries": 3, "window_seconds": 300},
     "audit": {"max_bytes": 16384, "backup_count": 500},
 }
+# The demo stack's fast cadence: RedisDown needs 3 failed PINGs 3 s apart, then evaluation and
+# group_wait (~11 s); on-call's remediate="true" route waits 20 s for auto-recovery.
+STACK_LIMITS = Limits(detection_budget=12.0, page_grace=25.0)
+STACK_SKIPS = ("audit_full", "audit_free", "stale_alert")  # the stack's audit is on its own disk
+
 SSH_TIMEOUTS = {
     "connect_timeout_seconds": 2,
     "command_timeout_seconds": 3,
@@ -89,6 +95,7 @@ class Result:
     deliveries: dict[str, Any] = field(default_factory=dict)
     violations: list[invariants.Violation] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    full_stack: bool = False
 
 
 def free_port() -> int:
@@ -103,10 +110,17 @@ def free_port() -> int:
 class Remediator:
     """The real remediator process; restartable; knows when it was down on purpose."""
 
-    def __init__(self, config: Path, port: int, log: Path) -> None:
+    def __init__(
+        self,
+        config: Path,
+        port: int,
+        log: Path,
+        spawn: Callable[[], subprocess.Popen[bytes] | None] | None = None,
+    ) -> None:
         self.config = config
         self.port = port
         self.log = log
+        self._spawn_proc = spawn or self._popen
         self.proc: subprocess.Popen[bytes] | None = None
         self.down: list[tuple[float, float]] = []
         self._down_since: float | None = None
@@ -115,9 +129,9 @@ class Remediator:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> None:
+    def _popen(self) -> subprocess.Popen[bytes]:
         with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     sys.executable,
                     "-m",
@@ -135,6 +149,10 @@ class Remediator:
                 env={**os.environ, "PYTHONPATH": str(REPO)},
                 start_new_session=True,
             )
+
+    def start(self) -> None:
+        self.proc = self._spawn_proc()
+        assert self.proc is not None
         deadline = time.monotonic() + READY_TIMEOUT
         while not self.healthy():
             if self.proc.poll() is not None:
@@ -189,12 +207,21 @@ class Sequencer:
     """One sequence's run; see the module docstring."""
 
     def __init__(
-        self, sequence: plan.Sequence, workdir: Path, say: Callable[[str], None] = print
+        self,
+        sequence: plan.Sequence,
+        workdir: Path,
+        say: Callable[[str], None] = print,
+        *,
+        full_stack: bool = False,
     ) -> None:
         self.seq = sequence
         self.workdir = workdir
         self.say = say
-        self.limits = Limits()
+        self.full_stack = full_stack
+        self.limits = STACK_LIMITS if full_stack else Limits()
+        self.audit_path = workdir / "disk" / "audit" / "audit.log"
+        self.state_dir = workdir / "state"
+        self.stack: Stack | None = None
         self.samples: list[Sample] = []
         self.probes: list[Probe] = []
         self.applied: list[str] = []
@@ -211,10 +238,6 @@ class Sequencer:
 
     # --- setting up ---------------------------------------------------------------------
 
-    @property
-    def audit_path(self) -> Path:
-        return self.workdir / "disk" / "audit" / "audit.log"
-
     def _config(self, host: TestHost, port: int) -> Path:
         token = self.workdir / "webhook.token"
         token.write_text(TOKEN + "\n")
@@ -228,7 +251,7 @@ class Sequencer:
             "remediator": {
                 "listen": f"127.0.0.1:{port}",
                 "webhook_token_file": str(token),
-                "state_dir": str(self.workdir / "state"),
+                "state_dir": str(self.state_dir),
             },
         }
         path = self.workdir / "config.yml"
@@ -238,6 +261,8 @@ class Sequencer:
 
     def run(self) -> Result:
         self.workdir.mkdir(parents=True, exist_ok=True)
+        if self.full_stack:
+            return self._run_stack()
         self.disk = SmallDisk(self.workdir / "disk", DISK_BYTES)
         try:
             self.disk.mount()
@@ -261,6 +286,36 @@ class Sequencer:
                     self.host.teardown()
             self.disk.close()
 
+    def _run_stack(self) -> Result:
+        """The same sequence with the demo stack: real Prometheus, Alertmanager, exporter and
+        pager sink; the remediator is the stack's (restarted as its daemon)."""
+        stack = Stack(StackOptions(say=None))
+        self.stack = stack
+        try:
+            stack.start()
+            assert stack.host is not None
+            assert stack.ports is not None
+            self.host = stack.host
+            self.audit_path = stack.audit_path
+            self.state_dir = stack.workdir / "state"
+            (daemon,) = [d for d in stack.daemons if d.name == "remediator"]
+
+            def respawn() -> subprocess.Popen[bytes] | None:
+                daemon.start()
+                return daemon.proc
+
+            self.remediator = Remediator(
+                stack.config_path, stack.ports.remediator, daemon.log, respawn
+            )
+            self.remediator.proc = daemon.proc
+            return self._run()
+        finally:
+            self._stop.set()
+            for thread in self._threads:
+                thread.join(5)
+            with contextlib.suppress(Exception):
+                stack.close()
+
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         self._threads.append(thread)
@@ -270,13 +325,14 @@ class Sequencer:
         assert self.remediator is not None
         import random  # noqa: PLC0415 - only the simulation's quirks draw from it
 
-        self.sim = AlertSim(
-            f"{self.remediator.url}/webhook",
-            TOKEN,
-            self.seq.alertmanager,
-            random.Random(f"chaos:{self.seq.seed}:{self.seq.index}:deliveries"),
-            self._note,
-        )
+        if not self.full_stack:  # else the stack's Prometheus and Alertmanager deliver
+            self.sim = AlertSim(
+                f"{self.remediator.url}/webhook",
+                TOKEN,
+                self.seq.alertmanager,
+                random.Random(f"chaos:{self.seq.seed}:{self.seq.index}:deliveries"),
+                self._note,
+            )
         self.started = time.time()
         self._spawn(self._sample_loop, "sampler")
         self._spawn(self._probe_loop, "prober")
@@ -295,7 +351,8 @@ class Sequencer:
             thread.join(5)
         if not self.remediator.stop():
             self.notes.append("the remediator did not stop within 30s of SIGTERM: SIGKILLed")
-        self.sim.join(15)
+        if self.sim is not None:
+            self.sim.join(15)
         truth = self._collect()
         with contextlib.suppress(OSError):  # the tmpfs goes with the sequence: keep a copy
             shutil.copytree(self.audit_path.parent, self.workdir / "audit")
@@ -305,8 +362,9 @@ class Sequencer:
             truth,
             self.applied,
             self.skipped,
-            deliveries=vars(self.sim.stats),
+            deliveries=vars(self.sim.stats) if self.sim else {"mode": "full stack"},
             notes=self.notes,
+            full_stack=self.full_stack,
         )
         result.violations = invariants.check(truth)
         return result
@@ -319,7 +377,6 @@ class Sequencer:
 
     def _sample_loop(self) -> None:
         assert self.host is not None
-        assert self.sim is not None
         while not self._stop.is_set():
             t = time.time()
             try:
@@ -329,7 +386,8 @@ class Sequencer:
             pong = state == "active" and self.host.ping(timeout=SAMPLE_PING_TIMEOUT)
             sample = Sample(t, state, pong)
             self.samples.append(sample)
-            self.sim.tick(sample, time.time())
+            if self.sim is not None:
+                self.sim.tick(sample, time.time())
             self._stop.wait(max(0.0, t + SAMPLE_EVERY - time.time()))
 
     def _probe_loop(self) -> None:
@@ -375,9 +433,11 @@ class Sequencer:
         host, rem, sim = self.host, self.remediator, self.sim
         assert host is not None
         assert rem is not None
+        f = step.fault
+        if self.full_stack and f in STACK_SKIPS:
+            raise NotImplementedError("not in full-stack mode")
         assert sim is not None
         assert self.disk is not None
-        f = step.fault
         if f == "kill9":
             return f"pid {host.kill9()}"
         if f == "terminate":
@@ -480,14 +540,15 @@ class Sequencer:
     # --- the end ------------------------------------------------------------------------
 
     def _wait_quiet(self) -> None:
-        assert self.sim is not None
         lim = self.limits
         quiet_since: float | None = None
         give_up = time.monotonic() + MAX_SEQUENCE
         while time.monotonic() < give_up:
             now = time.time()
             open_outage = self._open_outage_start()
-            busy = self.sim.pending() or self._recovery_running(active_within=RECOVERY_SILENT)
+            busy = (self.sim is not None and self.sim.pending()) or self._recovery_running(
+                active_within=RECOVERY_SILENT
+            )
             if open_outage is not None:
                 busy = busy or now < open_outage + lim.detection_budget + lim.page_grace + 1.0
             if busy:
@@ -508,7 +569,7 @@ class Sequencer:
         assert self.remediator is not None
         audit, problems = read_audit(self.audit_path)
         try:
-            states = json.loads((self.workdir / "state" / "circuit_breakers.json").read_text())
+            states = json.loads((self.state_dir / "circuit_breakers.json").read_text())
             breaker = states.get("targets", {}).get("redis", {})
         except (OSError, ValueError):
             breaker = {}
@@ -529,7 +590,14 @@ class Sequencer:
             remediator_down=list(self.remediator.down),
             limits=self.limits,
         )
-        truth.pages = invariants.pages_from_audit(audit, breaker)
+        if self.stack is not None:  # the pager sink: what on-call really got
+            truth.pages = [
+                Page(p.received_at, "on-call: " + ",".join(p.alertnames()))
+                for p in self.stack.sink.pages("/oncall")
+                if p.status == "firing"
+            ]
+        else:
+            truth.pages = invariants.pages_from_audit(audit, breaker)
         return truth
 
 
@@ -585,5 +653,11 @@ def read_audit(path: Path) -> tuple[list[dict[str, Any]], list[str]]:
     return events, problems
 
 
-def run_sequence(sequence: plan.Sequence, workdir: Path, say: Callable[[str], None]) -> Result:
-    return Sequencer(sequence, workdir, say).run()
+def run_sequence(
+    sequence: plan.Sequence,
+    workdir: Path,
+    say: Callable[[str], None],
+    *,
+    full_stack: bool = False,
+) -> Result:
+    return Sequencer(sequence, workdir, say, full_stack=full_stack).run()
