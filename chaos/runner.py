@@ -436,8 +436,6 @@ class Sequencer:
         f = step.fault
         if self.full_stack and f in STACK_SKIPS:
             raise NotImplementedError("not in full-stack mode")
-        assert sim is not None
-        assert self.disk is not None
         if f == "kill9":
             return f"pid {host.kill9()}"
         if f == "terminate":
@@ -472,15 +470,17 @@ class Sequencer:
             return "done"
         if f == "host_key_back":
             return "done" if host.restore_host_key() else None
-        if f == "audit_full":
+        if f in ("audit_full", "audit_free"):
+            assert self.disk is not None
+            if f == "audit_free":
+                self.disk.free()
+                return "done"
             return f"{self.disk.fill()} bytes of ballast"
-        if f == "audit_free":
-            self.disk.free()
-            return "done"
         if f == "rogue_restart":  # not generated: shows the campaign catching harm (tests)
             done = host.ssh(f"sudo -n systemctl restart {host.unit}")
             return f"exit {done.returncode}"
         if f == "stale_alert":
+            assert sim is not None
             sim.stale_alert(time.time())
             return "sent"
         if f == "ssh_drop":
