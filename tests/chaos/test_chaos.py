@@ -14,14 +14,14 @@ import pytest
 
 from chaos import campaign, invariants, plan
 from chaos.runner import run_sequence
-from tests.conftest import require_root
+from tests.conftest import require_binary, require_root
 
 # (seed, index): each a different trouble on top of an outage, short enough for the suite.
 FIXED = [
     pytest.param(1, 5, id="kill9-ssh-dropped-mid-restart-stale-alert"),
     pytest.param(1, 8, id="kill9-slow-start-remediator-sigkill-mid-recovery"),
     pytest.param(2, 19, id="terminate-remediator-sigterm-mid-recovery"),
-    pytest.param(2, 22, id="stop-audit-disk-full-self-start-freed"),
+    pytest.param(3, 69, id="kill9-audit-disk-full-503-retried-then-freed"),
     pytest.param(1, 15, id="kill9-host-key-changed-then-back"),
     pytest.param(2, 4, id="sigstop-link-down-sigcont-link-up-stale-alert"),
     pytest.param(1, 26, id="terminate-while-starts-fail-exhausted-paged"),
@@ -62,6 +62,22 @@ def test_a_fixed_sequence_keeps_every_invariant(seed, index, tmp_path):
     assert result.applied, campaign.describe(result)
     assert result.truth.samples
     assert result.truth.probes
+    assert result.violations == [], "\n".join(
+        [*(str(v) for v in result.violations), campaign.describe(result)]
+    )
+
+
+def test_a_sequence_on_the_full_stack_keeps_every_invariant(tmp_path):
+    """The same campaign with the demo stack's exporter, Prometheus and Alertmanager delivering
+    (and its pager sink for pages) instead of the simulation."""
+    require_root()
+    require_binary("prometheus")
+    require_binary("prometheus-alertmanager")
+    sequence = plan.generate(1, 15)  # kill -9, the host key changed and back
+    result = run_sequence(sequence, tmp_path / "run", lambda _text: None, full_stack=True)
+    assert result.full_stack
+    assert len(result.applied) == len(sequence.steps), campaign.describe(result)
+    assert result.truth.audit, "the stack's remediator audited nothing"
     assert result.violations == [], "\n".join(
         [*(str(v) for v in result.violations), campaign.describe(result)]
     )
