@@ -45,7 +45,16 @@ def main() -> int:
         metavar="K",
         help="run each K-th sequence on the demo stack (real Prometheus and Alertmanager)",
     )
+    parser.add_argument(
+        "--remediator-from",
+        type=Path,
+        default=campaign.REPO,
+        metavar="DIR",
+        help="the checkout whose remediator to run (default: this one)",
+    )
     args = parser.parse_args()
+    if not (args.remediator_from / "remediator" / "__main__.py").is_file():
+        parser.error(f"--remediator-from: {args.remediator_from} has no remediator/__main__.py")
     if args.sequences < 1:
         parser.error("--sequences must be at least 1")
     indexes = (
@@ -62,6 +71,7 @@ def main() -> int:
         keep=args.keep,
         verbose=args.verbose,
         full_stack_every=args.full_stack_every,
+        remediator_root=args.remediator_from.resolve(),
     )
     print(campaign.table(summary))
     return 1 if summary.violations else 0

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chaos import invariants, plan
-from chaos.runner import Result, run_sequence
+from chaos.runner import REPO, Result, run_sequence
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -53,6 +53,7 @@ def run(  # noqa: PLR0913 - each a separate knob of the campaign
     keep: Path | None = None,
     verbose: bool = False,
     full_stack_every: int = 0,
+    remediator_root: Path = REPO,
 ) -> Summary:
     """Run the sequences `indexes` of `seed` one after another (bounded by `time_limit`);
     with `full_stack_every` K, each K-th one (index divisible by K) on the demo stack."""
@@ -68,7 +69,9 @@ def run(  # noqa: PLR0913 - each a separate knob of the campaign
         say(f"--- {sequence.name}{mode}: " + "; ".join(s.describe() for s in sequence.steps))
         workdir = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-{index}-", dir=keep))
         try:
-            result = run_sequence(sequence, workdir, say, full_stack=full)
+            result = run_sequence(
+                sequence, workdir, say, full_stack=full, remediator_root=remediator_root
+            )
         finally:
             if keep is None:
                 shutil.rmtree(workdir, ignore_errors=True)

@@ -116,7 +116,9 @@ class Remediator:
         port: int,
         log: Path,
         spawn: Callable[[], subprocess.Popen[bytes] | None] | None = None,
+        root: Path = REPO,
     ) -> None:
+        self.root = root
         self.config = config
         self.port = port
         self.log = log
@@ -146,7 +148,8 @@ class Remediator:
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env={**os.environ, "PYTHONPATH": str(REPO)},
+                env={**os.environ, "PYTHONPATH": str(self.root)},
+                cwd=self.log.parent,
                 start_new_session=True,
             )
 
@@ -213,7 +216,9 @@ class Sequencer:
         say: Callable[[str], None] = print,
         *,
         full_stack: bool = False,
+        remediator_root: Path = REPO,
     ) -> None:
+        self.remediator_root = remediator_root
         self.seq = sequence
         self.workdir = workdir
         self.say = say
@@ -270,7 +275,10 @@ class Sequencer:
             self.host = TestHost.build(HostOptions())
             port = free_port()
             self.remediator = Remediator(
-                self._config(self.host, port), port, self.workdir / "remediator.log"
+                self._config(self.host, port),
+                port,
+                self.workdir / "remediator.log",
+                root=self.remediator_root,
             )
             self.remediator.start()
             return self._run()
@@ -659,5 +667,10 @@ def run_sequence(
     say: Callable[[str], None],
     *,
     full_stack: bool = False,
+    remediator_root: Path = REPO,
 ) -> Result:
-    return Sequencer(sequence, workdir, say, full_stack=full_stack).run()
+    """Run one sequence; `remediator_root` is the checkout whose remediator runs (direct mode;
+    the stack runs the installed `redis-autoheal`)."""
+    return Sequencer(
+        sequence, workdir, say, full_stack=full_stack, remediator_root=remediator_root
+    ).run()
