@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import missing
 from tests.exporter.conftest import free_port, parse_samples, redis_target, value
 
 SCRIPT = Path(sys.executable).with_name("redis-autoheal")
@@ -72,7 +73,7 @@ def test_the_exporter_process_serves_probes_and_stops_on_sigterm(
     tmp_path, redis_server, start_exporter, command
 ):
     if not SCRIPT.exists():
-        pytest.skip(f"{SCRIPT} is not installed: run scripts/setup.sh")
+        missing(f"{SCRIPT} is not installed: run scripts/setup.sh")
     port = free_port()
     config = _config_file(tmp_path, [redis_target("redis", redis_server)])
     process = start_exporter(*command, "--config", str(config), "--listen", f"127.0.0.1:{port}")

@@ -14,6 +14,8 @@ from exporter.probe import UNIT_STATES
 from exporter.typedefs import PROBERS
 from tests.exporter.conftest import parse_samples, value
 
+pytestmark = pytest.mark.root  # every test here uses a test host
+
 # Short layer timeouts so that the fault tests are quick; the SSH connect timeout is shorter
 # than the systemd layer's so that an unreachable sshd shows as ssh_timeout, not timeout.
 TIMEOUTS = {

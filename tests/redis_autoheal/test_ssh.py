@@ -19,6 +19,8 @@ from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectErr
 from redis_autoheal.ssh import SshHost, SshPool
 from testhost.host import TestHost
 
+pytestmark = pytest.mark.root  # every test here uses a test host
+
 UNIT = Unit("redis-server")
 
 

@@ -11,6 +11,8 @@ import pytest
 
 from testhost import TestHost
 
+pytestmark = pytest.mark.root  # every test here uses a test host
+
 
 def ssh(host: TestHost, command: str) -> tuple[int, str, str]:
     done = host.ssh(command)

@@ -16,7 +16,8 @@ import pytest
 
 from testhost import BuildError, HostOptions, TestHost, alloc, procs
 from testhost.host import destroy_index
-from testhost.pytest_plugin import require_root
+
+pytestmark = pytest.mark.root  # every test here builds hosts
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -64,7 +65,6 @@ def assert_gone(fp: dict[str, object]) -> None:
 
 
 def test_teardown_removes_everything():
-    require_root()
     host = TestHost.build()
     host.ssh("sudo -n systemctl restart redis-server")  # leave sessions and a new supervisor
     fp = footprint(host)
@@ -75,7 +75,6 @@ def test_teardown_removes_everything():
 
 
 def test_teardown_after_faults_removes_everything():
-    require_root()
     host = TestHost.build()
     host.sigstop()
     host.blackhole()
@@ -86,7 +85,6 @@ def test_teardown_after_faults_removes_everything():
 
 
 def test_a_failed_test_still_tears_its_host_down(tmp_path):
-    require_root()
     record = tmp_path / "footprint.json"
     test_file = tmp_path / "test_failing.py"
     test_file.write_text(
@@ -120,7 +118,6 @@ def test_a_failed_test_still_tears_its_host_down(tmp_path):
 
 
 def test_a_build_that_fails_midway_tears_down_what_it_built(monkeypatch):
-    require_root()
     seen: list[dict[str, object]] = []
     real_ready = TestHost._ready
 
@@ -161,7 +158,6 @@ def test_two_hosts_are_independent(test_host_factory):
 
 
 def test_building_a_host_is_fast():
-    require_root()
     times = []
     for _ in range(3):
         started = time.monotonic()
@@ -182,7 +178,6 @@ host.teardown()
 
 
 def test_several_processes_build_hosts_at_once():
-    require_root()
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     workers = [
         subprocess.Popen(
@@ -206,7 +201,6 @@ def test_several_processes_build_hosts_at_once():
 
 
 def test_a_dead_owners_host_is_reclaimed():
-    require_root()
     worker = subprocess.Popen(
         [sys.executable, "-c", BUILD_AND_WAIT],
         stdin=subprocess.PIPE,
@@ -225,7 +219,6 @@ def test_a_dead_owners_host_is_reclaimed():
 
 
 def test_cli_up_leaves_a_host_running_and_down_removes_it():
-    require_root()
     parent = Path(tempfile.mkdtemp(prefix="testhost-cli-"))
     parent.chmod(0o755)
     workdir = parent / "demo"
@@ -277,7 +270,6 @@ print(json.dumps({p.name: p.read_text() for p in (base / "dir").iterdir()}))
 
 def test_a_missing_mount_target_is_made_in_an_overlay_seen_only_inside(tmp_path):
     """Without Debian's systemd package there is no /usr/bin/systemctl to bind over."""
-    require_root()
     (tmp_path / "dir").mkdir()
     (tmp_path / "scratch").mkdir()
     (tmp_path / "src").write_text("stand-in\n")

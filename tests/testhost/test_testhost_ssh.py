@@ -11,6 +11,8 @@ import pytest
 
 from testhost import SUDOERS, TestHost
 
+pytestmark = pytest.mark.root  # every test here uses a test host
+
 JOURNAL_LINE = re.compile(
     r"[A-Z][a-z]{2} \d\d \d\d:\d\d:\d\d vm3 (systemd\[1\]|redis-server\[\d+\]): .*"
 )
