@@ -9,6 +9,8 @@ require_root() fails a test that needs root without the marker.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import shutil
 import socket
@@ -29,10 +31,12 @@ from testhost.pytest_plugin import (  # noqa: E402 -- after register_assert_rewr
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import AsyncIterator, Generator
 
 __all__ = [
+    "HANG",
     "free_port",
+    "hang_guard",
     "missing",
     "require_binary",
     "require_root",
@@ -41,6 +45,9 @@ __all__ = [
 ]
 
 REPO = Path(__file__).resolve().parents[1]
+# Seconds after which a test's wait counts as a hang. Only a guard: nothing here measures
+# speed (bench/ does); a test that needs a wrong behaviour to be slow makes it much slower.
+HANG = 60.0
 # Fixtures of this repository's tests that need root, besides testhost's (which it marks):
 # the end-to-end stacks (a test host each), and tests/remediator's 16 KiB tmpfs.
 ROOT_FIXTURES = frozenset({"make_stack", "stack", "small_disk"})
@@ -67,6 +74,18 @@ def require_shared(name: str) -> Path:
             return place / name
     missing(f"needs shared/{name}: set REDIS_AUTOHEAL_SHARED to the shared/ directory")
     raise AssertionError  # unreachable: missing() raised
+
+
+@contextlib.asynccontextmanager
+async def hang_guard(what: str, seconds: float = HANG) -> AsyncIterator[None]:
+    """Fail, naming `what`, if the block has not ended after `seconds`: a hang, not slowness."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            yield
+    except TimeoutError:
+        if scope.expired():
+            pytest.fail(f"{what}: still running after {seconds:g}s, a hang")
+        raise
 
 
 def free_port() -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from testhost import _standin, files
-from tests.conftest import require_binary, require_shared
+from tests.conftest import HANG, require_binary, require_shared
 from tests.dashboards.dashboard_json import REPO
 
 HOST = REPO / "docker" / "redis-host"
@@ -132,7 +132,7 @@ def test_redis_accepts_the_config(tmp_path, conf):
     (tmp_path / "redis.conf").write_text(text)
     proc = subprocess.Popen([server, str(tmp_path / "redis.conf")])
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while not sock.exists():
             assert proc.poll() is None, (tmp_path / "log").read_text()
             assert time.monotonic() < deadline, "redis-server did not start"

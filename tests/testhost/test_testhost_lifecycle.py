@@ -1,4 +1,5 @@
-"""Building and tearing down test hosts: nothing left behind, hosts independent, fast, parallel."""
+"""Building and tearing down test hosts: nothing left behind, hosts independent, parallel.
+(How fast a host is built: bench/testhost_bench.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,6 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
@@ -144,7 +144,10 @@ def test_two_hosts_are_independent(test_host_factory):
     assert b.ping()
     assert a.ssh("systemctl is-active redis-server").stdout == "failed\n"
     assert b.ssh("systemctl is-active redis-server").stdout == "active\n"
-    assert "vm4 systemd[1]" in b.journal()[-1]
+    # Each host's journal is its own: every line of b's is vm4's.
+    journal = b.journal()
+    assert any(" vm4 systemd[1]: " in line for line in journal)
+    assert all(" vm4 " in line for line in journal), journal
     # Each host trusts only its own client key and presents its own host key.
     with_bs_key = [str(b.key_file) if arg == str(a.key_file) else arg for arg in a.ssh_argv("true")]
     crossed = subprocess.run(
@@ -155,16 +158,6 @@ def test_two_hosts_are_independent(test_host_factory):
     )
     assert crossed.returncode == 255
     assert a.known_hosts.read_text().split()[2] != b.known_hosts.read_text().split()[2]
-
-
-def test_building_a_host_is_fast():
-    times = []
-    for _ in range(3):
-        started = time.monotonic()
-        host = TestHost.build()
-        times.append(time.monotonic() - started)
-        host.teardown()
-    assert sorted(times)[1] < 2.0, times
 
 
 BUILD_AND_WAIT = """
