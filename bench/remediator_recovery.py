@@ -107,6 +107,7 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as d:
             tmp = Path(d)
             (tmp / "token").write_text(TOKEN)
+            (tmp / "token").chmod(0o600)  # the remediator refuses a token others can read
             data = {
                 "targets": [host.target("vm3")],
                 "auto_recovery": {"stable_seconds": 0},

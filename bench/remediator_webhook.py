@@ -47,6 +47,7 @@ def _port() -> int:
 
 def _config(tmp: Path) -> Path:
     (tmp / "token").write_text(TOKEN)
+    (tmp / "token").chmod(0o600)  # the remediator refuses a token others can read
     data = {
         "targets": [{"name": "redis"}, {"name": "cache"}],
         "remediator": {"webhook_token_file": str(tmp / "token"), "state_dir": str(tmp / "state")},

@@ -2,13 +2,16 @@
 
 Needs root (the test host is a network namespace) and Debian's prometheus and
 prometheus-alertmanager packages; `bash scripts/demo.sh` installs everything first. Everything
-listens on 127.0.0.1; the test host is at 198.18.N.2. Ctrl-C stops it all and removes the
-temporary files.
+listens on 127.0.0.1; the test host is at 198.18.N.2. Ctrl-C (or SIGTERM, SIGHUP) stops it all
+and removes the temporary files, also when nobody reads the output any more: with
+`scripts/demo.sh | tee demo.log` the same Ctrl-C ends tee, and a closed terminal ends the reader
+too. Output that cannot be written is dropped; the cleanup never waits on it.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import sys
@@ -24,9 +27,36 @@ if TYPE_CHECKING:
     from types import FrameType
 
 
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def say(text: str = "") -> None:
-    sys.stdout.write(text + "\n")
-    sys.stdout.flush()
+    """Print a line; if stdout's reader has gone (EPIPE) or its terminal closed (EIO), drop it."""
+    try:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+    except OSError:
+        _discard_output()
+
+
+def _discard_output() -> None:
+    """Point stdout, and stderr if it went to the same place, at /dev/null: later lines, the
+    unwritten rest of this one and the interpreter's last flush at exit all go nowhere, rather
+    than failing again in the middle of the cleanup."""
+    try:
+        out = sys.stdout.fileno()
+        gone = os.fstat(out)
+    except (OSError, ValueError):  # no descriptor at all: nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, out)
+        with contextlib.suppress(OSError):
+            err = os.fstat(sys.stderr.fileno())
+            if (err.st_dev, err.st_ino) == (gone.st_dev, gone.st_ino):
+                os.dup2(devnull, sys.stderr.fileno())
+    finally:
+        os.close(devnull)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -109,10 +139,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     say(
         "redis-autoheal demo: the whole stack on this machine (loopback only), then a broken Redis."
     )
-    stack = Stack(StackOptions(say=lambda text: say(f"  {text}"), keep_workdir=args.keep_files))
-    say(f"  files: {stack.workdir}")
+    stack: Stack | None = None
     code = 0
     try:
+        stack = Stack(StackOptions(say=lambda text: say(f"  {text}"), keep_workdir=args.keep_files))
+        say(f"  files: {stack.workdir}")
         stack.start()
         say("  live: Prometheus scrapes every layer, rules loaded, Alertmanager connected.")
         say(f"Breaking Redis: {scenario.FAULTS[args.fault]} ...")
@@ -130,22 +161,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         say(f"demo: {e}")
         code = 1
     finally:
-        # A second Ctrl-C must not cut the cleanup short.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        say("Stopping the stack (Prometheus, Alertmanager, remediator, exporter, test host)...")
-        try:
-            stack.close()
-        except StackError as e:
-            say(f"demo: {e}")
-            code = code or 1
-        else:
-            kept = (
-                f"; files kept in {stack.workdir}"
-                if args.keep_files
-                else f"; removed {stack.workdir}"
-            )
-            say(f"Stopped{kept}.")
+        # A second Ctrl-C, or the SIGHUP of a closing terminal, must not cut the cleanup short.
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, signal.SIG_IGN)
+        if stack is not None:
+            code = stop(stack, code, keep_files=args.keep_files)
+    return code
+
+
+def stop(stack: Stack, code: int, *, keep_files: bool) -> int:
+    """Stop the stack and say so; the exit code, made 1 if stopping failed."""
+    say("Stopping the stack (Prometheus, Alertmanager, remediator, exporter, test host)...")
+    try:
+        stack.close()
+    except StackError as e:
+        say(f"demo: {e}")
+        return code or 1
+    kept = f"; files kept in {stack.workdir}" if keep_files else f"; removed {stack.workdir}"
+    say(f"Stopped{kept}.")
     return code
 
 

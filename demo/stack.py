@@ -77,7 +77,6 @@ class Stack:
         self.config_path = self.workdir / "redis-autoheal.yml"
         self.audit_path = self.workdir / "audit" / "redis_service_management.log"
         self.started_at = time.time()
-        self._closed = False
 
     # --- starting and stopping ---------------------------------------------------------------
 
@@ -219,10 +218,12 @@ class Stack:
         return problems
 
     def close(self) -> None:
-        """Stop everything in reverse order, even after errors; then raise the first problem."""
-        if self._closed:
-            return
-        self._closed = True
+        """Stop everything in reverse order, even after errors; then raise the first problem.
+
+        Safe to call again, and then it finishes what is left: a close cut short (a second
+        Ctrl-C while a failed start cleans up) is completed by the caller's own close. Every
+        part's stop is idempotent, so nothing is marked done before it is.
+        """
         problems = self._stop_daemons()
         try:
             self.sink.stop()

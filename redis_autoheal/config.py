@@ -4,12 +4,14 @@
 defaults, expands `~`, resolves relative paths against the config file's directory, checks
 every SSH key (present, mode 600 or stricter) and known_hosts file, and reads the Redis
 password files. Secrets only the remediator needs (webhook and user tokens) are read when it
-starts, by `read_secret`, so an exporter-only host needs no remediator files.
+starts, by `read_remediator_secrets`, so an exporter-only host needs no remediator files.
+A password or token file is held to the SSH key's rule: readable by its owner only.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import stat
 from dataclasses import dataclass
@@ -269,12 +271,39 @@ def parse_yaml(text: str, source: str) -> object:
         raise ConfigError("", f"{source}: {e.problem}") from None
 
 
-def read_secret(path: Path, key: str) -> str:
-    """Read a secret (password, token) from a file: stripped of surrounding whitespace."""
+def _owner_only(path: Path, mode: int, key: str, what: str) -> None:
+    """Refuse a secret that is not a regular file or that group or others may read or write."""
+    if not stat.S_ISREG(mode):
+        raise ConfigError(key, f"{path} is not a regular file")
+    if mode & 0o077:
+        raise ConfigError(
+            key,
+            f"{path} has mode {stat.S_IMODE(mode):03o}: {what} must be readable by its "
+            f"owner only (chmod 600 {path})",
+        )
+
+
+def read_secret(path: Path, key: str, what: str = "a secret file") -> str:
+    """Read a secret (password, token) from a file that only its owner may read.
+
+    `what` names the kind of file in the message ("a token file"). The mode is taken from the
+    open descriptor, so the file checked is the file read; stripped of surrounding whitespace.
+    """
     try:
-        value = path.read_text(encoding="utf-8").strip()
+        # O_NONBLOCK: a FIFO put in a secret's place is refused, not waited on.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
+    try:
+        _owner_only(path, os.fstat(fd).st_mode, key, what)
+        with open(fd, "rb", closefd=False) as f:
+            raw = f.read()
+    except OSError as e:
+        raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    try:
+        value = raw.decode("utf-8").strip()
     except UnicodeDecodeError:
         raise ConfigError(key, f"{path} is not UTF-8 text") from None
     if not value:
@@ -287,14 +316,7 @@ def _check_private_file(path: Path, key: str) -> None:
         mode = path.stat().st_mode
     except OSError as e:
         raise ConfigError(key, f"cannot read {path}: {e.strerror}") from None
-    if not stat.S_ISREG(mode):
-        raise ConfigError(key, f"{path} is not a regular file")
-    if mode & 0o077:
-        raise ConfigError(
-            key,
-            f"{path} has mode {stat.S_IMODE(mode):03o}: an SSH key must be readable by its "
-            f"owner only (chmod 600 {path})",
-        )
+    _owner_only(path, mode, key, "an SSH key")
 
 
 def _check_readable(path: Path, key: str) -> None:
@@ -323,7 +345,7 @@ def _finish_target(target: Target, key: str) -> Target:
         )
     if r.password_file is None:
         return target
-    password = read_secret(r.password_file, f"{key}.redis.password_file")
+    password = read_secret(r.password_file, f"{key}.redis.password_file", "a password file")
     redis = RedisEndpoint(**{**r.__dict__, "password": password})
     return Target(name=target.name, redis=redis, ssh=ssh, unit=target.unit)
 
@@ -362,11 +384,32 @@ def load_config(path: Path | str) -> Config:
 
 
 def read_remediator_secrets(config: Config) -> tuple[str, dict[str, str]]:
-    """The webhook token and each user's API token, keyed by user id."""
-    webhook = read_secret(config.remediator.webhook_token_file, "remediator.webhook_token_file")
+    """The webhook token and each user's API token, keyed by user id.
+
+    Every token must be its holder's own: two users sharing one could not be told apart, and
+    a webhook token that is also a user's would let whoever holds Alertmanager's copy use the
+    operator API as that user (and the other way round).
+    """
+    webhook_file = config.remediator.webhook_token_file
+    webhook = read_secret(webhook_file, "remediator.webhook_token_file", "a token file")
     tokens = {
-        u.id: read_secret(u.token_file, f"users[{i}].token_file")
+        u.id: read_secret(u.token_file, f"users[{i}].token_file", "a token file")
         for i, u in enumerate(config.users)
     }
-    _check_unique(list(tokens.values()), "users", "token (two users share one)")
+    # The messages name the files, never the token.
+    for j, u in enumerate(config.users):
+        for i, other in enumerate(config.users[:j]):
+            if tokens[u.id] == tokens[other.id]:
+                raise ConfigError(
+                    f"users[{j}].token_file",
+                    f"{u.token_file} holds the same token as users[{i}].token_file "
+                    f"{other.token_file}: each user needs a token of their own",
+                )
+    for i, u in enumerate(config.users):
+        if tokens[u.id] == webhook:
+            raise ConfigError(
+                "remediator.webhook_token_file",
+                f"{webhook_file} holds the same token as users[{i}].token_file {u.token_file}: "
+                "the webhook needs a token of its own",
+            )
     return webhook, tokens

@@ -12,4 +12,7 @@ if [ "$(id -u)" -ne 0 ]; then
   exit 1
 fi
 bash scripts/setup.sh
+# exec: no shell stays between the terminal and the demo, so Ctrl-C, SIGTERM and SIGHUP reach
+# the demo itself, which stops the whole stack even when its output has nowhere to go (`| tee`
+# ends on the same Ctrl-C).
 exec .venv/bin/python -m demo "$@"

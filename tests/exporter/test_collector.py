@@ -245,6 +245,7 @@ async def test_a_wrong_password_gives_redis_up_0_and_an_auth_error(
 ):
     server = redis_server_factory(password="right")
     (tmp_path / "pw").write_text("wrong\n")
+    (tmp_path / "pw").chmod(0o600)  # a password file is its owner's only
     config = make_config([redis_target("redis", server, password_file=str(tmp_path / "pw"))])
     client = await aiohttp_client(create_app(config))
     response = await client.get("/probe", params={"target": "redis", "module": "all"})

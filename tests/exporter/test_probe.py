@@ -160,7 +160,9 @@ async def test_a_connection_closed_by_the_idle_timeout_is_replaced(prober_for, r
 async def test_requirepass_from_password_file(prober_for, redis_server_factory, tmp_path):
     server = redis_server_factory(password="s3cret")
     (tmp_path / "pw").write_text("s3cret\n")
+    (tmp_path / "pw").chmod(0o600)  # a password file is its owner's only
     (tmp_path / "wrong").write_text("nope\n")
+    (tmp_path / "wrong").chmod(0o600)
     good = prober_for(redis_target("redis", server, password_file=str(tmp_path / "pw")))
     assert all(r.success for r in await good.probe((C, P), None))
     wrong = prober_for(redis_target("redis", server, password_file=str(tmp_path / "wrong")))
@@ -179,7 +181,9 @@ async def test_an_acl_user(prober_for, redis_server, tmp_path):
             "pinger", enabled=True, passwords=["+ping-pw"], commands=["+ping", "+client|setname"]
         )
     (tmp_path / "probe").write_text("probe-pw")
+    (tmp_path / "probe").chmod(0o600)
     (tmp_path / "pinger").write_text("ping-pw")
+    (tmp_path / "pinger").chmod(0o600)
     p = prober_for(
         redis_target("redis", redis_server, username="probe", password_file=str(tmp_path / "probe"))
     )
@@ -252,6 +256,7 @@ async def test_maxclients_left_out_when_config_get_is_refused(
     with redis_server.client() as c:
         c.acl_setuser("probe", enabled=True, passwords=["+pw"], commands=PROBE_ACL)
     (tmp_path / "pw").write_text("pw")
+    (tmp_path / "pw").chmod(0o600)
     p = prober_for(
         redis_target("redis", redis_server, username="probe", password_file=str(tmp_path / "pw"))
     )

@@ -4,6 +4,8 @@ one line that names the key and the problem."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ import pytest
 from redis_autoheal.cli import main
 from redis_autoheal.config import load_config, parse_listen, read_remediator_secrets
 from redis_autoheal.errors import ConfigError
+from tests.conftest import free_port
 
 
 @pytest.fixture
@@ -23,6 +26,13 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (ssh / "autobot_key").chmod(0o600)
     (ssh / "known_hosts").write_text("")
     return tmp_path
+
+
+def secret(path: Path, text: str, mode: int = 0o600) -> Path:
+    """A password or token file, with the mode an operator gives it (not the umask's)."""
+    path.write_text(text)
+    path.chmod(mode)
+    return path
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -74,7 +84,7 @@ def test_minimal_file_gets_the_runbook_defaults(tmp_path: Path) -> None:
 
 
 def test_tilde_expands_and_relative_paths_follow_the_file(home: Path, tmp_path: Path) -> None:
-    (tmp_path / "pw").write_text("s3cret\n")
+    secret(tmp_path / "pw", "s3cret\n")
     config = load_config(
         write(
             tmp_path,
@@ -178,7 +188,7 @@ def test_bad_file_gives_one_line_naming_the_key(tmp_path: Path, text: str, messa
 
 
 def test_empty_password_file_is_an_error(tmp_path: Path) -> None:
-    (tmp_path / "pw").write_text("\n")
+    secret(tmp_path / "pw", "\n")
     text = "targets: [{name: a, redis: {password_file: pw}}]\n"
     assert error_of(tmp_path, text).endswith("pw is empty")
 
@@ -210,9 +220,9 @@ def test_missing_key_and_known_hosts(home: Path, tmp_path: Path) -> None:
 
 
 def test_remediator_secrets_come_from_files(tmp_path: Path) -> None:
-    (tmp_path / "hook").write_text("hook-token\n")
-    (tmp_path / "admin").write_text("admin-token")
-    (tmp_path / "op").write_text("admin-token")
+    secret(tmp_path / "hook", "hook-token\n")
+    secret(tmp_path / "admin", "admin-token")
+    secret(tmp_path / "op", "admin-token")
     text = (
         "targets: [{name: a}]\n"
         "remediator: {webhook_token_file: hook}\n"
@@ -222,11 +232,158 @@ def test_remediator_secrets_come_from_files(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, text))
     assert read_remediator_secrets(config) == ("hook-token", {"u1": "admin-token"})
     shared = text + "  - {id: u2, email: o@example.invalid, role: operator, token_file: op}\n"
-    with pytest.raises(ConfigError, match="two users share one"):
+    with pytest.raises(ConfigError) as e:
         read_remediator_secrets(load_config(write(tmp_path, shared)))
+    assert str(e.value) == (
+        f"users[1].token_file: {tmp_path / 'op'} holds the same token as users[0].token_file "
+        f"{tmp_path / 'admin'}: each user needs a token of their own"
+    )
+    assert "admin-token" not in str(e.value)
     (tmp_path / "hook").unlink()
     with pytest.raises(ConfigError, match=r"^remediator.webhook_token_file: cannot read "):
         read_remediator_secrets(config)
+
+
+REMEDIATOR_FILES = (
+    "targets: [{name: a}]\n"
+    "remediator: {webhook_token_file: hook}\n"
+    "users:\n"
+    "  - {id: u1, email: a@example.invalid, role: admin, token_file: admin}\n"
+    "  - {id: u2, email: o@example.invalid, role: operator, token_file: op}\n"
+)
+
+
+def remediator_files(tmp_path: Path, modes: dict[str, int] | None = None) -> Path:
+    """A config with a webhook token and two users' tokens, each file mode 600 unless told."""
+    modes = modes or {}
+    for name in ("hook", "admin", "op"):
+        secret(tmp_path / name, f"{name}-token-value\n", modes.get(name, 0o600))
+    return write(tmp_path, REMEDIATOR_FILES)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644, 0o660, 0o606, 0o620], ids=oct)
+def test_password_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    pw = secret(tmp_path / "pw", "s3cret\n", mode)
+    message = error_of(tmp_path, "targets: [{name: a}, {name: b, redis: {password_file: pw}}]\n")
+    assert message == (
+        f"targets[1].redis.password_file: {pw} has mode {mode:03o}: a password file must be "
+        f"readable by its owner only (chmod 600 {pw})"
+    )
+    assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    ("name", "key"),
+    [
+        ("hook", "remediator.webhook_token_file"),
+        ("admin", "users[0].token_file"),
+        ("op", "users[1].token_file"),
+    ],
+)
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o644], ids=oct)
+def test_token_file_open_to_others_is_refused(
+    tmp_path: Path, name: str, key: str, mode: int
+) -> None:
+    config = load_config(remediator_files(tmp_path, {name: mode}))
+    with pytest.raises(ConfigError) as e:
+        read_remediator_secrets(config)
+    path = tmp_path / name
+    assert str(e.value) == (
+        f"{key}: {path} has mode {mode:03o}: a token file must be readable by its owner only "
+        f"(chmod 600 {path})"
+    )
+    assert "token-value" not in str(e.value)
+
+
+@pytest.mark.parametrize("mode", [0o600, 0o400], ids=oct)
+def test_secret_files_owner_only_are_accepted(tmp_path: Path, mode: int) -> None:
+    secret(tmp_path / "pw", "s3cret\n", mode)
+    config = load_config(remediator_files(tmp_path, dict.fromkeys(("hook", "admin", "op"), mode)))
+    assert read_remediator_secrets(config)[0] == "hook-token-value"
+    text = "targets: [{name: a, redis: {password_file: pw}}]\n"
+    assert load_config(write(tmp_path, text)).targets[0].redis.password == "s3cret"
+
+
+def test_a_secret_that_is_not_a_regular_file_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "pw").mkdir(mode=0o700)
+    text = "targets: [{name: a, redis: {password_file: pw}}]\n"
+    assert error_of(tmp_path, text) == (
+        f"targets[0].redis.password_file: {tmp_path / 'pw'} is not a regular file"
+    )
+
+
+@pytest.mark.parametrize("user", [0, 1])
+def test_webhook_token_equal_to_a_users_is_refused(tmp_path: Path, user: int) -> None:
+    config = load_config(remediator_files(tmp_path))
+    user_file = tmp_path / ("admin", "op")[user]
+    secret(user_file, "  hook-token-value\n")  # the same token once stripped
+    with pytest.raises(ConfigError) as e:
+        read_remediator_secrets(config)
+    assert str(e.value) == (
+        f"remediator.webhook_token_file: {tmp_path / 'hook'} holds the same token as "
+        f"users[{user}].token_file {user_file}: the webhook needs a token of its own"
+    )
+    assert "token-value" not in str(e.value)
+
+
+def test_check_config_refuses_open_or_shared_secrets(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = remediator_files(tmp_path, {"op": 0o640})
+    assert main(["check-config", "--config", str(path)]) == 1
+    op = tmp_path / "op"
+    assert capsys.readouterr().err == (
+        f"redis-autoheal: error: users[1].token_file: {op} has mode 640: a token file must be "
+        f"readable by its owner only (chmod 600 {op})\n"
+    )
+    # An exporter-only host reads no remediator file, so it does not judge them either.
+    assert main(["check-config", "--config", str(path), "--service", "exporter"]) == 0
+    capsys.readouterr()
+
+    op.chmod(0o600)
+    secret(tmp_path / "admin", "hook-token-value\n")
+    assert main(["check-config", "--config", str(path)]) == 1
+    out = capsys.readouterr()
+    assert out.out == ""
+    assert out.err == (
+        f"redis-autoheal: error: remediator.webhook_token_file: {tmp_path / 'hook'} holds the "
+        f"same token as users[0].token_file {tmp_path / 'admin'}: the webhook needs a token of "
+        "its own\n"
+    )
+
+    secret(tmp_path / "admin", "admin-token-value\n")
+    assert main(["check-config", "--config", str(path)]) == 0
+    assert capsys.readouterr().out == f"{path}: OK: 1 target(s): a\n"
+
+
+@pytest.mark.parametrize("bad", ["hook-mode", "shared-token"])
+def test_the_remediator_does_not_start_with_open_or_shared_secrets(
+    tmp_path: Path, bad: str
+) -> None:
+    path = remediator_files(tmp_path, {"hook": 0o644} if bad == "hook-mode" else {})
+    if bad == "shared-token":
+        secret(tmp_path / "op", "hook-token-value\n")
+    listen = f"127.0.0.1:{free_port()}"
+    proc = subprocess.run(  # were it to start, it would serve until the hang guard kills it
+        [sys.executable, "-m", "remediator", "--config", str(path), "--listen", listen],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    hook = tmp_path / "hook"
+    expected = {
+        "hook-mode": f"remediator.webhook_token_file: {hook} has mode 644: a token file must be "
+        f"readable by its owner only (chmod 600 {hook})",
+        "shared-token": f"remediator.webhook_token_file: {hook} holds the same token as "
+        f"users[1].token_file {tmp_path / 'op'}: the webhook needs a token of its own",
+    }[bad]
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        1,
+        "",
+        f"redis-autoheal: error: {expected}\n",
+    )
 
 
 @pytest.mark.parametrize(
