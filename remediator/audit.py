@@ -20,6 +20,10 @@ leaves `FILE.rotating`, which the next open finishes compressing, so nothing is 
 twice. An advisory lock (`FILE.lock`) serialises writers in other processes (the `breaker reset`
 command) with this one; if the live file is moved or removed from outside, it is reopened at its
 path before the next write.
+
+An event that must not be lost with the space that was missing when it was due (the terminal
+event of a recovery the audit log cut short) is `defer`red: kept in memory, written ahead of the
+next batch, and retried every `OVERDUE_RETRY_SECONDS` until it is on disk or the writer closes.
 """
 
 from __future__ import annotations
@@ -50,6 +54,8 @@ log = logging.getLogger(__name__)
 
 RiskLevel = Literal["none", "low", "moderate", "high"]
 FILE_MODE = 0o640
+OVERDUE_RETRY_SECONDS = 5.0
+OVERDUE_MAX = 10_000  # beyond this the oldest overdue events are dropped, and said so
 GZIP_LEVEL = 6  # gzip's own default; gzip.open's 9 is several times slower for little gain
 
 
@@ -308,6 +314,8 @@ class AuditWriter:
         self._thread_lock = threading.Lock()
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._overdue: list[bytes] = []
+        self._retry: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> Path:
@@ -334,18 +342,40 @@ class AuditWriter:
         # the flusher settles the future either way.
         await asyncio.shield(future)
 
+    def defer(self, *events: Mapping[str, Any]) -> None:
+        """Keep events that could not be written now; see the module docstring."""
+        self._overdue.extend(encode(e) for e in events)
+        if len(self._overdue) > OVERDUE_MAX:
+            log.error("audit: %d overdue events dropped", len(self._overdue) - OVERDUE_MAX)
+            del self._overdue[:-OVERDUE_MAX]
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.create_task(self._retry_overdue(), name="audit-overdue")
+
+    @property
+    def overdue(self) -> int:
+        """How many deferred events still wait for the disk."""
+        return len(self._overdue)
+
+    async def _retry_overdue(self) -> None:
+        while self._overdue:
+            await asyncio.sleep(OVERDUE_RETRY_SECONDS)
+            with contextlib.suppress(AuditWriteError):
+                await self.write()
+
     async def _flush(self) -> None:
         """Write batch after batch; whatever fails, each writer learns its fate and the next
         batch is still written (a writer left waiting would hold its target busy for ever)."""
         while self._pending:
             batch, self._pending = self._pending, []
-            chunks = [data for data, _ in batch]
+            overdue = len(self._overdue)
+            chunks = [*self._overdue, *(data for data, _ in batch)]
             try:
                 committed, error = await asyncio.to_thread(self._write_chunks, chunks)
             except Exception as e:  # no thread to write with (a loop shutting down): none written
                 log.exception("audit write not attempted")
                 committed, error = 0, AuditWriteError(f"cannot write {self.path}: {e!r}")
-            for i, (_, future) in enumerate(batch):
+            del self._overdue[: min(committed, overdue)]
+            for i, (_, future) in enumerate(batch, start=overdue):
                 if future.done():
                     continue
                 if i < committed:
@@ -394,7 +424,16 @@ class AuditWriter:
         return committed, None
 
     async def close(self) -> None:
-        """Finish the writes in flight, then close the file."""
+        """Finish the writes in flight and try the overdue ones once more, then close the file."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+        if self._overdue:
+            with contextlib.suppress(AuditWriteError):
+                await self.write()
+            if self._overdue:
+                log.error("audit: %d overdue events never written", len(self._overdue))
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher

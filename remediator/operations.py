@@ -364,8 +364,14 @@ class _Run:
             success, detail = False, "interrupted: the remediator shut down before it was verified"
             outcome = "interrupted"
         except AuditWriteError as e:
-            if self.exit_code is None:
-                raise  # nothing ran: 503
+            if self.exit_code is None:  # nothing ran: 503, and an end owed to its start
+                with contextlib.suppress(AuditWriteError):
+                    await self._finish(
+                        success=False,
+                        detail=f"not run: audit log unavailable: {e}",
+                        outcome="aborted",
+                    )
+                raise
             # The command ran; verifying it would mean running unaudited commands.
             self.log.warning("manual %s ran, then the audit log failed: %s", self.action.value, e)
             success, detail = False, f"{self.action.value} ran but was not verified: {e}"
@@ -408,7 +414,11 @@ class _Run:
             **extra,
         )
         event["result"]["outcome"] = outcome  # how it ended, as for recoveries (CONTRACT.md)
-        await self.ops.audit.write(event)
+        try:
+            await self.ops.audit.write(event)
+        except AuditWriteError:
+            self.ops.audit.defer(event)  # its start is on disk: its end is owed
+            raise
 
     async def _act(self) -> tuple[bool, str]:
         c = self.control

@@ -262,10 +262,17 @@ class _Run:
             await self.e.audit.write(
                 self._event("recover", None, phase="started", alerts=self._alerts())
             )
+        except AuditWriteError as err:  # nothing of it is on disk, and nothing ran
+            self.log.warning("recovery %s not started: %s", self.trigger.recovery_id, err)
+            return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
+        try:
             outcome, reason = await self._attempts()
         except AuditWriteError as err:
+            # Its start is on disk: its end is owed, whenever the log can take it again.
             self.log.warning("recovery %s aborted: %s", self.trigger.recovery_id, err)
-            return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
+            reason = f"audit log unavailable: {err}"
+            self.e.audit.defer(self._finished(Outcome.ABORTED, reason))
+            return self._report(Outcome.ABORTED, reason)
         except _Verdict as v:
             outcome, reason = v.outcome, v.reason
         except asyncio.CancelledError:
@@ -277,7 +284,8 @@ class _Run:
         try:
             await self.e.audit.write(self._finished(outcome, reason))
         except AuditWriteError as err:
-            self.log.warning("could not audit the end of recovery: %s", err)
+            self.log.warning("could not audit the end of recovery yet: %s", err)
+            self.e.audit.defer(self._finished(outcome, reason))
         self.log.info("recovery %s: %s: %s", self.trigger.recovery_id, outcome, reason)
         return report
 
@@ -304,8 +312,9 @@ class _Run:
             reason += f" (during attempt {step.attempt}, {step.level.action.value})"
         try:
             await self.e.audit.write(self._finished(Outcome.INTERRUPTED, reason))
-        except AuditWriteError as err:  # found unfinished at the next start instead
+        except AuditWriteError as err:  # written at close, else found at the next start
             self.log.warning("could not audit the interruption of recovery: %s", err)
+            self.e.audit.defer(self._finished(Outcome.INTERRUPTED, reason))
         self.log.warning("recovery %s: interrupted: %s", self.trigger.recovery_id, reason)
 
     def _alerts(self) -> list[dict[str, str]]:
@@ -351,9 +360,6 @@ class _Run:
             self.level = step.level = level
             if c.dry_run:
                 raise _Verdict(*await self._dry_run(step))
-            if not self.counted:
-                await self._count_on_breaker()
-                self.counted = True
             await self._act(step)
         except CommandRejected as err:  # cannot happen with the config's validated unit
             step.reason = str(err)
@@ -471,6 +477,9 @@ class _Run:
                 risk_level=RISK[command.name],
             )
         )
+        if not self.counted:  # once decided and audited: the breaker counts what runs
+            await self._count_on_breaker()
+            self.counted = True
         began = time.monotonic()
         try:
             result = await c.run(

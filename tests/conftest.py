@@ -49,8 +49,8 @@ REPO = Path(__file__).resolve().parents[1]
 # speed (bench/ does); a test that needs a wrong behaviour to be slow makes it much slower.
 HANG = 60.0
 # Fixtures of this repository's tests that need root, besides testhost's (which it marks):
-# the end-to-end stacks (a test host each), and tests/remediator's 16 KiB tmpfs.
-ROOT_FIXTURES = frozenset({"make_stack", "stack", "small_disk"})
+# the end-to-end stacks (a test host each), and tests/remediator's small tmpfs disks.
+ROOT_FIXTURES = frozenset({"make_stack", "stack", "small_disk", "full_disk"})
 
 
 def require_binary(name: str) -> str:

@@ -18,9 +18,11 @@ import pytest
 
 from redis_autoheal.config import Audit
 from redis_autoheal.errors import AuditWriteError
+from remediator import audit
 from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
 from remediator.breaker import BreakerStore
-from tests.conftest import require_root
+from testhost.disk import SmallDisk
+from tests.conftest import hang_guard, require_root
 from tests.remediator.conftest import write_config
 
 
@@ -292,3 +294,76 @@ async def test_a_backup_keeps_the_live_files_mode_whatever_the_umask(
     assert live == (live_mode or 0o640)
     assert stat.S_IMODE(first_backup.stat().st_mode) == live
     assert [e["seq"] for e in read_events(s)] == list(range(n))
+
+
+PAGE = 4096
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 64 KiB tmpfs, mounted; `fill()` makes every write fail with ENOSPC, `free()` undoes it."""
+    require_root()
+    with SmallDisk(tmp_path / "disk", 64 * 1024) as disk:
+        yield disk
+
+
+async def test_a_deferred_event_goes_out_ahead_of_the_next_write_once_there_is_room(
+    full_disk: SmallDisk,
+) -> None:
+    """The end of something whose start is on disk is owed: kept while the disk is full, and
+    written, once, before whatever is written next."""
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    writer = AuditWriter(s)
+    writer.open()
+    await writer.write(event(0))
+    full_disk.fill()
+    big = "y" * 3 * PAGE  # more than the page the file has begun can take
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await writer.write({**event(1), "pad": big})
+    writer.defer(event(99, "owed"))
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await writer.write({**event(2), "pad": big})  # still full: still owed, nothing doubled
+    assert writer.overdue == 1
+    full_disk.free()
+    await writer.write(event(3))
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("w", 0), ("owed", 99), ("w", 3)]
+    assert writer.overdue == 0
+
+
+async def test_a_deferred_event_is_retried_with_nothing_else_to_write(
+    full_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "OVERDUE_RETRY_SECONDS", 0.05)
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    failures = 0
+
+    def failed() -> None:
+        nonlocal failures
+        failures += 1
+
+    writer = AuditWriter(s, on_error=failed)
+    writer.open()
+    full_disk.fill()
+    writer.defer(event(1, "owed"))
+    async with hang_guard("two retries on the full disk"):
+        while failures < 2:  # noqa: ASYNC110 -- the writer's error count is the event
+            await asyncio.sleep(0.01)
+    assert writer.overdue == 1
+    full_disk.free()
+    async with hang_guard("the overdue event's retry"):
+        while writer.overdue:  # noqa: ASYNC110 -- the writer's count is the event
+            await asyncio.sleep(0.05)
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("owed", 1)]
+
+
+async def test_close_writes_what_is_overdue(full_disk: SmallDisk) -> None:
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    writer = AuditWriter(s)
+    writer.open()
+    full_disk.fill()
+    writer.defer(event(1, "owed"))
+    full_disk.free()
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("owed", 1)]

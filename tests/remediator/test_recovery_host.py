@@ -12,7 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from remediator.audit import read_events
+from redis_autoheal.errors import AuditWriteError
+from remediator.audit import AuditWriter, read_events
+from remediator.keys import BREAKER
 from remediator.recovery import Level, Outcome
 from tests.remediator.conftest import alert
 from tests.remediator.test_integration import (
@@ -103,3 +105,46 @@ async def test_a_restart_that_worked_while_the_link_dropped_is_not_repeated(
     assert "not stable" in report.steps[0].reason
     assert [s.level for s in report.steps] == [Level.HARD, None]
     assert test_host.ping()
+
+
+async def test_a_step_whose_decision_cannot_be_audited_is_not_counted_and_its_end_is_owed(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The audit log fails just as the restart is decided (its start and the is-active reads
+    are on disk): nothing runs and the breaker counts nothing, and the recovery's end is written
+    ahead of the next event once the log takes writes again."""
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    write_chunks = AuditWriter._write_chunks
+    refused: list[bytes] = []
+
+    def refuse_the_first_decision(
+        self: AuditWriter, chunks: list[bytes]
+    ) -> tuple[int, AuditWriteError | None]:
+        if not refused and any(b'"phase": "decided"' in c for c in chunks):
+            refused.extend(chunks)
+            return 0, AuditWriteError(f"cannot write {self.path}: No space left on device")
+        return write_chunks(self, chunks)
+
+    monkeypatch.setattr(AuditWriter, "_write_chunks", refuse_the_first_decision)
+    test_host.kill9()
+    await asyncio.to_thread(test_host.wait_state, "failed", 10)
+    assert await post(client, alert("vm3")) == ["recovery_started"]
+    await settle(client)
+    first = last_report(client)
+    assert first.outcome == Outcome.ABORTED, first.reason
+    assert refused, "the injected failure was never reached"
+    assert verbs(test_host) == []
+    assert client.app[BREAKER].state("vm3").recoveries == ()
+    # Alertmanager's next delivery: the aborted recovery forgot its alert, so it starts anew.
+    assert await post(client, alert("vm3")) == ["recovery_started"]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.RECOVERED
+    assert verbs(test_host) == ["restart"]
+    assert len(client.app[BREAKER].state("vm3").recoveries) == 1
+    ends = {
+        e["recovery_id"]: e["outcome"]
+        for e in read_events(config.audit)
+        if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
+    }
+    assert ends == {first.recovery_id: "aborted", last_report(client).recovery_id: "recovered"}
