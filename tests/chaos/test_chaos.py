@@ -54,6 +54,7 @@ def test_the_generator_covers_every_fault_and_orders_steps():
     assert set(kinds) == expected
 
 
+@pytest.mark.root
 @pytest.mark.parametrize(("seed", "index"), FIXED)
 def test_a_fixed_sequence_keeps_every_invariant(seed, index, tmp_path):
     require_root()
@@ -67,6 +68,7 @@ def test_a_fixed_sequence_keeps_every_invariant(seed, index, tmp_path):
     )
 
 
+@pytest.mark.root
 def test_a_sequence_on_the_full_stack_keeps_every_invariant(tmp_path):
     """The same campaign with the demo stack's exporter, Prometheus and Alertmanager delivering
     (and its pager sink for pages) instead of the simulation."""
@@ -83,6 +85,7 @@ def test_a_sequence_on_the_full_stack_keeps_every_invariant(tmp_path):
     )
 
 
+@pytest.mark.root
 def test_the_campaign_catches_a_restart_of_a_healthy_redis(tmp_path):
     """An SSH `sudo systemctl restart` as autobot, not by the remediator and with no alert:
     the host's own log shows a restart of a healthy unit (I2), one the audit never saw (I6)."""

@@ -56,6 +56,7 @@ def test_dropped_ssh_connection_cuts_the_client_but_the_restart_completes(test_h
     assert ssh(test_host, "systemctl is-active redis-server") == (0, "active\n", "")
 
 
+@pytest.mark.root  # mounts a tmpfs
 def test_small_disk_fills_and_frees(tmp_path):
     require_root()
     with SmallDisk(tmp_path / "disk", 1 << 20) as disk:
