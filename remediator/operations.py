@@ -52,6 +52,7 @@ from redis_autoheal.errors import (
     CommandRejected,
     NoSshConfigured,
     OperationRefused,
+    SshCommandTimeout,
     SshError,
     TargetBusy,
 )
@@ -431,12 +432,19 @@ class _Run:
             )
         if self.action == Action.STOP:
             await self._open_breaker()
-        result = await c.run(
-            ServiceControl(self.action, c.unit),
-            actor=self.actor,
-            source_ip=self.source_ip,
-            context=self._context,
-        )
+        try:
+            result = await c.run(
+                ServiceControl(self.action, c.unit),
+                actor=self.actor,
+                source_ip=self.source_ip,
+                context=self._context,
+            )
+        except SshCommandTimeout as cut:
+            # Cut at its timeout: systemd may still be carrying the job out, so say what the
+            # unit is once it settles rather than nothing.
+            with contextlib.suppress(SshError):
+                self.state_after = await self._settled()
+            return False, f"{cut}; unit is {self.state_after or 'unknown'}"
         self.exit_code = result.exit_code
         failed = "" if result.ok else f"{self.action.value} exited {result.exit_code}"
         if self.action == Action.STOP:

@@ -6,6 +6,7 @@ time; logs; failures and an unwritable audit log.
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -374,3 +375,29 @@ async def test_an_unwritable_audit_log_runs_nothing(
     assert status == 503
     assert verbs(test_host) == []
     assert test_host.unit_state() == "active"
+
+
+async def test_a_restart_cut_at_its_timeout_says_so_and_what_the_unit_became(
+    aiohttp_client: Any, test_host: TestHost, tmp_path: Path
+) -> None:
+    """The restart outlives its 1 s timeout: the person hears it was cut (502), and the unit's
+    state once systemd finished the job it was left with, read again rather than left blank."""
+    config = host_config(tmp_path, test_host)
+    target = config.targets[0]
+    assert target.ssh is not None
+    cut_at_1s = replace(target, ssh=replace(target.ssh, control_timeout_seconds=1.0))
+    client = await aiohttp_client(create_app(replace(config, targets=(cut_at_1s,))))
+    test_host.slow_start(4)
+    status, body = await call(client, "POST", "restart", OPERATOR)
+    assert status == 502, body
+    assert "cut at timeout after 1s" in body["detail"]
+    assert (body["exit_code"], body["unit_state_after"]) == (None, "active")
+    (restart,) = test_host.invocations(["restart"])
+    assert restart.exit_code == 0  # the host's own log: systemd finished the job
+    (finished,) = [
+        e
+        for e in read_events(config.audit)
+        if e["event_type"] == "service_operation" and e["phase"] == "finished"
+    ]
+    assert finished["unit_state_after"] == "active"
+    assert finished["result"]["outcome"] == "failure"
