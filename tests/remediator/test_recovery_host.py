@@ -148,3 +148,24 @@ async def test_a_step_whose_decision_cannot_be_audited_is_not_counted_and_its_en
         if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
     }
     assert ends == {first.recovery_id: "aborted", last_report(client).recovery_id: "recovered"}
+
+
+async def test_a_redis_restarted_behind_the_remediators_back_is_not_acted_on(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """The remediator's Redis connection from an earlier look is closed by a restart it did not
+    make; Redis answers again at once. A stale alert's recovery must see it answering (the first
+    PING on the dead connection fails) and run nothing."""
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    assert await post(client, alert("vm3", fingerprint="s1")) == ["recovery_started"]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.HEALTHY  # its PING left a connection open
+    await asyncio.to_thread(test_host.restart)  # a person, on the host
+    assert test_host.ping()
+    ran = verbs(test_host)
+    assert await post(client, alert("vm3", fingerprint="s2")) == ["recovery_started"]
+    await settle(client)
+    report = last_report(client)
+    assert report.outcome == Outcome.HEALTHY, report.reason
+    assert verbs(test_host) == ran  # the host's own log: nothing more ran
