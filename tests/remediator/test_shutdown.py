@@ -172,19 +172,23 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
     assert finished[0]["result"]["outcome"] == "recovered"
 
 
-def test_a_recovery_admitted_while_its_webhook_write_is_in_flight_at_sigterm(
-    tmp_path: Path,
-) -> None:
-    # An ssh section that is never used: the recovery ends before it would act.
+def ssh_never_used(tmp_path: Path) -> Config:
+    """A config whose one target has an ssh section that nothing here reaches."""
     key, known_hosts = tmp_path / "key", tmp_path / "known_hosts"
     key.write_text("not used\n")
     key.chmod(0o600)
     known_hosts.write_text("")
     ssh = {"host": "127.0.0.1", "port": free_port(), "key_file": str(key)}
-    config = write_config(
+    return write_config(
         tmp_path,
         {"targets": [{"name": "redis", "ssh": {**ssh, "known_hosts": str(known_hosts)}}]},
     )
+
+
+def test_a_recovery_admitted_while_its_webhook_write_is_in_flight_at_sigterm(
+    tmp_path: Path,
+) -> None:
+    config = ssh_never_used(tmp_path)  # the recovery ends before it would act
     proc, port = start(config, tmp_path, "remediator")
     answers: list[tuple[int, dict[str, str], bytes]] = []
     lock_path = config.audit.path.with_name(config.audit.path.name + ".lock")
@@ -358,15 +362,7 @@ async def test_an_admission_committed_after_the_dispatcher_closed_starts_nothing
     aiohttp_client: Any,
     tmp_path: Path,
 ) -> None:
-    key, known_hosts = tmp_path / "key", tmp_path / "known_hosts"
-    key.write_text("not used\n")
-    key.chmod(0o600)
-    known_hosts.write_text("")
-    ssh = {"host": "127.0.0.1", "port": free_port(), "key_file": str(key)}
-    config = write_config(
-        tmp_path,
-        {"targets": [{"name": "redis", "ssh": {**ssh, "known_hosts": str(known_hosts)}}]},
-    )
+    config = ssh_never_used(tmp_path)
     client = await aiohttp_client(create_app(config))
     dispatcher = client.app[DISPATCHER]
     await dispatcher.close()  # as the drain leaves it once its grace is over
