@@ -208,5 +208,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, tuple(sorted(labels.items()))]
 
 
+def values_with(samples: Samples, metric: str, /, **labels: str) -> list[float]:
+    """The values of `metric`'s samples whose labels include these (others may be there too)."""
+    wanted = set(labels.items())
+    return [v for (n, pairs), v in samples.items() if n == metric and wanted <= set(pairs)]
+
+
 def names(samples: Samples) -> set[str]:
     return {name for name, _ in samples}
