@@ -4,16 +4,13 @@ it sends, ours sends too, with the same type and label names (ours may add label
 
 from __future__ import annotations
 
-import subprocess
 import urllib.request
-from collections.abc import Iterator
 
 import pytest
 from prometheus_client import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
-from tests.conftest import free_port, require_binary
 from tests.exporter.conftest import RedisServer, redis_target
 from tests.exporter.test_infometrics import wait_until
 
@@ -48,33 +45,6 @@ def shape(text: str) -> Shape:
         labels = {frozenset(s.labels) - {"quantile", "le"} for s in family.samples}
         out[name] = (family.type, labels)
     return out
-
-
-@pytest.fixture
-def redis_exporter() -> Iterator[str]:
-    """Debian's prometheus-redis-exporter on a free port: its base URL."""
-    binary = require_binary("prometheus-redis-exporter")
-    port = free_port()
-    process = subprocess.Popen(
-        [binary, "-web.listen-address", f"127.0.0.1:{port}", "-redis-only-metrics"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            with urllib.request.urlopen(f"{url}/health", timeout=2):
-                return True
-        except OSError:
-            return False
-
-    try:
-        wait_until(answers, "redis_exporter serving")
-        yield url
-    finally:
-        process.kill()
-        process.wait(10)
 
 
 def scrape_theirs(url: str, server: RedisServer) -> str:
