@@ -298,6 +298,9 @@ class TargetProber:
         }
         self._scraper = Scraper(target.name, latency_histograms=latency_histograms)
         self._stats = ScrapeStats()
+        self._active = 0  # probes running now
+        self._retired = False  # closed once the last running probe ends
+        self._closed = False
         self._last_reason: dict[Layer, Reason | None] = dict.fromkeys(Layer)
         self._bodies: dict[Layer, Callable[[float, float], Awaitable[LayerResult]]] = {
             Layer.CONNECTIVITY: self._connectivity,
@@ -306,11 +309,33 @@ class TargetProber:
         }
         self.log = target_logger(logger, target.name)
 
+    def same_as(self, target: Target, health: HealthCheck, latency_histograms: bool) -> bool:
+        """True if this prober probes `target` as a new one would (a reload may keep it)."""
+        return (
+            not self._retired
+            and self.target == target
+            and self.health == health
+            and self._scraper.latency_histograms == latency_histograms
+        )
+
     async def probe(self, layers: tuple[Layer, ...], budget: float | None) -> list[LayerResult]:
         """Run `layers` concurrently, each within min(its timeout, budget) seconds."""
-        if len(layers) == 1:
-            return [await self.probe_layer(layers[0], budget)]
-        return list(await asyncio.gather(*(self.probe_layer(layer, budget) for layer in layers)))
+        self._active += 1
+        try:
+            if len(layers) == 1:
+                return [await self.probe_layer(layers[0], budget)]
+            probes = (self.probe_layer(layer, budget) for layer in layers)
+            return list(await asyncio.gather(*probes))
+        finally:
+            self._active -= 1
+            if self._retired and self._active == 0:
+                await self.close()
+
+    async def retire(self) -> None:
+        """Close the connections now, or when the probes running on them end."""
+        self._retired = True
+        if self._active == 0:
+            await self.close()
 
     async def probe_layer(self, layer: Layer, budget: float | None) -> LayerResult:
         seconds = self.timeouts[layer]
@@ -437,5 +462,8 @@ class TargetProber:
             )
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         # make_client hands the client its pool, so the client would leave the pool open.
         await self.redis.aclose(close_connection_pool=True)

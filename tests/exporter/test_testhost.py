@@ -11,7 +11,7 @@ import pytest
 
 from exporter.app import create_app
 from exporter.probe import UNIT_STATES
-from exporter.typedefs import PROBERS
+from exporter.typedefs import STATE
 from tests.exporter.conftest import parse_samples, value
 
 # Short layer timeouts so that the fault tests are quick; the SSH connect timeout is shorter
@@ -81,7 +81,7 @@ async def test_a_healthy_host_passes_every_layer(test_host, probe_host):
     for _ in range(5):
         samples, _ = await scrape(client, "systemd")
         expect_state(samples, "active")
-    assert client.app[PROBERS]["vm3"].ssh.connections_opened == 1
+    assert client.app[STATE].directory.probers["vm3"].ssh.connections_opened == 1
 
 
 async def test_inactive(test_host, probe_host):
