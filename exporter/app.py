@@ -23,6 +23,7 @@ _INITIAL = web.AppKey("initial_config", Config)
 
 def setup_routes(app: web.Application) -> None:
     app.router.add_get("/probe", views.probe)
+    app.router.add_get("/scrape", views.probe)  # redis_exporter's path, for its users' jobs
     app.router.add_get("/metrics", views.metrics)
     app.router.add_get("/healthz", views.healthz)
     app.router.add_post("/-/reload", views.reload)

@@ -59,6 +59,14 @@ async def test_an_address_inside_the_networks_is_probed_without_a_systemd_layer(
     assert layers == {"connectivity", "performance"}
 
 
+async def test_redis_exporters_scrape_path_answers_the_same(exporter_with, redis_server):
+    client = await exporter_with({"networks": ["127.0.0.0/8"]})
+    target = f"redis://127.0.0.1:{redis_server.port}"
+    response = await client.get("/scrape", params={"target": target})
+    assert response.status == 200
+    assert value(parse_samples(await response.text()), "redis_up") == 1
+
+
 async def test_an_address_outside_the_networks_is_refused_and_never_connected(
     exporter_with, redis_server
 ):
