@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 
-from exporter.exposition import Family
+from exporter.exposition import Chunk, Family
 from exporter.infometrics import info_families
 from exporter.probe import (
     UNIT_STATES,
@@ -66,7 +66,7 @@ class ProbeCollector:
     def __init__(self, results: Sequence[LayerResult]) -> None:
         self.results = results
 
-    def collect(self) -> Iterator[Metric | Family]:
+    def collect(self) -> Iterator[Metric | Family | Chunk]:
         now = time.time()
         success = GaugeMetricFamily(
             "redis_probe_success", "1 if the layer's check passed.", labels=["layer"]
@@ -126,7 +126,7 @@ def _systemd(r: SystemdResult) -> Iterator[Metric]:
     yield states
 
 
-def _performance(r: PerformanceResult, now: float) -> Iterator[Metric | Family]:
+def _performance(r: PerformanceResult, now: float) -> Iterator[Metric | Family | Chunk]:
     """redis_exporter's families of the scrape, and its own per-target scrape figures."""
     if r.scrape is not None:
         yield from info_families(r.scrape, now)

@@ -9,8 +9,8 @@ per family and cached, and each sample is one f-string. The output is the same t
 
 `Family` is a lighter metric family for the hundreds of series one INFO gives: it keeps the
 exact name redis_exporter uses, also for its counters without the `_total` suffix that
-prometheus_client would add (`redis_total_error_replies`), and renders its label pairs when a
-sample is added.
+prometheus_client would add (`redis_total_error_replies`), and renders each sample when it is
+added. `Chunk` is text already rendered, for the hottest paths (exporter/infometrics.py).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 class Source(Protocol):
     """A registry, or a collector yielding prometheus_client metrics or Families."""
 
-    def collect(self) -> Iterable[Metric | Family]: ...
+    def collect(self) -> Iterable[Metric | Family | Chunk]: ...
 
 
 _INF = float("inf")
@@ -75,13 +75,13 @@ def _label_value(value: str) -> str:
 
 
 class Family:
-    """One metric family under its exact exposed name; samples keep their labels as text.
+    """One metric family under its exact exposed name, its samples rendered as they are added.
 
     `labels` are the label names; `add(value, *values)` takes their values in the same order.
     Label pairs are written sorted by name, as prometheus_client and client_golang do.
     """
 
-    __slots__ = ("_order", "documentation", "labels", "name", "samples", "type")
+    __slots__ = ("_order", "documentation", "labels", "lines", "name", "type")
 
     def __init__(
         self, name: str, kind: str, documentation: str, labels: Sequence[str] = ()
@@ -93,7 +93,10 @@ class Family:
         self.documentation = documentation
         self.labels = tuple(labels)
         self._order = sorted(range(len(self.labels)), key=self.labels.__getitem__)
-        self.samples: list[tuple[str, str, float]] = []  # (sample name, label text, value)
+        self.lines: list[str] = []  # sample lines, newline-terminated
+
+    def header(self) -> str:
+        return _header(self.name, self.type, self.documentation, exact=True)
 
     def label_text(self, values: Sequence[str], extra: str = "") -> str:
         """`a="x",b="y"` for these label values (in `labels` order), then `extra` if any."""
@@ -104,20 +107,26 @@ class Family:
         return ",".join(pairs)
 
     def add(self, value: float, *values: str) -> None:
-        self.samples.append((self.name, self.label_text(values) if values else "", value))
+        if values:
+            self.lines.append(f"{self.name}{{{self.label_text(values)}}} {_number(value)}\n")
+        else:
+            self.lines.append(f"{self.name} {_number(value)}\n")
 
     def add_sample(self, suffix: str, label_text: str, value: float) -> None:
         """A sample of a summary or histogram: `_sum`, `_count`, `_bucket` or a quantile."""
-        self.samples.append((self.name + suffix, label_text, value))
-
-
-def _family_lines(family: Family, out: list[str]) -> None:
-    out.append(_header(family.name, family.type, family.documentation, exact=True))
-    for name, labels, value in family.samples:
-        if labels:
-            out.append(f"{name}{{{labels}}} {_number(value)}\n")
+        if label_text:
+            self.lines.append(f"{self.name}{suffix}{{{label_text}}} {_number(value)}\n")
         else:
-            out.append(f"{name} {_number(value)}\n")
+            self.lines.append(f"{self.name}{suffix} {_number(value)}\n")
+
+
+class Chunk:
+    """Families already rendered as text (headers and samples), sent as they are."""
+
+    __slots__ = ("text",)
+
+    def __init__(self, text: str) -> None:
+        self.text = text
 
 
 def render(collector: Source) -> bytes:
@@ -125,8 +134,12 @@ def render(collector: Source) -> bytes:
     out: list[str] = []
     for metric in collector.collect():
         if isinstance(metric, Family):
-            if metric.samples:
-                _family_lines(metric, out)
+            if metric.lines:
+                out.append(metric.header())
+                out.extend(metric.lines)
+            continue
+        if isinstance(metric, Chunk):
+            out.append(metric.text)
             continue
         kind = metric.type
         if kind not in _TYPES:
@@ -140,3 +153,8 @@ def render(collector: Source) -> bytes:
             else:
                 out.append(f"{sample.name} {_number(sample.value)}\n")
     return "".join(out).encode()
+
+
+def go_number(value: float) -> str:
+    """A sample value as client_golang writes it (Go's notation for NaN, Inf, big numbers)."""
+    return _number(value)

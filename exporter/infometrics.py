@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from exporter.exposition import Family
+from exporter.exposition import Chunk, Family, go_number
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -298,23 +298,151 @@ class _Labelled:
         return family
 
 
+_CMDSTAT = re.compile(
+    r"calls=([0-9]+),usec=([0-9]+),usec_per_call=[^,]*"
+    r"(?:,rejected_calls=([0-9]+),failed_calls=([0-9]+))?"
+)
+_PERCENTILE = re.compile(r"p([0-9.]+)=([^,]+)")
+_NUMERIC_START = frozenset("-+.0123456789")
+_TRUE_TEXT = {"ok": "1", "true": "1", "err": "0", "fail": "0", "false": "0"}
+# The per-command families, (name, type, help), in the order of _Commands.lines.
+_COMMAND_FAMILIES = (
+    ("commands_total", "counter", "Total number of calls per command"),
+    (
+        "commands_duration_seconds_total",
+        "counter",
+        "Total amount of time in seconds spent per command",
+    ),
+    (
+        "commands_rejected_calls_total",
+        "counter",
+        "Total number of errors within command execution per command",
+    ),
+    (
+        "commands_failed_calls_total",
+        "counter",
+        "Total number of errors prior command execution per command",
+    ),
+)
+_SPECIAL = frozenset(("latest_fork_usec", "uptime_in_seconds", "hz", "configured_hz"))
+_OWN_RULES = ("cmdstat_", "latency_percentiles_usec_", "errorstat_", "cluster_", "db", "slave")
+_UNSEEN = "unseen"
+_prefixes: dict[str, str | None] = {}  # INFO field -> its family's header and sample name
+
+
+def _ignored(key: str) -> bool:
+    """A field no table, structure or rule takes: left out of every scrape."""
+    return key != "master_link_status" and key not in _MASTER_FIELDS and key != "module"
+
+
+def _number_text(text: str) -> str | None:
+    """An INFO value as a sample value: its own text when that is a plain decimal number."""
+    known = _TRUE_TEXT.get(text)
+    if known is not None:
+        return known
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    if "_" in text or text[:1] not in _NUMERIC_START:  # inf, nan, 1_000: in Go's spelling
+        return go_number(value)
+    return text
+
+
+def _plain_prefix(key: str) -> str | None:
+    """`# HELP ...# TYPE ...redis_NAME ` for a field of the two tables, "" for a field that
+    nothing is sent of, None for the others (a structure or a rule of their own)."""
+    prefix = _prefixes.get(key, _UNSEEN)
+    if prefix is not _UNSEEN:
+        return prefix
+    name = GAUGES.get(key)
+    kind = "gauge"
+    if name is None:
+        name = COUNTERS.get(key)
+        kind = "counter"
+    if key in _SPECIAL:
+        prefix = None
+    elif name is not None:
+        prefix = Family(_NS + name, kind, f"{name} metric").header() + f"{_NS}{name} "
+    elif key.startswith(_OWN_RULES) or _IO_THREAD.fullmatch(key) or not _ignored(key):
+        prefix = None
+    else:
+        prefix = ""
+    if len(_prefixes) < len(GAUGES) + len(COUNTERS) + 4096:  # unknown fields: bounded
+        _prefixes[key] = prefix
+    return prefix
+
+
+def _label(value: str) -> str:
+    if "\\" in value or '"' in value or "\n" in value:
+        return value.replace("\\", r"\\").replace('"', r"\"").replace("\n", r"\n")
+    return value
+
+
+class _Commands:
+    """Commandstats and latencystats, written straight as text: they are most of a scrape."""
+
+    def __init__(self) -> None:
+        self.lines: tuple[list[str], ...] = ([], [], [], [])
+        self.totals: dict[str, tuple[str, int]] = {}  # cmd -> (calls as text, µs)
+        self.percentiles: dict[str, str] = {}  # cmd -> "p50=1.003,p99=1.003,p99.9=4.015"
+
+    def command(self, cmd: str, text: str) -> None:
+        match = _CMDSTAT.match(text)
+        if match is None:
+            return
+        calls, usec, rejected, failed = match.groups()
+        self.totals[cmd] = (calls, int(usec))
+        cmd = _label(cmd)
+        calls_lines, seconds_lines, rejected_lines, failed_lines = self.lines
+        calls_lines.append(f'redis_commands_total{{cmd="{cmd}"}} {calls}\n')
+        seconds = int(usec) / 1e6
+        seconds_lines.append(f'redis_commands_duration_seconds_total{{cmd="{cmd}"}} {seconds!r}\n')
+        if rejected is not None:  # Redis >= 6.2
+            rejected_lines.append(
+                f'redis_commands_rejected_calls_total{{cmd="{cmd}"}} {rejected}\n'
+            )
+            failed_lines.append(f'redis_commands_failed_calls_total{{cmd="{cmd}"}} {failed}\n')
+
+    def chunks(self) -> Iterator[Chunk]:
+        for (name, kind, doc), lines in zip(_COMMAND_FAMILIES, self.lines, strict=True):
+            if lines:
+                yield Chunk(Family(_NS + name, kind, doc).header() + "".join(lines))
+        out: list[str] = []
+        for cmd, text in self.percentiles.items():
+            totals = self.totals.get(cmd)
+            pairs = _PERCENTILE.findall(text)
+            if totals is None or not pairs or any(_value(v) is None for _, v in pairs):
+                continue
+            label = _label(cmd)
+            out += [
+                f'redis_latency_percentiles_usec{{cmd="{label}",quantile="{q}"}} {v}\n'
+                for q, v in pairs
+            ]
+            out.append(f'redis_latency_percentiles_usec_sum{{cmd="{label}"}} {totals[1]}\n')
+            out.append(f'redis_latency_percentiles_usec_count{{cmd="{label}"}} {totals[0]}\n')
+        if out:
+            doc = "A summary of latency percentile distribution per command"
+            family = Family(_NS + "latency_percentiles_usec", "summary", doc)
+            yield Chunk(family.header() + "".join(out))
+
+
 class _Fields:
     """What the loop over INFO's fields gathers for the families made after it."""
 
     def __init__(self, info: Mapping[str, str]) -> None:
         self.labelled = _Labelled()
-        self.commands: dict[str, tuple[float, float]] = {}  # cmd -> (calls, µs)
-        self.percentiles: dict[str, list[tuple[str, float]]] = {}
-        self.databases: set[str] = set()
+        self.commands = _Commands()
+        self.databases = _Databases()
         self.master = (info.get("master_host", ""), info.get("master_port", ""))
 
     def structured(self, key: str, text: str) -> bool:
         """Take a field with a structure (see the module's docstring); False for a plain one."""
         labelled = self.labelled
         if key.startswith("cmdstat_"):
-            _command(labelled, key[8:], text, self.commands)
+            self.commands.command(key[8:], text)
         elif key.startswith("latency_percentiles_usec_"):
-            _percentiles(key[25:], text, self.percentiles)
+            self.commands.percentiles[key[25:]] = text
         elif key.startswith("errorstat_"):
             count = _value(_pairs(text).get("count", ""))
             if count is not None:
@@ -322,8 +450,7 @@ class _Fields:
                     "errors_total", "counter", "Total number of errors per error type", ("err",)
                 ).add(count, key[10:])
         elif key.startswith("db") and key[2:].isdigit():
-            if _database(labelled, key, text):
-                self.databases.add(key)
+            self.databases.add(key, text)
         elif _SLAVE.fullmatch(key):
             _replica(labelled, text)
         elif key == "master_link_status" or key in _MASTER_FIELDS:
@@ -335,23 +462,32 @@ class _Fields:
         return True
 
 
-def info_families(scrape: RedisScrape, now: float) -> Iterator[Family]:
+def info_families(scrape: RedisScrape, now: float) -> Iterator[Family | Chunk]:
     """Every family of one scrape, redis_exporter's plus our `redis_instantaneous_ops_per_sec`."""
     info = scrape.info
     fields = _Fields(info)
+    plain: list[str] = []  # headers and samples of the fields of the two tables
     for key, text in info.items():
-        if not fields.structured(key, text):
-            yield from _plain(key, text, now)
-    _empty_databases(fields.labelled, scrape, fields.databases)
+        prefix = _plain_prefix(key)
+        if prefix is not None:
+            if prefix:
+                number = _number_text(text)
+                if number is not None:
+                    plain.append(f"{prefix}{number}\n")
+        elif not fields.structured(key, text):
+            yield from _special(key, text, now)
+    yield Chunk("".join(plain))
+    yield from fields.databases.chunks(scrape)
     yield from fields.labelled.families.values()
-    yield from _percentile_summaries(fields.percentiles, fields.commands)
+    yield from fields.commands.chunks()
     yield from _instance(info)
     yield from _cluster(scrape.cluster_info)
     yield from _config(scrape.config, info)
     yield from _slowlog(scrape)
     yield from _latency(scrape)
     if scrape.latency_histograms is not None:
-        yield from _histograms(scrape.latency_histograms, fields.commands)
+        usec = {cmd: float(u) for cmd, (_, u) in fields.commands.totals.items()}
+        yield from _histograms(scrape.latency_histograms, usec)
 
 
 def _master(labelled: _Labelled, key: str, text: str, master: tuple[str, str]) -> None:
@@ -366,153 +502,83 @@ def _master(labelled: _Labelled, key: str, text: str, master: tuple[str, str]) -
     family.add(0.0 if number is None else number, *master)
 
 
-def _plain(key: str, text: str, now: float) -> Iterator[Family]:
-    """A field of the two tables, a `cluster_*` field, or one of the Server section's extras."""
-    name = GAUGES.get(key)
-    kind = "gauge"
-    if name is None:
-        name = COUNTERS.get(key)
-        kind = "counter"
-    if name is None:
-        if key in ("hz", "configured_hz"):
-            name, kind = key, "gauge"
-        elif key.startswith("cluster_"):
-            name, kind = _UNSAFE.sub("_", key), "gauge"
-        else:
-            thread = _IO_THREAD.fullmatch(key)
-            number = None if thread is None else _value(text)
-            if thread is not None and number is not None:
-                family = Family(
-                    _NS + "active_time_io_thread_seconds_total",
-                    "counter",
-                    "active_time_io_thread_seconds_total metric",
-                    ("thread",),
-                )
-                family.add(number, thread[1])
-                yield family
-            return
+def _special(key: str, text: str, now: float) -> Iterator[Family]:
+    """A field with a rule of its own, a `cluster_*` field, or one no table has (not sent)."""
     number = _value(text)
     if number is None:
         return
     if key == "latest_fork_usec":
-        name, number = "latest_fork_seconds", number / 1e6
+        yield _single("latest_fork_seconds", "gauge", number / 1e6)
     elif key == "uptime_in_seconds":
+        yield _single("uptime_in_seconds", "gauge", number)
         yield _single("start_time_seconds", "gauge", float(int(now) - number))
-    yield _single(name, kind, number)
-
-
-def _command(
-    labelled: _Labelled, cmd: str, text: str, commands: dict[str, tuple[float, float]]
-) -> None:
-    fields = _pairs(text)
-    calls, usec = _value(fields.get("calls", "")), _value(fields.get("usec", ""))
-    if calls is None or usec is None:
-        return
-    commands[cmd] = (calls, usec)
-    labels = ("cmd",)
-    labelled.get("commands_total", "counter", "Total number of calls per command", labels).add(
-        calls, cmd
-    )
-    labelled.get(
-        "commands_duration_seconds_total",
-        "counter",
-        "Total amount of time in seconds spent per command",
-        labels,
-    ).add(usec / 1e6, cmd)
-    rejected = _value(fields.get("rejected_calls", ""))
-    failed = _value(fields.get("failed_calls", ""))
-    if rejected is not None and failed is not None:  # Redis >= 6.2
-        labelled.get(
-            "commands_rejected_calls_total",
-            "counter",
-            "Total number of errors within command execution per command",
-            labels,
-        ).add(rejected, cmd)
-        labelled.get(
-            "commands_failed_calls_total",
-            "counter",
-            "Total number of errors prior command execution per command",
-            labels,
-        ).add(failed, cmd)
-
-
-def _percentiles(cmd: str, text: str, out: dict[str, list[tuple[str, float]]]) -> None:
-    """`p50=1.003,p99=1.003,p99.9=4.015` -> [("50", 1.003), ...] (redis_exporter's labels)."""
-    values: list[tuple[str, float]] = []
-    for name, number_text in _pairs(text).items():
-        number = _value(number_text)
-        quantile = _value(name[1:])
-        if not name.startswith("p") or number is None or quantile is None:
-            return
-        values.append((_go_float(quantile), number))
-    out[cmd] = values
+    elif key in ("hz", "configured_hz"):
+        yield _single(key, "gauge", number)
+    elif key.startswith("cluster_"):
+        yield _single(_UNSAFE.sub("_", key), "gauge", number)
+    else:
+        thread = _IO_THREAD.fullmatch(key)
+        if thread is not None:
+            family = Family(
+                _NS + "active_time_io_thread_seconds_total",
+                "counter",
+                "active_time_io_thread_seconds_total metric",
+                ("thread",),
+            )
+            family.add(number, thread[1])
+            yield family
 
 
 def _go_float(number: float) -> str:
-    """A quantile as client_golang writes it: 50, 99.9."""
+    """A number as client_golang writes it in a label: 50, 99.9."""
     return str(int(number)) if number.is_integer() else repr(number)
 
 
-def _percentile_summaries(
-    percentiles: dict[str, list[tuple[str, float]]], commands: dict[str, tuple[float, float]]
-) -> Iterator[Family]:
-    if not percentiles:
-        return
-    summary = Family(
-        _NS + "latency_percentiles_usec",
-        "summary",
-        "A summary of latency percentile distribution per command",
-        ("cmd",),
+class _Databases:
+    """INFO keyspace's `db0:keys=5,expires=1,avg_ttl=998062`, written straight as text."""
+
+    FAMILIES = (
+        ("db_keys", "Total number of keys by DB"),
+        ("db_keys_expiring", "Total number of expiring keys by DB"),
+        ("db_keys_cached", "Total number of cached keys by DB"),
+        ("db_avg_ttl_seconds", "Avg TTL in seconds"),
     )
-    for cmd, values in percentiles.items():
-        totals = commands.get(cmd)
-        if totals is None:
-            continue
-        for quantile, number in values:
-            summary.add_sample("", summary.label_text((cmd,), f'quantile="{quantile}"'), number)
-        labels = summary.label_text((cmd,))
-        summary.add_sample("_sum", labels, totals[1])
-        summary.add_sample("_count", labels, totals[0])
-    yield summary
 
+    def __init__(self) -> None:
+        self.lines: tuple[list[str], ...] = ([], [], [], [])
+        self.seen: set[str] = set()
 
-def _database(labelled: _Labelled, db: str, text: str) -> bool:
-    fields = _pairs(text)
-    keys, expires = _value(fields.get("keys", "")), _value(fields.get("expires", ""))
-    if keys is None or expires is None:
-        return False
-    labels = ("db",)
-    labelled.get("db_keys", "gauge", "Total number of keys by DB", labels).add(keys, db)
-    labelled.get("db_keys_expiring", "gauge", "Total number of expiring keys by DB", labels).add(
-        expires, db
-    )
-    cached = _value(fields.get("cached_keys", ""))
-    if cached is not None:  # KeyDB
-        labelled.get("db_keys_cached", "gauge", "Total number of cached keys by DB", labels).add(
-            cached, db
-        )
-    ttl = _value(fields.get("avg_ttl", ""))
-    if ttl is not None:
-        labelled.get("db_avg_ttl_seconds", "gauge", "Avg TTL in seconds", labels).add(
-            ttl / 1000, db
-        )
-    return True
+    def add(self, db: str, text: str) -> bool:
+        fields = _pairs(text)
+        keys, expires = fields.get("keys", ""), fields.get("expires", "")
+        if not keys.isdigit() or not expires.isdigit():
+            return False
+        self.seen.add(db)
+        keys_lines, expiring_lines, cached_lines, ttl_lines = self.lines
+        keys_lines.append(f'redis_db_keys{{db="{db}"}} {keys}\n')
+        expiring_lines.append(f'redis_db_keys_expiring{{db="{db}"}} {expires}\n')
+        cached = fields.get("cached_keys", "")
+        if cached.isdigit():  # KeyDB
+            cached_lines.append(f'redis_db_keys_cached{{db="{db}"}} {cached}\n')
+        ttl = fields.get("avg_ttl", "")
+        if ttl.isdigit():
+            ttl_lines.append(f'redis_db_avg_ttl_seconds{{db="{db}"}} {int(ttl) / 1000!r}\n')
+        return True
 
-
-def _empty_databases(labelled: _Labelled, scrape: RedisScrape, seen: set[str]) -> None:
-    """db_keys and db_keys_expiring 0 for each database without keys, as redis_exporter."""
-    if scrape.cluster_info is not None or scrape.info.get("cluster_enabled") == "1":
-        count = 1  # a cluster node has one database
-    else:
-        count = int(_value(scrape.config.get("databases", "")) or DEFAULT_DATABASES)
-    labels = ("db",)
-    for i in range(min(count, MAX_DATABASES)):
-        db = f"db{i}"
-        if db not in seen:
-            labelled.get("db_keys", "gauge", "Total number of keys by DB", labels).add(0.0, db)
-            labelled.get(
-                "db_keys_expiring", "gauge", "Total number of expiring keys by DB", labels
-            ).add(0.0, db)
+    def chunks(self, scrape: RedisScrape) -> Iterator[Chunk]:
+        """The families, with db_keys and db_keys_expiring 0 for each empty database."""
+        if scrape.cluster_info is not None or scrape.info.get("cluster_enabled") == "1":
+            count = 1  # a cluster node has one database
+        else:
+            count = int(_value(scrape.config.get("databases", "")) or DEFAULT_DATABASES)
+        for i in range(min(count, MAX_DATABASES)):
+            db = f"db{i}"
+            if db not in self.seen:
+                self.lines[0].append(f'redis_db_keys{{db="{db}"}} 0\n')
+                self.lines[1].append(f'redis_db_keys_expiring{{db="{db}"}} 0\n')
+        for (name, doc), lines in zip(self.FAMILIES, self.lines, strict=True):
+            if lines:
+                yield Chunk(Family(_NS + name, "gauge", doc).header() + "".join(lines))
 
 
 def _replica(labelled: _Labelled, text: str) -> None:
@@ -643,7 +709,7 @@ def _latency(scrape: RedisScrape) -> Iterator[Family]:
 
 
 def _histograms(
-    histograms: Mapping[str, LatencyHistogram], commands: dict[str, tuple[float, float]]
+    histograms: Mapping[str, LatencyHistogram], usec: dict[str, float]
 ) -> Iterator[Family]:
     """redis_commands_latencies_usec{cmd}: LATENCY HISTOGRAM's buckets, cumulative."""
     family = Family(
@@ -661,7 +727,7 @@ def _histograms(
             )
         labels = family.label_text((cmd,))
         family.add_sample("_bucket", family.label_text((cmd,), 'le="+Inf"'), float(histogram.calls))
-        usec = sum(u for c, (_, u) in commands.items() if c == cmd or c.startswith(cmd + "|"))
-        family.add_sample("_sum", labels, usec)
+        total = sum(u for c, u in usec.items() if c == cmd or c.startswith(cmd + "|"))
+        family.add_sample("_sum", labels, total)
         family.add_sample("_count", labels, float(histogram.calls))
     yield family
