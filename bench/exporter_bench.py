@@ -1,11 +1,11 @@
 """Benchmark of the exporter against Debian's prometheus-redis-exporter; prints figures.
 
 Part 1, latency and CPU per scrape, in one run against one redis-server: this exporter's
-`performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin,
-one keep-alive HTTP connection each). CPU per scrape is the exporter process's utime+stime
-(/proc/PID/stat) read around each scrape and summed. By default the redis-server is a local
-one and the target has no `ssh` section (so `all` is PING + INFO ALL ...); with --ssh (root) it
-is the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
+`performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin in
+blocks of 25, one keep-alive HTTP connection each). CPU per scrape is the exporter process's
+utime+stime (/proc/PID/stat) read around each block and summed. By default the redis-server is
+a local one and the target has no `ssh` section (so `all` is PING + INFO ALL ...); with --ssh
+(root) it is the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
 `systemd`). redis_exporter has no SSH layer: it is compared with both. It runs twice: on an
 idle Redis, and on one with 200 distinct commands in its commandstats and keys in all 16
 databases (`--busy-only` / `--idle-only` for one). Each case's series count is printed with
@@ -218,10 +218,11 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
     latencies: list[list[float]] = [[] for _ in cases]
     cpu: list[float] = [0.0] * len(cases)
     deadline = time.monotonic() + 300
-    for _ in range(scrapes):
+    block = 25  # scrapes of one case between two CPU readings; the cases take turns
+    for _ in range(max(1, scrapes // block)):
         for i, (_, _, pid, _) in enumerate(cases):
             before = cpu_seconds(pid)
-            latencies[i].append(scrape(i))
+            latencies[i] += [scrape(i) for _ in range(block)]
             cpu[i] += cpu_seconds(pid) - before
         if time.monotonic() > deadline:
             print("stopped after 300 s")
@@ -252,7 +253,7 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
         )
     for (name, *_), size in zip(cases[:-1], sizes[:-1], strict=True):
         print(f"{name} series / redis_exporter's: {size / sizes[-1]:.2f}")
-    print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each scrape and summed)")
+    print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each block of 25 scrapes)")
     for c in connections:
         c.close()
 

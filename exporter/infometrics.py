@@ -337,6 +337,8 @@ def _ignored(key: str) -> bool:
 
 def _number_text(text: str) -> str | None:
     """An INFO value as a sample value: its own text when that is a plain decimal number."""
+    if text.isdigit():  # most are
+        return text
     known = _TRUE_TEXT.get(text)
     if known is not None:
         return known

@@ -141,19 +141,20 @@ def _latency_latest(reply: Reply) -> tuple[tuple[str, int, int], ...]:
 
 
 def _histograms(reply: Reply) -> dict[str, LatencyHistogram] | None:
-    """`LATENCY HISTOGRAM`: cmd -> [b"calls", n, b"histogram_usec", [bound, count, ...]]."""
-    if not isinstance(reply, list):
+    """`LATENCY HISTOGRAM`: cmd -> {calls: n, histogram_usec: {bound: cumulative count}}."""
+    if not isinstance(reply, (list, dict)):
         return None
     out: dict[str, LatencyHistogram] = {}
-    for i in range(0, len(reply) - 1, 2):
-        name, details = reply[i], reply[i + 1]
-        if not isinstance(name, bytes) or not isinstance(details, list) or len(details) < 4:
+    for name, details in _pairs(reply):
+        fields = {_text(k): v for k, v in _pairs(details)}
+        calls = fields.get("calls")
+        if not isinstance(name, bytes) or not isinstance(calls, int):
             continue
-        calls, pairs = details[1], details[3]
-        if not isinstance(calls, int) or not isinstance(pairs, list):
-            continue
-        numbers = [n for n in pairs if isinstance(n, int)]
-        buckets = tuple((float(numbers[j]), numbers[j + 1]) for j in range(0, len(numbers) - 1, 2))
+        buckets = tuple(
+            (float(bound), count)
+            for bound, count in _pairs(fields.get("histogram_usec"))
+            if isinstance(bound, int) and isinstance(count, int)
+        )
         out[name.decode("utf-8", "replace")] = LatencyHistogram(calls, buckets)
     return out
 

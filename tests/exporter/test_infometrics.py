@@ -7,11 +7,13 @@ import logging
 import time
 
 import pytest
+import yaml
 
 from exporter.app import create_app
 from exporter.exposition import render
 from exporter.infometrics import info_families
 from exporter.scrape import RedisScrape
+from redis_autoheal.config import load_config
 from redis_autoheal.redis_client import parse_info
 from tests.exporter.conftest import parse_samples, redis_target, value, values_with
 
@@ -298,3 +300,37 @@ def test_cardinality_is_bounded_by_commands_and_databases():
     series = [line for line in text.splitlines() if line and not line.startswith("#")]
     # per command: calls, time, rejected, failed, 3 quantiles, _sum, _count; per db: 3
     assert len(series) == 200 * 9 + 16 * 3 + 1  # + redis_instance_info
+
+
+async def test_latency_histograms_when_the_config_asks_for_them(
+    aiohttp_client, tmp_path, redis_server
+):
+    data = {
+        "targets": [redis_target("s0", redis_server)],
+        "exporter": {"latency_histograms": True},
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    client = await aiohttp_client(create_app(load_config(path)))
+    with redis_server.client() as c:
+        for _ in range(7):
+            c.get("k")
+    response = await client.get("/probe", params={"target": "s0", "module": "performance"})
+    samples = parse_samples(await response.text())
+    assert value(samples, "redis_commands_latencies_usec_count", cmd="get") == 7
+    assert value(samples, "redis_commands_latencies_usec_bucket", cmd="get", le="+Inf") == 7
+    buckets = [
+        (float(dict(labels)["le"]), v)
+        for (name, labels), v in samples.items()
+        if name == "redis_commands_latencies_usec_bucket" and dict(labels)["cmd"] == "get"
+    ]
+    counts = [v for _, v in sorted(buckets)]
+    assert counts == sorted(counts)  # cumulative
+    assert value(samples, "redis_commands_latencies_usec_sum", cmd="get") == value(
+        samples, "redis_latency_percentiles_usec_sum", cmd="get"
+    )
+
+
+async def test_no_latency_histograms_by_default(scrape_of, redis_server):
+    samples = await (await scrape_of(redis_server))()
+    assert not any(name.startswith("redis_commands_latencies_usec") for name, _ in samples)
