@@ -108,7 +108,7 @@ async def _prober(request: web.Request, name: str) -> TargetProber:
     raise BadProbeRequest("unknown_target", "the config was reloaded during the request: retry")
 
 
-async def probe(request: web.Request) -> web.Response:
+async def probe(request: web.Request) -> web.StreamResponse:
     """GET /probe?target=NAME&module=MODULE: one target's layers, probed now."""
     started = time.perf_counter()
     try:
@@ -127,7 +127,14 @@ async def probe(request: web.Request) -> web.Response:
         ok = ok and r.success
     _PROBES[module, ok].inc()
     _DURATIONS[module].observe(time.perf_counter() - started)
-    return web.Response(body=body, headers=_PROBE_HEADERS)
+    # Written, not kept: aiohttp holds a connection's last response until its next request,
+    # and a web.Response would hold its body; a thousand kept-alive scrapers, 30 MiB.
+    response = web.StreamResponse(headers=_PROBE_HEADERS)
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body)
+    await response.write_eof()
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
