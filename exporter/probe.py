@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, TypeVar
 import asyncssh
 from redis import exceptions as redis_errors
 
-from exporter.scrape import RedisScrape, Scraper
+from exporter.scrape import LazyInfo, RedisScrape, Scraper
 from redis_autoheal.commands import IsActive
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.logs import target_logger
@@ -425,7 +425,9 @@ class TargetProber:
 
     async def _performance(self, started: float, _seconds: float) -> LayerResult:
         scrape = await self._once_more_if_closed(self._scraper.scrape)
-        maxclients = scrape.info.get("maxclients") or scrape.config.get("maxclients")
+        info = scrape.info
+        found = info.field("maxclients") if isinstance(info, LazyInfo) else info.get("maxclients")
+        maxclients = found or scrape.config.get("maxclients")
         return PerformanceResult(
             layer=Layer.PERFORMANCE,
             success=True,

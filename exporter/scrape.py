@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -25,7 +26,7 @@ from redis import exceptions as redis_errors
 from redis_autoheal.redis_client import parse_info
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Sequence
 
     import redis.asyncio as aioredis
 
@@ -48,6 +49,52 @@ _FIRST: tuple[Command, ...] = (
     ("SLOWLOG", "GET", "1"),
     ("LATENCY", "LATEST"),
 )
+
+
+class LazyInfo(Mapping[str, str]):
+    """INFO's fields, split from the reply's text on first use.
+
+    A probe of module=all holds its performance result while its PING finishes; with a
+    thousand probes at once, a thousand dicts of ~200 small strings each would be alive
+    together and leave the heap fragmented. The text is one object; the dict is made when
+    the families are written, and dropped with them.
+    """
+
+    __slots__ = ("_fields", "text")
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self._fields: dict[str, str] | None = None
+
+    @property
+    def fields(self) -> dict[str, str]:
+        if self._fields is None:
+            self._fields = parse_info(self.text)
+        return self._fields
+
+    def __getitem__(self, key: str) -> str:
+        return self.fields[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.fields)
+
+    def __len__(self) -> int:
+        return len(self.fields)
+
+    def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self.fields.get(key, default)
+
+    def items(self) -> ItemsView[str, str]:
+        return self.fields.items()
+
+    def field(self, key: str) -> str | None:
+        """One field, found in the text without splitting all of it."""
+        start = self.text.find(f"\n{key}:")
+        if start < 0:
+            return None
+        start += len(key) + 2
+        end = self.text.find("\r", start)
+        return self.text[start : end if end >= 0 else None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,7 +264,7 @@ class Scraper:
         text = _text(info_reply)
         if text is None:
             raise redis_errors.ResponseError(f"INFO answered {type(info_reply).__name__}, not text")
-        info = parse_info(text)
+        info = LazyInfo(text)
 
         config: dict[str, str]
         if fetch_config:
@@ -234,7 +281,7 @@ class Scraper:
             histograms = _histograms(replies[-1])
 
         cluster_info = None
-        if info.get("cluster_enabled") == "1":
+        if "\ncluster_enabled:1" in text:
             (reply,), _ = await send_together(client, [("CLUSTER", "INFO")])
             if not self._refused("CLUSTER INFO", reply):
                 text = _text(reply)
