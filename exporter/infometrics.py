@@ -469,13 +469,20 @@ def info_families(scrape: RedisScrape, now: float) -> Iterator[Family | Chunk]:
     info = scrape.info
     fields = _Fields(info)
     plain: list[str] = []  # headers and samples of the fields of the two tables
+    prefixes = _prefixes
     for key, text in info.items():
-        prefix = _plain_prefix(key)
+        prefix = prefixes.get(key, _UNSEEN)
+        if prefix is _UNSEEN:
+            prefix = _plain_prefix(key)
         if prefix is not None:
-            if prefix:
-                number = _number_text(text)
-                if number is not None:
-                    plain.append(f"{prefix}{number}\n")
+            if not prefix:  # a field nothing is sent of
+                continue
+            if text.isdigit():  # most are: the hot path, without a call
+                plain.append(f"{prefix}{text}\n")
+                continue
+            number = _number_text(text)
+            if number is not None:
+                plain.append(f"{prefix}{number}\n")
         elif not fields.structured(key, text):
             yield from _special(key, text, now)
     yield Chunk("".join(plain))

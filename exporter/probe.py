@@ -324,8 +324,15 @@ class TargetProber:
         try:
             if len(layers) == 1:
                 return [await self.probe_layer(layers[0], budget)]
-            probes = (self.probe_layer(layer, budget) for layer in layers)
-            return list(await asyncio.gather(*probes))
+            # The others in tasks of their own, the first in this one: cheaper than gather's
+            # task per layer (a sixth of an idle target's `all` probe).
+            others = [asyncio.ensure_future(self.probe_layer(x, budget)) for x in layers[1:]]
+            try:
+                first = await self.probe_layer(layers[0], budget)
+                return [first, *[await task for task in others]]
+            finally:
+                for task in others:  # the request was cancelled: no probe is left running
+                    task.cancel()
         finally:
             self._active -= 1
             if self._retired and self._active == 0:
