@@ -4,6 +4,8 @@ it sends, ours sends too, with the same type and label names (ours may add label
 
 from __future__ import annotations
 
+import asyncio
+import subprocess
 import urllib.request
 
 import pytest
@@ -11,6 +13,8 @@ from prometheus_client import Metric
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
+from exporter.infometrics import COUNTERS, GAUGES
+from tests.conftest import require_binary
 from tests.exporter.conftest import RedisServer, redis_target
 from tests.exporter.test_infometrics import wait_until
 
@@ -120,3 +124,27 @@ async def test_the_same_series_for_keys_commands_and_replicas(
     their_commands = series(theirs, "redis_commands_total", "cmd")
     assert their_commands >= {"mset", "expire", "get", "replconf", "psync"}
     assert their_commands <= series(ours, "redis_commands_total", "cmd")
+
+
+async def test_promtool_remarks_only_on_redis_exporters_own_names(
+    aiohttp_client, make_config, redis_exporter, master_and_replica
+):
+    """`promtool check metrics` on /probe: whatever it remarks on is a name redis_exporter uses
+    (kept for its users), never one of ours."""
+    promtool = require_binary("promtool")
+    master, _ = master_and_replica
+    client = await aiohttp_client(create_app(make_config([redis_target("master", master)])))
+    ours = await (await client.get("/probe", params={"target": "master"})).text()
+    checked = await asyncio.to_thread(
+        subprocess.run,
+        [promtool, "check", "metrics"],
+        input=ours.encode(),
+        capture_output=True,
+        check=False,
+    )
+    remarks = [line for line in checked.stderr.decode().splitlines() if line.strip()]
+    assert checked.returncode == 3  # lint remarks; 1 would be text promtool cannot parse
+    theirs = set(families(scrape_theirs(redis_exporter, master)))
+    theirs |= {f"redis_{name}" for name in (*GAUGES.values(), *COUNTERS.values())}
+    assert remarks  # redis_exporter's own names do draw remarks: the check ran
+    assert [r for r in remarks if r.split()[0] not in theirs] == []
