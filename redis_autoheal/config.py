@@ -240,6 +240,8 @@ class RemediatorSettings:
     allowed_networks: tuple[str, ...] = field((), check=lambda v: next(map(_network, v), None))
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
+    # On SIGTERM/SIGINT: how long a step already sent to a host may take to finish and verify.
+    shutdown_grace_seconds: float = field(30.0, check=in_range(0, 600))
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@
     ├── SshError                an SSH command could not run to completion
     │   ├── SshConnectError     TCP connect, handshake or authentication failed or timed out
     │   │   └── HostKeyError    the host key is unknown or changed: refused, never accepted
-    │   └── SshCommandTimeout   the command ran longer than its timeout and was cut
+    │   └── SshCommandTimeout   the command started but ran past its timeout: it was cut
+    │                           (KILL sent) and has no exit code
     └── RemediatorError         raised by the remediator only
         ├── AuditWriteError     an audit event could not be written, flushed and fsync'd:
         │                       the action it records must not proceed (fail closed)
@@ -57,7 +58,15 @@ class HostKeyError(SshConnectError):
 
 
 class SshCommandTimeout(SshError):
-    """The command exceeded its timeout; its channel was closed."""
+    """The command started and ran past its timeout: KILL was sent to it (`killed` says
+    whether the request could be sent) and its channel closed; it has no exit code."""
+
+    def __init__(self, host: str, line: str, seconds: float, *, killed: bool) -> None:
+        self.line = line
+        self.seconds = seconds
+        self.killed = killed
+        signalled = "KILL sent" if killed else "KILL not sent: its channel had closed"
+        super().__init__(host, f"{line!r} cut at timeout after {seconds:g}s ({signalled})")
 
 
 class RemediatorError(AutohealError):

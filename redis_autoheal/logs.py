@@ -5,12 +5,37 @@ from __future__ import annotations
 import logging
 import sys
 import time
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import MutableMapping
 
 LEVELS = ("debug", "info", "warning", "error")
+FIELD_LIMIT = 256  # characters of a request path or header kept in a log line or audit event
+# Characters that could end a log line, hide or reorder text, or not encode: C0/C1 controls,
+# format characters (bidi overrides), lone surrogates (bytes that were not UTF-8), line and
+# paragraph separators. A backslash is escaped too, so that an escape cannot be forged.
+_UNSAFE_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
+
+
+def printable(text: str, limit: int = FIELD_LIMIT) -> str:
+    """`text` from a request, fit for one log line or audit field.
+
+    Unsafe characters are written as Python escapes (`\\r`, `\\x1b`, `\\u2028`), and the result is
+    cut at `limit` characters with a marker saying how many more there were:
+    `/api/services/redis\\r\\nFAKE...[+7745 chars]`.
+    """
+    shown: list[str] = []
+    size = 0
+    for i, char in enumerate(text):
+        unsafe = char == "\\" or unicodedata.category(char) in _UNSAFE_CATEGORIES
+        piece = ascii(char)[1:-1] if unsafe else char
+        if size + len(piece) > limit:
+            return "".join(shown) + f"...[+{len(text) - i} chars]"
+        shown.append(piece)
+        size += len(piece)
+    return "".join(shown)
 
 
 class _UtcFormatter(logging.Formatter):

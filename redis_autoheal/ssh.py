@@ -1,18 +1,36 @@
-"""Runs the whitelisted commands over SSH: one kept-alive connection per host, reused.
+"""Runs the whitelisted commands over SSH, on connections kept alive per host and reused.
 
 Host keys are always checked against the configured known_hosts; an unknown or changed key is
-refused. Concurrent commands share the connection as separate channels, at most
-`max_sessions` at a time (below sshd's MaxSessions, 10 by default). A lost connection is
-dropped and re-opened by the next command; a command that never started because the cached
+refused.
+
+Each host has two connections, opened when first needed, each with its own session budget
+(`max_sessions`, below sshd's MaxSessions, 10 by default, which counts per connection):
+- the action lane carries what recoveries and manual operations run: the state-changing
+  commands and the `is-active` reads that decide and verify them;
+- the probe lane carries health probes and the logs and status people ask for.
+However many probes wait or time out, an action neither queues behind them nor loses its
+connection to them. A connection that looks dead (a session that does not open in time) is
+retired: the next command opens a new one, and the old one is closed once the commands still
+running on it have ended, never under them. A command that never started because the kept
 connection had died is retried once on a new connection.
+
+A command's bounds are all enforced here, so that no caller's outer timeout has to: a free
+session in its lane within its timeout; then the connection and the session opened within
+min(`connect_timeout_seconds`, its timeout); past either, it did not run (SshError,
+SshConnectError). Once started, it runs within its timeout, or is cut: its process group is
+sent SIGKILL through an SSH signal request, and it is reported as SshCommandTimeout, with no
+exit code. A caller that cancels a started command (its own deadline, a shutdown) gets the
+same KILL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import time
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 import asyncssh
@@ -24,6 +42,16 @@ if TYPE_CHECKING:
     from redis_autoheal.config import SshEndpoint
 
 CLOSE_WAIT_SECONDS = 2.0  # how long a cut command may take to give its session back
+
+Connection = asyncssh.SSHClientConnection
+Process = asyncssh.SSHClientProcess[str]
+
+
+class Lane(StrEnum):
+    """Which of a host's two connections carries a command; see the module docstring."""
+
+    ACTION = "action"
+    PROBE = "probe"
 
 
 @dataclass(frozen=True)
@@ -48,34 +76,114 @@ def _text(data: str | bytes | None) -> str:
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else data
 
 
+def _kill(process: Process) -> bool:
+    """Send KILL to the remote command's process group; False if its channel had closed.
+
+    sshd (OpenSSH >= 7.9) delivers it with killpg() as the login user: `sudo` dies and its
+    session is given back; the root `systemctl` under it runs on, as a client killed under
+    real systemd would leave its job running.
+    """
+    try:
+        process.send_signal("KILL")
+    except (OSError, asyncssh.Error):
+        return False
+    return True
+
+
+def _kill_if_opened(opening: asyncio.Future[Process]) -> None:
+    """Done callback of a session open given up on: kill and close what it started late."""
+    if opening.cancelled() or opening.exception() is not None:
+        return
+    process = opening.result()
+    _kill(process)
+    process.close()
+
+
+class _Lane:
+    """One lane: its kept connection, session budget, and the connections still in use."""
+
+    def __init__(self, max_sessions: int) -> None:
+        self.conn: Connection | None = None
+        self.connecting = asyncio.Lock()
+        self.sessions = asyncio.Semaphore(max_sessions)
+        self.users: collections.Counter[Connection] = collections.Counter()
+        self.opened = 0
+
+    def retire(self, conn: Connection) -> None:
+        """Open no more sessions on `conn`; it is closed when its last command ends."""
+        if self.conn is conn:
+            self.conn = None
+        if not self.users[conn]:
+            self.users.pop(conn, None)
+            conn.close()
+
+    def release(self, conn: Connection) -> None:
+        self.users[conn] -= 1
+        if self.users[conn] <= 0:
+            del self.users[conn]
+            if self.conn is not conn:
+                conn.close()
+
+    def connections(self) -> set[Connection]:
+        return {*self.users, *([self.conn] if self.conn else [])}
+
+
 class SshHost:
-    """One SSH host and the single connection every target on it shares."""
+    """One SSH host and the two connections every target on it shares."""
 
     def __init__(self, endpoint: SshEndpoint) -> None:
         self.endpoint = endpoint
-        self._conn: asyncssh.SSHClientConnection | None = None
-        self._connecting = asyncio.Lock()
-        self._sessions = asyncio.Semaphore(endpoint.max_sessions)
-        self.connections_opened = 0
+        self._lanes = {lane: _Lane(endpoint.max_sessions) for lane in Lane}
 
     @property
     def label(self) -> str:
         e = self.endpoint
         return f"{e.user}@{e.host}:{e.port}"
 
+    @property
+    def connections_opened(self) -> int:
+        """How many connections were opened, both lanes together."""
+        return sum(lane.opened for lane in self._lanes.values())
+
     def timeout_for(self, command: Command) -> float:
         """The configured timeout: short for reads, long enough for a unit to start or stop."""
         e = self.endpoint
         return e.command_timeout_seconds if command.read_only else e.control_timeout_seconds
 
-    async def run(self, command: Command, *, timeout_seconds: float | None = None) -> CommandResult:
-        """Run one whitelisted command; a non-zero exit is a result, not an exception."""
+    async def run(
+        self,
+        command: Command,
+        *,
+        timeout_seconds: float | None = None,
+        lane: Lane | None = None,
+    ) -> CommandResult:
+        """Run one whitelisted command; a non-zero exit is a result, not an exception.
+
+        `lane` defaults to the probe lane for a read-only command, the action lane otherwise.
+        """
         line = command_line(command)  # raises CommandRejected before any I/O
         limit = self.timeout_for(command) if timeout_seconds is None else timeout_seconds
-        async with self._sessions:
+        if lane is None:
+            lane = Lane.PROBE if command.read_only else Lane.ACTION
+        chosen = self._lanes[lane]
+        try:
+            async with asyncio.timeout(limit):
+                await chosen.sessions.acquire()
+        except TimeoutError:
+            raise SshError(
+                self.label, f"{line!r} not run: no free {lane} session within {limit:g}s"
+            ) from None
+        try:
             started = time.monotonic()
-            process = await self._open_session(line, limit)
-            completed = await self._wait(process, line, limit)
+            start_limit = min(limit, self.endpoint.connect_timeout_seconds)
+            start_by = asyncio.get_running_loop().time() + start_limit
+            process, conn = await self._open_session(chosen, line, start_by, start_limit)
+            try:
+                completed = await self._wait(process, line, limit)
+            finally:
+                chosen.release(conn)
+        finally:
+            chosen.sessions.release()
         if completed.returncode is None:  # the channel closed without an exit status
             raise SshError(self.label, f"{line!r} ended without an exit status")
         return CommandResult(
@@ -87,80 +195,109 @@ class SshHost:
             duration_seconds=time.monotonic() - started,
         )
 
-    async def _open_session(self, line: str, limit: float) -> asyncssh.SSHClientProcess[str]:
-        """Start `line` in a new session of the kept connection, opening one if needed.
+    async def _open_session(
+        self, lane: _Lane, line: str, start_by: float, start_limit: float
+    ) -> tuple[Process, Connection]:
+        """Start `line` in a new session on the lane's connection, by `start_by` (loop time).
 
         The server may refuse a session for a moment: sshd still counts a session whose
         client has seen it close until it has reaped the command (MaxSessions), so a refusal
         on a live connection is retried briefly. A connection found dead is replaced once.
+        The connection returned is counted as in use until `lane.release(conn)`.
         """
-        deadline = time.monotonic() + limit
         delay = 0.02
         replaced = False
+        loop = asyncio.get_running_loop()
         while True:
-            conn, fresh = await self._connection()
-            remaining = deadline - time.monotonic()
+            conn, fresh = await self._connection(lane, line, start_by, start_limit)
+            lane.users[conn] += 1
+            process: Process | None = None
             try:
-                # A kept connection to a host that went silent would wait for the session
-                # until keepalives give up (about 45 s): it must open within the limit.
-                return await asyncio.wait_for(
-                    conn.create_process(line, stdin=asyncssh.DEVNULL), max(remaining, 0.001)
-                )
-            except TimeoutError:
-                self._forget(conn)
-                raise SshConnectError(
-                    self.label, f"no session opened within {limit:g}s: the connection is dropped"
-                ) from None
+                process = await self._create_process(lane, conn, line, start_by, start_limit)
             except asyncssh.ChannelOpenError as e:
                 if conn.is_closed():
-                    self._forget(conn)
+                    lane.retire(conn)
                     if fresh or replaced:
                         raise SshConnectError(
                             self.label, f"connection closed: {e.reason}"
                         ) from None
                     replaced = True  # the kept one had died unnoticed: one new connection
-                    continue
-                if time.monotonic() + delay >= deadline:
-                    raise SshError(
-                        self.label, f"the server refused a session: {e.reason}"
-                    ) from None
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                else:
+                    if loop.time() + delay >= start_by:
+                        raise SshError(
+                            self.label,
+                            f"{line!r} not run: the server refused a session: {e.reason}",
+                        ) from None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 0.5)
             except (OSError, asyncssh.Error) as e:
-                self._forget(conn)
+                lane.retire(conn)
                 raise SshError(self.label, f"connection lost before {line!r}: {e}") from None
+            finally:
+                if process is None:
+                    lane.release(conn)
+            if process is not None:
+                return process, conn
+
+    async def _create_process(
+        self, lane: _Lane, conn: Connection, line: str, start_by: float, start_limit: float
+    ) -> Process:
+        # asyncssh, cancelled while opening, would leave a half-open channel whose command may
+        # have started: the open is left to finish, and what it started is killed.
+        opening = asyncio.ensure_future(conn.create_process(line, stdin=asyncssh.DEVNULL))
+        try:
+            async with asyncio.timeout_at(start_by):
+                return await asyncio.shield(opening)
+        except TimeoutError:
+            opening.add_done_callback(_kill_if_opened)
+            # A kept connection to a host gone silent would wait for the session until
+            # keepalives give up (about 45 s): the next command gets a new connection.
+            lane.retire(conn)
+            raise SshConnectError(
+                self.label,
+                f"{line!r} not run: no session opened within {start_limit:g}s "
+                "(the next command opens a new connection)",
+            ) from None
+        except asyncio.CancelledError:
+            opening.add_done_callback(_kill_if_opened)
+            raise
 
     async def _wait(
-        self, process: asyncssh.SSHClientProcess[str], line: str, limit: float
+        self, process: Process, line: str, limit: float
     ) -> asyncssh.SSHCompletedProcess:
         try:
             return await process.wait(timeout=limit)
         except asyncssh.TimeoutError:
-            # Closing the channel alone leaves the command running and its session held
-            # until it ends; sshd (OpenSSH >= 8.1) delivers a signal request to it.
-            await self._abandon(process)
-            raise SshCommandTimeout(self.label, f"{line!r} timed out after {limit:g}s") from None
+            # Closing the channel alone would leave the command running and its session held
+            # until it ends.
+            killed = _kill(process)
+            process.close()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_SECONDS)
+            raise SshCommandTimeout(self.label, line, limit, killed=killed) from None
+        except asyncio.CancelledError:
+            _kill(process)  # at once: whoever cancelled us may not wait for anything more
+            raise
         except (OSError, asyncssh.Error) as e:
             raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
         finally:
             process.close()
 
-    @staticmethod
-    async def _abandon(process: asyncssh.SSHClientProcess[str]) -> None:
-        with contextlib.suppress(OSError, asyncssh.Error):
-            process.send_signal("KILL")
-        process.close()
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(process.wait_closed(), CLOSE_WAIT_SECONDS)
-
-    async def _connection(self) -> tuple[asyncssh.SSHClientConnection, bool]:
-        """The kept-alive connection, opened if there is none; True if it was just opened."""
-        async with self._connecting:
-            if self._conn is not None and not self._conn.is_closed():
-                return self._conn, False
-            self._conn = await self._connect()
-            self.connections_opened += 1
-            return self._conn, True
+    async def _connection(
+        self, lane: _Lane, line: str, start_by: float, start_limit: float
+    ) -> tuple[Connection, bool]:
+        """The lane's kept-alive connection, opened if there is none; True if just opened."""
+        try:
+            async with asyncio.timeout_at(start_by), lane.connecting:
+                if lane.conn is not None and not lane.conn.is_closed():
+                    return lane.conn, False
+                lane.conn = await self._connect()
+                lane.opened += 1
+                return lane.conn, True
+        except TimeoutError:
+            raise SshConnectError(
+                self.label, f"{line!r} not run: not connected within {start_limit:g}s"
+            ) from None
 
     async def _connect(self) -> asyncssh.SSHClientConnection:
         e = self.endpoint
@@ -195,21 +332,19 @@ class SshHost:
         except (OSError, ValueError) as err:  # refused, unreachable, unreadable key
             raise SshConnectError(self.label, f"cannot connect: {err}") from None
 
-    def _forget(self, conn: asyncssh.SSHClientConnection) -> None:
-        if self._conn is conn:
-            self._conn = None
-        conn.close()
-
     async def close(self) -> None:
-        """Close the connection, if any."""
-        conn, self._conn = self._conn, None
-        if conn is not None:
+        """Close every connection, in use or not."""
+        conns: set[Connection] = set()
+        for lane in self._lanes.values():
+            conns |= lane.connections()
+            lane.conn = None
+        for conn in conns:
             conn.close()
-            await conn.wait_closed()
+        await asyncio.gather(*(conn.wait_closed() for conn in conns))
 
 
 class SshPool:
-    """The SshHost of each distinct endpoint: targets on one host share one connection."""
+    """The SshHost of each distinct endpoint: targets on one host share its connections."""
 
     def __init__(self) -> None:
         self._hosts: dict[tuple[str, int, str, str, str], SshHost] = {}

@@ -118,10 +118,10 @@ def parse_time(value: object, where: str) -> datetime:
     micros = (fraction or "").ljust(6, "0")[:6]
     zone = "+00:00" if zone in ("Z", "z") else zone
     try:
-        moment = datetime.fromisoformat(f"{day}T{clock}.{micros}{zone}")
-    except ValueError:
+        # Out of range once in UTC (0001-01-01T00:00:00+01:00) is OverflowError, not ValueError.
+        return datetime.fromisoformat(f"{day}T{clock}.{micros}{zone}").astimezone(UTC)
+    except (ValueError, OverflowError):
         raise InvalidPayload(f"{where}: not a valid time: {value!r}") from None
-    return moment.astimezone(UTC)
 
 
 def _alert(value: object, where: str) -> Alert:

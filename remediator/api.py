@@ -16,7 +16,8 @@ An operation answers 200 with what it did once done and verified, 502 with the s
 when it ran (or tried to) but failed or could not be verified, 409 when refused before running
 anything (the target is busy, dry-run mode, no `ssh`, reload of a unit that is not active), 429
 when a start or restart would go past the target's start budget (with Retry-After), and 503
-when the audit log cannot be written (nothing ran). Every error is a problem document
+when the audit log cannot be written (nothing ran) or the remediator is shutting down (with
+Retry-After; remediator.shutdown). Every error is a problem document
 (remediator.problems). See remediator.operations for what an operation does.
 """
 
@@ -107,7 +108,7 @@ def _operation(action: Action) -> Handler:
                 control.name, action, user, request.remote
             )
         except OperationRefused as e:
-            status = 429 if e.reason == "start_limit" else 409
+            status = {"start_limit": 429, "shutting_down": 503}.get(e.reason, 409)
             wait = e.retry_after
             headers = None if wait is None else {"Retry-After": str(max(1, math.ceil(wait)))}
             raise problem(status, str(e), e.reason, headers=headers) from None

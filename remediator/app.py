@@ -4,15 +4,20 @@ Routes: the webhook (remediator.webhook), the operator API (remediator.api), /me
 /healthz. Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx`
 generators, in this order (and closed in the reverse one): the audit log, the circuit-breaker
 state, the SSH connections, Redis clients and health probers of the targets, the dispatcher
-with its recoveries, and the manual operations in progress. A part
+with its recoveries, the manual operations in progress, and the summaries of refused requests
+(remediator.violations, which write what they counted at shutdown). A part
 that cannot open (an audit path that cannot be written, an unreadable breaker state) stops the
 start-up with the reason, rather than leaving a remediator that would have to refuse all work.
+Last, what the previous run left unfinished is closed and re-checked (remediator.resume).
+
+SIGTERM drains before any of that closes (`drain`, remediator.shutdown).
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import contextlib
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -20,7 +25,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from exporter.probe import TargetProber
 from redis_autoheal.config import Config, read_remediator_secrets
 from redis_autoheal.ssh import SshPool
-from remediator import api, openapi, webhook
+from remediator import api, openapi, resume, webhook
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
 from remediator.control import TargetControl
@@ -35,7 +40,9 @@ from remediator.keys import (
     OPENAPI,
     OPERATIONS,
     PROBERS,
+    SHUTDOWN,
     USERS,
+    VIOLATIONS,
     WEBHOOK_TOKEN,
 )
 from remediator.metrics import Metrics
@@ -43,15 +50,20 @@ from remediator.operations import Operations
 from remediator.problems import api_problems
 from remediator.recovery import RecoveryEngine
 from remediator.security import allowed_networks
-from remediator.users import UserDirectory
+from remediator.shutdown import Shutdown
+from remediator.users import UserDirectory, token_digest
+from remediator.violations import ViolationLog
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
+    from aiohttp.typedefs import Handler
+
 
 async def healthz(request: web.Request) -> web.Response:
-    """200 while the process serves."""
-    del request
+    """200 while the process serves; 503 once it is shutting down (admitting nothing)."""
+    if request.app[SHUTDOWN].stopping.is_set():
+        return web.Response(status=503, text="shutting down\n")
     return web.Response(text="ok\n")
 
 
@@ -59,6 +71,12 @@ async def metrics(request: web.Request) -> web.Response:
     """The metrics of CONTRACT.md, in Prometheus' text format."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@web.middleware
+async def refuse_when_stopping(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every POST admits work: once shutting down, each answers 503 (remediator.shutdown)."""
+    return await request.app[SHUTDOWN].admitting(request, handler)
 
 
 def setup_routes(app: web.Application) -> None:
@@ -115,6 +133,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
         app[AUDIT],
         app[METRICS],
         ping_timeout_seconds=config.health_check.ping_timeout_seconds,
+        stopping=app[SHUTDOWN].stopping,
     )
     controls = app[CONTROLS]
     dispatcher = Dispatcher(controls, engine, app[BREAKER], enabled=config.auto_recovery.enabled)
@@ -131,10 +150,39 @@ async def _operations(app: web.Application) -> AsyncIterator[None]:
         app[BREAKER],
         app[AUDIT],
         recovery_pending=lambda name: dispatcher.running(name) is not None,
+        stopping=app[SHUTDOWN].stopping,
     )
     app[OPERATIONS] = operations
     yield
     await operations.close()
+
+
+async def _violation_summaries(app: web.Application) -> AsyncIterator[None]:
+    summaries = asyncio.create_task(app[VIOLATIONS].run(), name="violation-summaries")
+    yield
+    summaries.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await summaries
+    await app[VIOLATIONS].close()  # before the audit log closes: it is opened first
+
+
+async def _resume(app: web.Application) -> AsyncIterator[None]:
+    await resume.resume(app[CONFIG], app[AUDIT], app[DISPATCHER])
+    yield
+
+
+async def drain(app: web.Application, hurry: asyncio.Event) -> None:
+    """On SIGTERM, before the parts close: stop admitting, give the recoveries and operations
+    in progress the grace to finish, then interrupt them (remediator.shutdown)."""
+    dispatcher, operations = app[DISPATCHER], app[OPERATIONS]
+
+    def running() -> list[asyncio.Future[Any]]:
+        return [*dispatcher.in_progress(), *operations.in_progress()]
+
+    async def interrupt() -> None:
+        await asyncio.gather(dispatcher.close(), operations.close())
+
+    await app[SHUTDOWN].drain(running, interrupt, hurry)
 
 
 def create_app(config: Config) -> web.Application:
@@ -143,16 +191,33 @@ def create_app(config: Config) -> web.Application:
     settings = config.remediator
     app = web.Application(
         client_max_size=settings.max_body_bytes,
-        middlewares=[api_problems, webhook.count_webhook_requests, allowed_networks],
+        middlewares=[
+            api_problems,
+            webhook.count_webhook_requests,
+            allowed_networks,
+            refuse_when_stopping,
+        ],
     )
     app[CONFIG] = config
-    app[WEBHOOK_TOKEN] = webhook_token
+    app[SHUTDOWN] = Shutdown(settings.shutdown_grace_seconds)
+    app[WEBHOOK_TOKEN] = token_digest(webhook_token)
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
     breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
     app[BREAKER] = breaker
     app[METRICS] = Metrics([t.name for t in config.targets], breaker.is_open)
     app[AUDIT] = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
-    app.cleanup_ctx.extend([_audit_log, _breaker_state, _targets, _dispatcher, _operations])
+    app[VIOLATIONS] = ViolationLog(app[AUDIT])
+    app.cleanup_ctx.extend(
+        [
+            _audit_log,
+            _breaker_state,
+            _targets,
+            _dispatcher,
+            _operations,
+            _violation_summaries,
+            _resume,
+        ]
+    )
     setup_routes(app)
     return app

@@ -2,7 +2,9 @@
 
 Fail closed, as Vault's audit devices do: `await writer.write(event)` returns only once the
 event is durable, and raises `AuditWriteError` otherwise, so the caller does not act. A write
-that fails half-way is truncated back off the file, so a retried event is never duplicated.
+that fails half-way is truncated back off the file, so a retried event is never duplicated;
+back to the size found under the lock just before that write, so what another process appended
+in between stays.
 
 Python's logging is not used: its handlers swallow write errors (`handleError`), never fsync,
 and would make every event its own write. Here concurrent writers are group-committed: events
@@ -13,10 +15,15 @@ Rotation is by size, done by the one flushing thread between two writes, so no e
 between files: when the next write would take the live file past `max_bytes`, the live file is
 renamed aside (`FILE.rotating`), backups shift up (`FILE.1.gz` -> `FILE.2.gz` ...), the oldest
 beyond `backup_count` is removed, and the set-aside file is gzip'd to `FILE.1.gz` through a
-temporary file and a rename. A crash part-way leaves `FILE.rotating`, which the next open
-finishes compressing, so nothing is lost or written twice. An advisory lock (`FILE.lock`)
-serialises writers in other processes (the `breaker reset` command) with this one; if the live
-file is moved or removed from outside, it is reopened at its path before the next write.
+temporary file and a rename, with the live file's mode whatever the umask. A crash part-way
+leaves `FILE.rotating`, which the next open finishes compressing, so nothing is lost or written
+twice. An advisory lock (`FILE.lock`) serialises writers in other processes (the `breaker reset`
+command) with this one; if the live file is moved or removed from outside, it is reopened at its
+path before the next write.
+
+An event that must not be lost with the space that was missing when it was due (the terminal
+event of a recovery the audit log cut short) is `defer`red: kept in memory, written ahead of the
+next batch, and retried every `OVERDUE_RETRY_SECONDS` until it is on disk or the writer closes.
 """
 
 from __future__ import annotations
@@ -26,8 +33,10 @@ import contextlib
 import fcntl
 import gzip
 import json
+import logging
 import os
 import shutil
+import stat
 import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,8 +50,12 @@ if TYPE_CHECKING:
 
     from redis_autoheal.config import Audit
 
+log = logging.getLogger(__name__)
+
 RiskLevel = Literal["none", "low", "moderate", "high"]
 FILE_MODE = 0o640
+OVERDUE_RETRY_SECONDS = 5.0
+OVERDUE_MAX = 10_000  # beyond this the oldest overdue events are dropped, and said so
 GZIP_LEVEL = 6  # gzip's own default; gzip.open's 9 is several times slower for little gain
 
 
@@ -132,6 +145,13 @@ def read_events(settings: Audit) -> list[dict[str, Any]]:
     return events
 
 
+def _why(error: OSError, named: Path) -> str:
+    """The reason, after the file it concerns if that is another than the one already named."""
+    if error.filename is None or str(error.filename) == str(named):
+        return str(error.strerror)
+    return f"{error.filename}: {error.strerror}"
+
+
 def _fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
@@ -163,7 +183,10 @@ class _File:
         except OSError as e:
             raise AuditWriteError(f"cannot open {lock_path}: {e.strerror}") from None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except OSError as e:  # ENOLCK: an NFS mount without a lock daemon
+                raise AuditWriteError(f"cannot lock {lock_path}: {e.strerror}") from None
             yield
         finally:
             os.close(fd)  # closing releases the lock
@@ -178,6 +201,9 @@ class _File:
             self.close()
             raise AuditWriteError(f"cannot stat {self.path}: {e.strerror}") from None
         if self._fd is not None and st is not None and (st.st_dev, st.st_ino) == self._identity:
+            # Under the lock: what another process (`breaker reset`) appended since our last
+            # write counts, both for rotation and as the point a failed write is cut back to.
+            self.size = st.st_size
             return
         self.close()
         if self._rotating.exists():
@@ -238,23 +264,31 @@ class _File:
                 self.path.rename(backups[0])
                 _fsync_dir(self.path.parent)
         except OSError as e:
-            raise AuditWriteError(f"cannot rotate {self.path}: {e.strerror}") from None
+            raise AuditWriteError(f"cannot rotate {self.path}: {_why(e, self.path)}") from None
 
     def _finish_rotation(self) -> None:
         """Compress `FILE.rotating` into `FILE.1.gz`, atomically, then remove it."""
         target = backup_paths(self.settings)[0]
         tmp = target.with_name(target.name + ".tmp")
         try:
-            with self._rotating.open("rb") as src, tmp.open("wb") as raw:
-                with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) as gz:
-                    shutil.copyfileobj(src, gz, 1 << 20)
-                raw.flush()
-                os.fsync(raw.fileno())
+            with self._rotating.open("rb") as src:
+                # The backup is as private as the live file was, whatever the umask.
+                mode = stat.S_IMODE(os.fstat(src.fileno()).st_mode)
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
+                with open(fd, "wb") as raw:  # noqa: PTH123 -- an fd, not a path
+                    os.fchmod(
+                        fd, mode
+                    )  # O_CREAT's mode lost the umask's bits; an old tmp kept its own
+                    with gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=GZIP_LEVEL) as gz:
+                        shutil.copyfileobj(src, gz, 1 << 20)
+                    raw.flush()
+                    os.fsync(fd)
             tmp.rename(target)
             self._rotating.unlink()
             _fsync_dir(self.path.parent)
         except OSError as e:
-            raise AuditWriteError(f"cannot compress {self._rotating}: {e.strerror}") from None
+            why = _why(e, self._rotating)
+            raise AuditWriteError(f"cannot compress {self._rotating}: {why}") from None
 
     def close(self) -> None:
         fd, self._fd = self._fd, None
@@ -280,6 +314,8 @@ class AuditWriter:
         self._thread_lock = threading.Lock()
         self._pending: list[tuple[bytes, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._overdue: list[bytes] = []
+        self._retry: asyncio.Task[None] | None = None
 
     @property
     def path(self) -> Path:
@@ -306,12 +342,40 @@ class AuditWriter:
         # the flusher settles the future either way.
         await asyncio.shield(future)
 
+    def defer(self, *events: Mapping[str, Any]) -> None:
+        """Keep events that could not be written now; see the module docstring."""
+        self._overdue.extend(encode(e) for e in events)
+        if len(self._overdue) > OVERDUE_MAX:
+            log.error("audit: %d overdue events dropped", len(self._overdue) - OVERDUE_MAX)
+            del self._overdue[:-OVERDUE_MAX]
+        if self._retry is None or self._retry.done():
+            self._retry = asyncio.create_task(self._retry_overdue(), name="audit-overdue")
+
+    @property
+    def overdue(self) -> int:
+        """How many deferred events still wait for the disk."""
+        return len(self._overdue)
+
+    async def _retry_overdue(self) -> None:
+        while self._overdue:
+            await asyncio.sleep(OVERDUE_RETRY_SECONDS)
+            with contextlib.suppress(AuditWriteError):
+                await self.write()
+
     async def _flush(self) -> None:
+        """Write batch after batch; whatever fails, each writer learns its fate and the next
+        batch is still written (a writer left waiting would hold its target busy for ever)."""
         while self._pending:
             batch, self._pending = self._pending, []
-            chunks = [data for data, _ in batch]
-            committed, error = await asyncio.to_thread(self._write_chunks, chunks)
-            for i, (_, future) in enumerate(batch):
+            overdue = len(self._overdue)
+            chunks = [*self._overdue, *(data for data, _ in batch)]
+            try:
+                committed, error = await asyncio.to_thread(self._write_chunks, chunks)
+            except Exception as e:  # no thread to write with (a loop shutting down): none written
+                log.exception("audit write not attempted")
+                committed, error = 0, AuditWriteError(f"cannot write {self.path}: {e!r}")
+            del self._overdue[: min(committed, overdue)]
+            for i, (_, future) in enumerate(batch, start=overdue):
                 if future.done():
                     continue
                 if i < committed:
@@ -352,10 +416,24 @@ class AuditWriter:
                     committed += take
         except AuditWriteError as e:
             return committed, e
+        except Exception as e:  # unforeseen: it fails this write, never the writer
+            log.exception("audit write failed")
+            with self._thread_lock:
+                f.close()  # the next write reopens it and reads its size again
+            return committed, AuditWriteError(f"cannot write {self.path}: {e!r}")
         return committed, None
 
     async def close(self) -> None:
-        """Finish the writes in flight, then close the file."""
+        """Finish the writes in flight and try the overdue ones once more, then close the file."""
+        if self._retry is not None:
+            self._retry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._retry
+        if self._overdue:
+            with contextlib.suppress(AuditWriteError):
+                await self.write()
+            if self._overdue:
+                log.error("audit: %d overdue events never written", len(self._overdue))
         if self._flusher is not None:
             with contextlib.suppress(Exception):
                 await self._flusher

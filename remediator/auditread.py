@@ -111,3 +111,67 @@ def latest_events(path: Path, tail_bytes: int = TAIL_BYTES) -> list[dict[str, An
     if start > 0 and lines:
         lines = lines[1:]  # the first line was cut by the seek
     return [e for e in map(_event, lines) if e is not None]
+
+
+RESUME_TAIL_BYTES = 8 * 1024 * 1024  # how far back unfinished recoveries are looked for
+
+
+@dataclass(frozen=True)
+class Unfinished:
+    """A recovery or manual operation that started and was never seen through: no terminal
+    event (`ended` False: the process was killed), or one saying `interrupted` (a shutdown
+    cut it); and no later start-up has re-checked its target since."""
+
+    id: str
+    service: str
+    started: dict[str, Any]  # its `started` event
+    ended: bool
+
+
+def _tail(settings: Audit, tail_bytes: int) -> list[dict[str, Any]]:
+    """The events of the live file's last `tail_bytes`, and of the file before it (the
+    set-aside or newest backup, at most `max_bytes`) if the live file holds less than that."""
+    live = settings.path
+    size = live.stat().st_size if live.exists() else 0
+    older = [p for p in log_files(settings) if p != live]
+    events = []
+    if size < tail_bytes and older:
+        with _open(older[-1]) as f:
+            try:
+                events = [e for e in map(_event, f) if e is not None]
+            except (OSError, EOFError, zlib.error) as e:
+                raise AuditReadError(f"cannot read {older[-1]}: {e}") from None
+    return events + latest_events(live, tail_bytes)
+
+
+def _key(event: dict[str, Any]) -> str | None:
+    """The id a started or finished recovery or operation event carries, else None."""
+    if event.get("phase") not in ("started", "finished"):
+        return None
+    field_name = {"auto_recovery": "recovery_id", "service_operation": "operation_id"}
+    name = field_name.get(str(event.get("event_type")))
+    value = event.get(name) if name else None
+    return value if isinstance(value, str) and value else None
+
+
+def unfinished(settings: Audit, tail_bytes: int = RESUME_TAIL_BYTES) -> list[Unfinished]:
+    """The recoveries and operations of the log's tail (see `_tail`) left unfinished, oldest
+    first. Only those whose `started` event lies in the tail are found."""
+    open_: dict[str, Unfinished] = {}
+    for event in _tail(settings, tail_bytes):
+        resumed = event.get("operation") == "resume" and event.get("event_type") == "auto_recovery"
+        if resumed:  # a start-up closed and re-checked these already
+            for rid in event.get("resumed_ids") or ():
+                open_.pop(str(rid), None)
+            continue
+        key = _key(event)
+        if key is None:
+            continue
+        if event["phase"] == "started":
+            open_[key] = Unfinished(key, str(event.get("service")), event, ended=False)
+        elif key in open_:
+            if event.get("outcome") == "interrupted":
+                open_[key] = Unfinished(key, open_[key].service, open_[key].started, ended=True)
+            else:
+                del open_[key]
+    return list(open_.values())

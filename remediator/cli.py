@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import json
 import logging
@@ -19,21 +20,21 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aiohttp import web
-
 from exporter.probe import TargetProber
 from redis_autoheal.config import Config, load_config, parse_listen
 from redis_autoheal.errors import ConfigError
 from redis_autoheal.ssh import SshPool
-from remediator import health, review
-from remediator.app import create_app
+from remediator import health, review, shutdown
+from remediator.app import create_app, drain
 from remediator.audit import Actor, AuditWriter, audit_event
 from remediator.breaker import BreakerState, BreakerStore
+from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
     from redis_autoheal.config import Target
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
+log = logging.getLogger(__name__)
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -57,13 +58,16 @@ def _serve(args: argparse.Namespace) -> int:
             problem = f"cannot load {cert} and {key}: {e}"
             raise ConfigError("remediator.tls_cert_file", problem) from None
     app = create_app(config)
+    warning = exposure_warning(host, tls=context is not None)
+    if warning:
+        log.warning("%s", warning)
     mode = " (dry run: only read-only commands)" if settings.dry_run else ""
     scheme = "HTTPS" if context else "HTTP"
     print(
         f"remediator: {len(config.targets)} target(s), listening on {host}:{port} over "
         f"{scheme}{mode}"
     )
-    web.run_app(app, host=host, port=port, ssl_context=context, print=None, access_log=None)
+    asyncio.run(shutdown.serve(app, host, port, context, functools.partial(drain, app)))
     return 0
 
 

@@ -4,7 +4,11 @@ Both the recovery engine and (later) the operator API act on a target only throu
 `TargetControl`, so both share:
 - the per-target lock: one recovery or operation on a target at a time;
 - the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
-  and another records how it ended;
+  and another records how it ended (a command cut at its timeout: `cut_after_seconds`; one
+  its caller gave up on: `outcome: "interrupted"`);
+- the SSH lane: what decides, acts and verifies (`systemctl is-active` and the
+  state-changing verbs) runs on the host's action connection; what a person reads (logs,
+  status) on its probe connection, with the health probes, which it can never delay or cut;
 - the start budget: our own starts of the unit stay below systemd's start limit;
 - the counters `autoheal_ssh_commands_total` and `autoheal_operations_total`.
 """
@@ -13,14 +17,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 from typing import TYPE_CHECKING, Any
 
 from redis.exceptions import RedisError
 
-from redis_autoheal.commands import Action, Command, ServiceControl, command_line
+from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
 from redis_autoheal.errors import (
+    AuditWriteError,
     CommandRejected,
     HostKeyError,
     NoSshConfigured,
@@ -28,6 +34,7 @@ from redis_autoheal.errors import (
     SshError,
 )
 from redis_autoheal.redis_client import make_client, ping
+from redis_autoheal.ssh import Lane
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
 
 if TYPE_CHECKING:
@@ -50,6 +57,7 @@ SYSTEMD_START_LIMIT_INTERVAL = 10.0
 START_BUDGET = SYSTEMD_START_LIMIT_BURST - 2
 START_BUDGET_WINDOW = SYSTEMD_START_LIMIT_INTERVAL + 1.0
 _OUTPUT_KEPT = 300  # characters of a command's output kept in the audit log
+INTERRUPTED_AUDIT_SECONDS = 5.0  # how long a cancelled command may wait to be audited as such
 
 # The audit log's `security.risk_level` of each state-changing command, automatic or manual:
 # a stop takes the service away, a restart interrupts it, a start or reload of a unit that is
@@ -200,12 +208,18 @@ class TargetControl:
             fields["start_limit_wait_seconds"] = round(waited, 3)
         await self.audit.write(audit_event("ssh_command", success=None, phase="started", **fields))
         started = time.monotonic()
+        lane = Lane.PROBE if isinstance(command, Journal | Status) else Lane.ACTION
         try:
-            result = await self._run_bounded(ssh, command)
+            result = await ssh.run(command, lane=lane)
+        except asyncio.CancelledError:
+            await self._interrupted(command, fields, time.monotonic() - started)
+            raise
         except SshError as e:
             outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
             if isinstance(e, HostKeyError):
                 self.metrics.security_violations.labels("host_key").inc()
+            if isinstance(e, SshCommandTimeout):
+                fields["cut_after_seconds"] = e.seconds
             self._count(command, outcome)
             await self.audit.write(
                 audit_event(
@@ -233,18 +247,27 @@ class TargetControl:
         )
         return result
 
-    @staticmethod
-    async def _run_bounded(ssh: SshHost, command: Command) -> CommandResult:
-        """`ssh.run`, bounded as a whole: its own timeout covers the command once started, not
-        the opening of its channel, which on a kept-alive connection to a host that has gone
-        silent would wait until keepalives give up (45 s by default)."""
-        limit = ssh.timeout_for(command) + ssh.endpoint.connect_timeout_seconds
-        try:
-            async with asyncio.timeout(limit):
-                return await ssh.run(command)
-        except TimeoutError:
-            line = " ".join(command.argv())
-            raise SshCommandTimeout(ssh.label, f"{line!r} got no answer in {limit:g}s") from None
+    async def _interrupted(
+        self, command: Command, fields: Mapping[str, Any], duration: float
+    ) -> None:
+        """Close the audit pair of a command whose caller gave up on it (a shutdown past its
+        grace): the remediator stopped waiting, and ssh.run sent KILL if it had started."""
+        self._count(command, "error")
+        event = audit_event(
+            "ssh_command",
+            success=False,
+            duration_seconds=duration,
+            phase="finished",
+            outcome="interrupted",
+            error="interrupted: the remediator stopped waiting (KILL sent if it had started)",
+            **fields,
+        )
+        event["result"]["outcome"] = "interrupted"
+        # Shielded, so that a cancelled caller still records it; bounded, so that a stuck
+        # audit log cannot hold up a shutdown.
+        with contextlib.suppress(AuditWriteError, TimeoutError):
+            async with asyncio.timeout(INTERRUPTED_AUDIT_SECONDS):
+                await asyncio.shield(self.audit.write(event))
 
     def _count(self, command: Command, outcome: str) -> None:
         self.metrics.ssh_commands.labels(self.name, command.name, outcome).inc()

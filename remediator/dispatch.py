@@ -4,7 +4,10 @@ One recovery per target at a time. A firing alert for a target with a recovery i
 joins it; a firing alert already handled (same fingerprint and startsAt: a retried delivery,
 the other replica of an HA pair, a `repeat_interval` repeat) changes nothing; alerts for
 different targets recover in parallel. A resolved alert is recorded, and once every alert a
-recovery serves has resolved, that recovery stops escalating.
+recovery serves has resolved, that recovery stops escalating; a firing alert that joins it
+later re-arms it. If it ended `resolved` all the same (it had read "every alert resolved" just
+before the new alert joined), that alert was not served: it is forgotten, so Alertmanager's
+next delivery of it (a retry, the other replica, a `repeat_interval` repeat) starts a recovery.
 
 Admission is in two phases so that nothing runs unless its audit event is on disk:
 `admit()` decides synchronously (no await, so 50 identical posts at once cannot both see "new")
@@ -79,11 +82,18 @@ class Job:
         self.keys.discard(alert.key)
         with contextlib.suppress(ValueError):
             self.trigger.alerts.remove(alert)
+        self.rearm()
 
     def resolve(self, key: AlertKey) -> None:
         self.resolved.add(key)
+        self.rearm()
+
+    def rearm(self) -> None:
+        """Stop escalation while every alert served has resolved, resume it when one fires."""
         if self.keys <= self.resolved:
             self.trigger.resolved.set()
+        else:
+            self.trigger.resolved.clear()
 
 
 @dataclass
@@ -118,8 +128,12 @@ class Admission:
                 job.resolve(alert.key)
             d.remember(alert.key)
         for job in self.jobs:
-            if job.task is None and d.running(job.target) is job:
+            if d.running(job.target) is not job:
+                continue  # it ended meanwhile (its `_run` forgot what it did not serve)
+            if job.task is None:
                 d.start(job)
+            else:
+                job.rearm()  # a firing alert joined: escalation goes on, even if others resolved
 
     def abort(self) -> None:
         """Give back every reservation: nothing of this notification happens."""
@@ -149,6 +163,7 @@ class Dispatcher:
         self._jobs: dict[str, Job] = {}
         self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
         self._tasks: set[asyncio.Task[Report | None]] = set()
+        self._closed = False
         self._history: dict[str, collections.deque[Report]] = {
             name: collections.deque(maxlen=HISTORY_PER_TARGET) for name in controls
         }
@@ -248,6 +263,15 @@ class Dispatcher:
         adm.undo.append(undo)
 
     def start(self, job: Job) -> None:
+        if self._closed:  # an audit write that outlived the shutdown's grace committed late
+            if self._jobs.get(job.target) is job:
+                del self._jobs[job.target]
+            log.error(
+                "%s: recovery %s admitted after shutdown: not started",
+                job.target,
+                job.trigger.recovery_id,
+            )
+            return
         task = asyncio.create_task(self._run(job), name=f"recover-{job.target}")
         job.task = task
         self._tasks.add(task)
@@ -263,10 +287,23 @@ class Dispatcher:
             if self._jobs.get(job.target) is job:
                 del self._jobs[job.target]
         self._history[job.target].append(report)
+        unserved: set[AlertKey] = set()
         if report.outcome == Outcome.ABORTED:
-            # It did nothing: let a later delivery of the same alerts try again.
-            for key in job.keys:
-                self._seen.pop(key, None)
+            unserved = job.keys  # it did nothing
+        elif report.outcome == Outcome.RESOLVED:
+            # It stopped for the alerts that resolved; one that joined as it stopped still
+            # fires, and nothing healed it.
+            unserved = job.keys - job.resolved
+            if unserved:
+                log.warning(
+                    "%s: recovery %s ended resolved as %d more alert(s) joined: their next "
+                    "delivery starts a recovery",
+                    job.target,
+                    job.trigger.recovery_id,
+                    len(unserved),
+                )
+        for key in unserved:  # a later delivery of these alerts tries again
+            self._seen.pop(key, None)
         return report
 
     async def wait_idle(self) -> None:
@@ -274,8 +311,24 @@ class Dispatcher:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
+    def resume(self, target: str, recovery_id: str) -> bool:
+        """Start a recovery no alert asked for: the re-check of one that the last run of the
+        remediator left unfinished (remediator.resume). False if the target is taken."""
+        if target in self._jobs or target not in self.controls or self._closed:
+            return False
+        job = Job(target, Trigger(recovery_id, []))
+        self._jobs[target] = job
+        self.start(job)
+        return True
+
+    def in_progress(self) -> set[asyncio.Task[Report | None]]:
+        """The recoveries running now."""
+        return set(self._tasks)
+
     async def close(self) -> None:
-        """Cancel the recoveries in progress and wait for them to end."""
+        """Cancel the recoveries in progress (each audits its interruption) and wait for them
+        to end; admit none after."""
+        self._closed = True
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()

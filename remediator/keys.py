@@ -12,14 +12,16 @@ from remediator.breaker import BreakerStore
 from remediator.dispatch import Dispatcher
 from remediator.metrics import Metrics
 from remediator.operations import Operations
+from remediator.shutdown import Shutdown
 from remediator.users import UserDirectory
+from remediator.violations import ViolationLog
 
 if TYPE_CHECKING:
     from exporter.probe import TargetProber
     from remediator.control import TargetControl
 
 CONFIG = web.AppKey("config", Config)
-WEBHOOK_TOKEN = web.AppKey("webhook_token", str)
+WEBHOOK_TOKEN = web.AppKey("webhook_token", bytes)  # its SHA-256 digest, not the token
 METRICS = web.AppKey("metrics", Metrics)
 AUDIT = web.AppKey("audit", AuditWriter)
 BREAKER = web.AppKey("breaker", BreakerStore)
@@ -28,4 +30,6 @@ DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 USERS = web.AppKey("users", UserDirectory)
 PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
 OPERATIONS = web.AppKey("operations", Operations)
+VIOLATIONS = web.AppKey("violations", ViolationLog)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+SHUTDOWN = web.AppKey("shutdown", Shutdown)

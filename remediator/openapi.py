@@ -352,8 +352,12 @@ def build(config: Config, users: UserDirectory) -> dict[str, Any]:
     paths["/healthz"] = {
         "get": {
             "operationId": "healthz",
-            "summary": "200 while the process serves (no token, any address)",
-            "responses": {"200": {"description": "ok", "content": text}},
+            "summary": "200 while the process serves, 503 once it is shutting down (no token, "
+            "any address)",
+            "responses": {
+                "200": {"description": "ok", "content": text},
+                "503": {"description": "shutting down: admitting nothing", "content": text},
+            },
         }
     }
     paths["/metrics"] = {
@@ -396,7 +400,11 @@ def build(config: Config, users: UserDirectory) -> dict[str, Any]:
                     "the user's role is not permitted this, or the address is not allowed"
                 ),
                 "UnknownTarget": _problem("no such target is configured"),
-                "AuditUnavailable": _problem("the audit log cannot be written: nothing was done"),
+                "AuditUnavailable": _problem(
+                    "the audit log cannot be written, or the remediator is shutting down "
+                    "(reason shutting_down, with Retry-After): nothing was done",
+                    {"Retry-After": {"schema": {"type": "string"}}},
+                ),
             },
             "schemas": _schemas(),
         },

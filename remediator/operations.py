@@ -113,19 +113,22 @@ class OperationResult:
 class Operations:
     """Runs manual operations and breaker resets; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the parts it works with, and the shutdown flag
         self,
         config: Config,
         controls: dict[str, TargetControl],
         breaker: BreakerStore,
         audit: AuditWriter,
         recovery_pending: Callable[[str], bool],
+        *,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.config = config
         self.controls = controls
         self.breaker = breaker
         self.audit = audit
         self.recovery_pending = recovery_pending
+        self.stopping = stopping if stopping is not None else asyncio.Event()  # shutdown began
         self._active: dict[str, str] = {}  # target -> "restart by user-123"
         self._tasks: set[asyncio.Task[OperationResult]] = set()
 
@@ -154,7 +157,13 @@ class Operations:
         operation_id = uuid.uuid4().hex[:12]
         busy = self.busy_reason(target)
         refusal: OperationRefused | None = None
-        if busy is not None:
+        if self.stopping.is_set():
+            refusal = OperationRefused(
+                "shutting_down",
+                "the remediator is shutting down: try again once it is back",
+                retry_after=self.config.remediator.shutdown_grace_seconds,
+            )
+        elif busy is not None:
             refusal = TargetBusy(f"target {target!r} is busy: {busy}; try again when it ends")
         elif control.refusal is not None:
             refusal = OperationRefused("no_ssh", control.refusal)
@@ -266,8 +275,13 @@ class Operations:
         log.info("%s: circuit breaker reset by %s (was %s)", target, user.id, before.open)
         return before, after
 
+    def in_progress(self) -> set[asyncio.Task[OperationResult]]:
+        """The operations running now."""
+        return set(self._tasks)
+
     async def close(self) -> None:
-        """Cancel the operations in progress and wait for them to end."""
+        """Cancel the operations in progress (each audits its interruption) and wait for them
+        to end."""
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
@@ -335,6 +349,7 @@ class _Run:
     async def execute(self) -> OperationResult:
         await self.ops.audit.write(self._event("started", None))
         self.log.info("manual %s by %s from %s", self.action.value, self.user.id, self.source_ip)
+        outcome: str | None = None
         try:
             success, detail = await self._act()
         except OperationRefused as refusal:
@@ -344,9 +359,19 @@ class _Run:
             raise
         except (SshError, NoSshConfigured, CommandRejected) as e:
             success, detail = False, str(e)
+        except asyncio.CancelledError:
+            # Shutdown's grace is over: say so in the audit and to the person still waiting.
+            success, detail = False, "interrupted: the remediator shut down before it was verified"
+            outcome = "interrupted"
         except AuditWriteError as e:
-            if self.exit_code is None:
-                raise  # nothing ran: 503
+            if self.exit_code is None:  # nothing ran: 503, and an end owed to its start
+                with contextlib.suppress(AuditWriteError):
+                    await self._finish(
+                        success=False,
+                        detail=f"not run: audit log unavailable: {e}",
+                        outcome="aborted",
+                    )
+                raise
             # The command ran; verifying it would mean running unaudited commands.
             self.log.warning("manual %s ran, then the audit log failed: %s", self.action.value, e)
             success, detail = False, f"{self.action.value} ran but was not verified: {e}"
@@ -366,27 +391,34 @@ class _Run:
         )
         try:
             await self._finish(
-                success=success, detail=detail, outcome="success" if success else "failure"
+                success=success,
+                detail=detail,
+                outcome=outcome or ("success" if success else "failure"),
             )
         except AuditWriteError as e:  # it ran: say what happened rather than a bare 503
             self.log.warning("could not audit the end of manual %s: %s", self.action.value, e)
         self.log.info("manual %s: %s", self.action.value, detail)
         return result
 
-    async def _finish(self, *, success: bool, detail: str, **extra: Any) -> None:  # noqa: ANN401
-        await self.ops.audit.write(
-            self._event(
-                "finished",
-                success,
-                duration_seconds=time.monotonic() - self.started,
-                exit_code=self.exit_code,
-                unit_state_before=self.state_before,
-                unit_state_after=self.state_after,
-                detail=detail,
-                circuit_breaker_opened=self.breaker_opened,
-                **extra,
-            )
+    async def _finish(self, *, success: bool, detail: str, outcome: str, **extra: Any) -> None:  # noqa: ANN401
+        event = self._event(
+            "finished",
+            success,
+            duration_seconds=time.monotonic() - self.started,
+            exit_code=self.exit_code,
+            unit_state_before=self.state_before,
+            unit_state_after=self.state_after,
+            detail=detail,
+            circuit_breaker_opened=self.breaker_opened,
+            outcome=outcome,
+            **extra,
         )
+        event["result"]["outcome"] = outcome  # how it ended, as for recoveries (CONTRACT.md)
+        try:
+            await self.ops.audit.write(event)
+        except AuditWriteError:
+            self.ops.audit.defer(event)  # its start is on disk: its end is owed
+            raise
 
     async def _act(self) -> tuple[bool, str]:
         c = self.control

@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from redis_autoheal.logs import printable
+
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
@@ -104,7 +106,7 @@ async def api_problems(request: web.Request, handler: Handler) -> web.StreamResp
             content_type=PROBLEM_JSON,
         )
     except Exception:
-        log.exception("%s %s failed", request.method, request.path)
+        log.exception("%s %s failed", printable(request.method, 16), printable(request.path))
         return web.json_response(
             body(500, "internal error: see the remediator's log", "internal_error"),
             status=500,

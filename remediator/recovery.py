@@ -13,7 +13,11 @@ the unit is active; after a hard recovery the service must also stay up for
 `stable_seconds` (60 s). A failed step escalates: soft -> standard -> hard, and hard repeats;
 a level that cannot help in the current state is skipped (`start` does nothing to an active
 unit, so an active but hung one goes from reload straight to restart). There are at most
-`max_attempts` steps, `retry_delay_seconds` apart. An unreachable host makes an attempt fail
+`max_attempts` steps, `retry_delay_seconds` apart. Every attempt reads the unit's state and
+PINGs afresh before it acts, never trusting what the last one found: a Redis that came back
+meanwhile (a stall ended, or the last command worked but its check lost the connection) ends
+the recovery without another command, `recovered` if an earlier attempt acted, else `healthy`;
+otherwise the level rises from the last one tried. An unreachable host makes an attempt fail
 without acting. When all attempts have failed the recovery is `exhausted`: it stops and is
 counted (`autoheal_recovery_exhausted_total`), and a person is paged by the alert rules.
 
@@ -92,6 +96,7 @@ class Outcome(StrEnum):
     REFUSED = "refused"  # the target cannot be acted on (no ssh section)
     DRY_RUN = "dry_run"
     ABORTED = "aborted"  # the audit log could not be written: nothing more was done
+    INTERRUPTED = "interrupted"  # cut by the remediator's shutdown (remediator.shutdown)
 
 
 def level_for_state(state: str) -> Level | None:
@@ -180,7 +185,7 @@ class _Verdict(Exception):
 class RecoveryEngine:
     """Runs recoveries; see the module docstring."""
 
-    def __init__(
+    def __init__(  # noqa: PLR0913 -- the parts it works with, and the shutdown flag
         self,
         settings: AutoRecovery,
         breaker: BreakerStore,
@@ -188,12 +193,15 @@ class RecoveryEngine:
         metrics: Metrics,
         *,
         ping_timeout_seconds: float,
+        stopping: asyncio.Event | None = None,
     ) -> None:
         self.settings = settings
         self.breaker = breaker
         self.audit = audit
         self.metrics = metrics
         self.ping_timeout_seconds = ping_timeout_seconds
+        # Set when the remediator shuts down: a recovery finishes its step, starts no other.
+        self.stopping = stopping if stopping is not None else asyncio.Event()
 
     async def recover(self, control: Controls, trigger: Trigger) -> Report:
         """Bring the target back, or find it cannot be done; never raises for a failure."""
@@ -254,32 +262,60 @@ class _Run:
             await self.e.audit.write(
                 self._event("recover", None, phase="started", alerts=self._alerts())
             )
+        except AuditWriteError as err:  # nothing of it is on disk, and nothing ran
+            self.log.warning("recovery %s not started: %s", self.trigger.recovery_id, err)
+            return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
+        try:
             outcome, reason = await self._attempts()
         except AuditWriteError as err:
+            # Its start is on disk: its end is owed, whenever the log can take it again.
             self.log.warning("recovery %s aborted: %s", self.trigger.recovery_id, err)
-            return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
+            reason = f"audit log unavailable: {err}"
+            self.e.audit.defer(self._finished(Outcome.ABORTED, reason))
+            return self._report(Outcome.ABORTED, reason)
         except _Verdict as v:
             outcome, reason = v.outcome, v.reason
+        except asyncio.CancelledError:
+            await self._interrupted()
+            raise
         if outcome == Outcome.EXHAUSTED:
             self.e.metrics.exhausted.labels(c.name).inc()
         report = self._report(outcome, reason)
         try:
-            await self.e.audit.write(
-                self._event(
-                    "recover",
-                    outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
-                    duration_seconds=report.duration_seconds,
-                    phase="finished",
-                    outcome=outcome.value,
-                    reason=reason,
-                    recovery_level=self.level.label if self.level else None,
-                    attempts=len(self.steps),
-                )
-            )
+            await self.e.audit.write(self._finished(outcome, reason))
         except AuditWriteError as err:
-            self.log.warning("could not audit the end of recovery: %s", err)
+            self.log.warning("could not audit the end of recovery yet: %s", err)
+            self.e.audit.defer(self._finished(outcome, reason))
         self.log.info("recovery %s: %s: %s", self.trigger.recovery_id, outcome, reason)
         return report
+
+    def _finished(self, outcome: Outcome, reason: str) -> dict[str, Any]:
+        """The recovery's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
+        event = self._event(
+            "recover",
+            outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
+            duration_seconds=time.monotonic() - self.started,
+            phase="finished",
+            outcome=outcome.value,
+            reason=reason,
+            recovery_level=self.level.label if self.level else None,
+            attempts=len(self.steps),
+        )
+        event["result"]["outcome"] = outcome.value
+        return event
+
+    async def _interrupted(self) -> None:
+        """The terminal event of a recovery cancelled by shutdown, whatever it was doing."""
+        step = self.steps[-1] if self.steps else None
+        reason = "the remediator shut down before this recovery ended"
+        if step is not None and step.level is not None:
+            reason += f" (during attempt {step.attempt}, {step.level.action.value})"
+        try:
+            await self.e.audit.write(self._finished(Outcome.INTERRUPTED, reason))
+        except AuditWriteError as err:  # written at close, else found at the next start
+            self.log.warning("could not audit the interruption of recovery: %s", err)
+            self.e.audit.defer(self._finished(Outcome.INTERRUPTED, reason))
+        self.log.warning("recovery %s: interrupted: %s", self.trigger.recovery_id, reason)
 
     def _alerts(self) -> list[dict[str, str]]:
         return [a.summary() for a in self.trigger.alerts]
@@ -291,39 +327,40 @@ class _Run:
             return Outcome.REFUSED, c.refusal
         if self.e.breaker.is_open(c.name):
             return Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
-        state: str | None = None
         for attempt in range(1, s.max_attempts + 1):
             if attempt > 1 and await self._wait_or_resolved(s.retry_delay_seconds):
                 return Outcome.RESOLVED, "every alert resolved: escalation stopped"
+            if self.e.stopping.is_set():
+                raise _Verdict(*self._stopped())
             if self.trigger.resolved.is_set():
                 return Outcome.RESOLVED, "every alert resolved before acting"
-            step = Step(attempt=attempt, level=None, state_before=state)
+            step = Step(attempt=attempt, level=None, state_before=None)
             self.steps.append(step)
-            state = await self._attempt(step)
+            await self._attempt(step)
             if step.verified:
                 return Outcome.RECOVERED, f"{step.level and step.level.label}: {step.reason}"
         last = self.steps[-1].reason if self.steps else "-"
         return Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}"
 
-    async def _attempt(self, step: Step) -> str | None:
-        """Decide, act, verify; return the unit state found (None: unknown, host unreachable)."""
+    def _stopped(self) -> tuple[Outcome, str]:
+        done = f"after {len(self.steps)} attempt(s)" if self.steps else "before acting"
+        return Outcome.INTERRUPTED, f"the remediator is shutting down: stopped {done}"
+
+    async def _attempt(self, step: Step) -> None:
+        """Look, decide, act, verify. Every attempt looks afresh (the unit's state, then PING):
+        what the last one found may have changed since, and nothing acts on a healthy Redis."""
         c = self.control
         try:
-            state = step.state_before
-            if state is None:
-                state = step.state_before = await self._settled_state(step)
-                if self.level is None and state == "active" and not await c.ping():
-                    raise _Verdict(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
+            state = step.state_before = await self._settled_state(step)
+            if state == "active" and await c.ping() is None:
+                raise self._up()
             level = next_level(self.level, state)
             if level is None:
                 raise _Verdict(Outcome.EXHAUSTED, f"unit state {state!r} is not in the runbook")
             self.level = step.level = level
             if c.dry_run:
                 raise _Verdict(*await self._dry_run(step))
-            if not self.counted:
-                await self._count_on_breaker()
-                self.counted = True
-            return await self._act(step)
+            await self._act(step)
         except CommandRejected as err:  # cannot happen with the config's validated unit
             step.reason = str(err)
             raise _Verdict(Outcome.EXHAUSTED, f"command refused: {err}") from None
@@ -334,15 +371,41 @@ class _Run:
         except SshError as err:
             step.reason = str(err)
             await self._step_finished(step)
-            return None  # read the state again on the next attempt
+
+    def _up(self) -> _Verdict:
+        """Active and answering PING: recovered if an earlier attempt acted, else healthy."""
+        if self.level is None:
+            return _Verdict(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
+        if self.pong_after is None:
+            self.pong_after = time.monotonic() - self.started
+        return _Verdict(
+            Outcome.RECOVERED,
+            f"unit active and PING answers after the {self.level.label} step: nothing more to do",
+        )
 
     async def _wait_or_resolved(self, seconds: float) -> bool:
-        try:
-            async with asyncio.timeout(seconds):
-                await self.trigger.resolved.wait()
-        except TimeoutError:
-            return False
-        return True
+        """Wait between attempts; True as soon as every alert has resolved, False after
+        `seconds` or once shutdown begins. The flag is read again on waking: a firing alert
+        that joined meanwhile has cleared it."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not self.trigger.resolved.is_set() and not self.e.stopping.is_set():
+            waits = [
+                asyncio.ensure_future(self.trigger.resolved.wait()),
+                asyncio.ensure_future(self.e.stopping.wait()),
+            ]
+            try:
+                done, _ = await asyncio.wait(
+                    waits,
+                    timeout=max(0.0, deadline - loop.time()),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                for w in waits:
+                    w.cancel()
+            if not done:
+                return False
+        return self.trigger.resolved.is_set()
 
     async def _count_on_breaker(self) -> None:
         name = self.control.name
@@ -395,10 +458,12 @@ class _Run:
         self.e.metrics.recoveries.labels(self.control.name, step.level.label, "dry_run").inc()
         return Outcome.DRY_RUN, f"dry run: would {action} (unit {step.state_before})"
 
-    async def _act(self, step: Step) -> str:
-        """Run the step's command and verify; return the unit state found afterwards."""
+    async def _act(self, step: Step) -> None:
+        """Run the step's command and verify."""
         c = self.control
         assert step.level is not None
+        if self.e.stopping.is_set():  # shutdown began while the state settled: do not act
+            raise _Verdict(*self._stopped())
         command = ServiceControl(step.level.action, c.unit)
         await self.e.audit.write(
             self._event(
@@ -412,6 +477,9 @@ class _Run:
                 risk_level=RISK[command.name],
             )
         )
+        if not self.counted:  # once decided and audited: the breaker counts what runs
+            await self._count_on_breaker()
+            self.counted = True
         began = time.monotonic()
         try:
             result = await c.run(
@@ -424,7 +492,6 @@ class _Run:
         finally:
             step.duration_seconds = time.monotonic() - began
         await self._step_finished(step)
-        return step.state_after or ""
 
     async def _verify(self, step: Step) -> None:
         """PING within the timeout, unit active; after a hard recovery, stable too."""

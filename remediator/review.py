@@ -198,14 +198,24 @@ class _Summary:
             if event.get("phase") == "started" and event.get("operation") in CHANGING:
                 service = str(event.get("service"))
                 t.changes.setdefault(service, []).append((moment, _brief(event)))
-        elif kind == "security_violation":
-            t.violations[str(event.get("reason") or "unknown")] += 1
-            t.violation_ips[str(event.get("source_ip"))] += 1
+        elif kind in ("security_violation", "security_violation_summary"):
+            self._violations(event)
         elif kind == "circuit_breaker":
             if event.get("operation") == "open":
                 t.breaker_opened[str(event.get("service"))] += 1
             elif event.get("operation") == "reset":
                 t.breaker_resets.append(_brief(event))
+
+    def _violations(self, event: Mapping[str, Any]) -> None:
+        """One refusal, or a source's summary of many (remediator.violations)."""
+        t = self.t
+        reasons: object = {event.get("reason") or "unknown": 1}
+        if event.get("event_type") == "security_violation_summary":
+            reasons = event.get("reasons")
+        for reason, n in (reasons if isinstance(reasons, dict) else {}).items():
+            if isinstance(n, int) and not isinstance(n, bool) and n > 0:
+                t.violations[str(reason)] += n
+                t.violation_ips[str(event.get("source_ip"))] += n
 
     def _operation(self, event: Mapping[str, Any], moment: datetime, day: str) -> None:
         result = _result(event)

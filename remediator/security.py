@@ -6,9 +6,15 @@
   (`require_permission`: 403 otherwise);
 - a caller outside `allowed_networks` gets 403 before anything else is looked at.
 
-Every rejection is counted in `autoheal_security_violations_total{reason}` and audited as a
-`security_violation` event, best effort: the request is refused whether or not that event could
-be written, since refusing changes nothing. No token, right or wrong, is ever logged or audited.
+Every rejection is counted in `autoheal_security_violations_total{reason}` and audited, best
+effort: the request is refused whether or not that could be written, since refusing changes
+nothing. A refusal by role is a `security_violation` event each time; those of callers without
+a valid token are aggregated per source address (remediator.violations): the first in full,
+the rest counted into `security_violation_summary` events, so that no flood of them can push
+earlier events out of the audit log. No token, right or wrong, is ever logged or audited;
+what is (the method, the path, the User-Agent) is cut to a bound and its control characters are
+escaped (`redis_autoheal.logs.printable`), so that one request writes one log line, never a
+forged second one, and a few hundred bytes at most.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from redis_autoheal.errors import AuditWriteError
+from redis_autoheal.logs import printable
 from remediator.audit import AUTOHEAL, audit_event
-from remediator.keys import AUDIT, CONFIG, METRICS, USERS
+from remediator.keys import AUDIT, CONFIG, METRICS, USERS, VIOLATIONS
 from remediator.problems import problem
+from remediator.users import token_digest
 
 if TYPE_CHECKING:
     from aiohttp.typedefs import Handler
@@ -36,6 +44,7 @@ OPEN_PATHS = frozenset({"/healthz", "/metrics"})  # what a scraper or a liveness
 
 
 CHALLENGE = {"WWW-Authenticate": 'Bearer realm="redis-autoheal"'}
+METHOD_LIMIT = 16  # characters of a request method kept in a log line or audit field
 
 
 async def violation(
@@ -49,26 +58,54 @@ async def violation(
     """Count, log and (best effort) audit a refused request."""
     app = request.app
     app[METRICS].security_violations.labels(reason).inc()
-    who = f" by {user.id} ({user.role})" if user else ""
-    log.warning(
-        "refused %s %s from %s%s: %s", request.method, request.path, request.remote, who, detail
-    )
+    operation = f"{printable(request.method, METHOD_LIMIT)} {printable(request.path)}"
+    source = printable(request.remote or "")
     event = audit_event(
         "security_violation",
         service=service,
-        operation=f"{request.method} {request.path}",
+        operation=operation,
         user=user.actor if user else AUTOHEAL,
         source_ip=request.remote,
         success=False,
         command_validated=False,
         risk_level="high",
         reason=reason,
-        detail=detail,
+        detail=printable(detail),
+        user_agent=printable(request.headers.get("User-Agent", "")) or None,
     )
-    try:
-        await app[AUDIT].write(event)
-    except AuditWriteError as e:
-        log.warning("could not audit a security violation: %s", e)
+    if user is None:  # no valid token: aggregated per source (remediator.violations)
+        in_full = await app[VIOLATIONS].record(event)
+    else:
+        in_full = True
+        try:
+            await app[AUDIT].write(event)
+        except AuditWriteError as e:
+            log.warning("could not audit a security violation: %s", e)
+    who = f" by {user.id} ({user.role})" if user else ""
+    log.log(
+        logging.WARNING if in_full else logging.DEBUG,  # the rest: in the source's summary
+        "refused %s from %s%s: %s",
+        operation,
+        source,
+        who,
+        printable(detail),
+    )
+
+
+LOOPBACK_NAMES = frozenset({"localhost"})
+
+
+def exposure_warning(host: str, *, tls: bool) -> str | None:
+    """What to warn about when listening on `host`: tokens in clear beyond this machine."""
+    if tls:
+        return None
+    if host in LOOPBACK_NAMES or any(a.is_loopback for a in client_addresses(host)):
+        return None
+    return (
+        f"listening on {host}, beyond loopback, without TLS: bearer tokens and alerts cross "
+        "the network in clear; set remediator.tls_cert_file and tls_key_file, or listen on "
+        "127.0.0.1 behind a TLS proxy"
+    )
 
 
 def bearer_token(request: web.Request) -> str | None:
@@ -80,13 +117,17 @@ def bearer_token(request: web.Request) -> str | None:
     return token.strip()
 
 
-async def require_token(request: web.Request, expected: str) -> None:
-    """Raise 401 unless the request carries `expected` as its bearer token."""
+async def require_token(request: web.Request, expected: bytes) -> None:
+    """Raise 401 unless the request's bearer token is the one whose digest is `expected`.
+
+    Digests are compared, not tokens: `hmac.compare_digest` takes as long for any two strings
+    of one length, but returns at once when the lengths differ, which told the token's length.
+    """
     token = bearer_token(request)
     if token is None:
         await violation(request, "missing_token", "no bearer token")
         raise web.HTTPUnauthorized(text="a bearer token is required\n", headers=CHALLENGE)
-    if not hmac.compare_digest(token.encode(), expected.encode()):
+    if not hmac.compare_digest(token_digest(token), expected):
         await violation(request, "invalid_token", "wrong bearer token")
         raise web.HTTPUnauthorized(text="invalid bearer token\n", headers=CHALLENGE)
 
@@ -117,18 +158,35 @@ async def require_permission(
     raise problem(403, detail, "forbidden_role")
 
 
+IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+def client_addresses(remote: str | None) -> tuple[IpAddress, ...]:
+    """The caller's address, first as IPv4 if it is IPv4-mapped (`::ffff:a.b.c.d`); () if none."""
+    try:
+        address = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return ()
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return (address.ipv4_mapped, address)
+    return (address,)
+
+
 @web.middleware
 async def allowed_networks(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Refuse (403) callers outside remediator.allowed_networks; an empty list allows all."""
+    """Refuse (403) callers outside remediator.allowed_networks; an empty list allows all.
+
+    An IPv4 client of a dual-stack listener on `::` comes as `::ffff:a.b.c.d`: it is matched,
+    audited and logged as `a.b.c.d`, the address it has (a network written as mapped addresses
+    still matches it).
+    """
+    addresses = client_addresses(request.remote)
+    if addresses and str(addresses[0]) != request.remote:
+        request = request.clone(remote=str(addresses[0]))
     networks = request.app[CONFIG].remediator.allowed_networks
     if networks and request.path not in OPEN_PATHS:
-        try:
-            address = ipaddress.ip_address(request.remote or "")
-        except ValueError:
-            address = None
-        if address is None or not any(
-            address in ipaddress.ip_network(n, strict=False) for n in networks
-        ):
+        within = (ipaddress.ip_network(n, strict=False) for n in networks)
+        if not any(a in network for network in within for a in addresses):
             await violation(request, "address_not_allowed", f"{request.remote} not allowed")
             raise web.HTTPForbidden(text="address not allowed\n")
     return await handler(request)

@@ -4,7 +4,8 @@ Users come from the config (`users`: id, email, role, token_file); their tokens 
 when the app is built and only their SHA-256 digests are kept. A presented token is hashed and
 compared with every user's digest by `hmac.compare_digest`, without stopping at a match, so
 the time taken says neither whether nor for whom it matched, nor how long the real tokens are.
-The webhook's token is not a user's: presented to the API it is a wrong token (401).
+The webhook's token is not a user's: presented to the API it is a wrong token (401); it is
+kept and compared the same way, as a digest (remediator.security.require_token).
 
 What each role may do is the config's `permissions` (the runbook's defaults: start, restart and
 reload for admin and operator; stop and reset_circuit_breaker for admin only). Reading a
@@ -56,8 +57,12 @@ class ApiUser:
         return Actor(id=self.id, email=self.email, role=self.role)
 
 
-def _digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
+def token_digest(token: str) -> bytes:
+    """The SHA-256 of a token: what is kept and compared, so that a comparison's time says
+    nothing of the real token's length."""
+    # aiohttp hands over a header's bytes that are not UTF-8 as lone surrogates: such a token is
+    # hashed as the bytes that came, and so is simply no one's.
+    return hashlib.sha256(token.encode("utf-8", "surrogateescape")).digest()
 
 
 class UserDirectory:
@@ -67,7 +72,8 @@ class UserDirectory:
         self, users: Iterable[User], tokens: Mapping[str, str], permissions: Permissions
     ) -> None:
         self._users = [
-            (_digest(tokens[u.id]), ApiUser(id=u.id, email=u.email, role=u.role)) for u in users
+            (token_digest(tokens[u.id]), ApiUser(id=u.id, email=u.email, role=u.role))
+            for u in users
         ]
         self._roles: dict[Permission, frozenset[str]] = {
             p: frozenset(getattr(permissions, p)) for p in PERMISSIONS
@@ -78,7 +84,7 @@ class UserDirectory:
 
     def authenticate(self, token: str) -> ApiUser | None:
         """The user whose token this is, or None; constant time over all users."""
-        presented = _digest(token)
+        presented = token_digest(token)
         found: ApiUser | None = None
         for digest, user in self._users:
             if hmac.compare_digest(presented, digest):

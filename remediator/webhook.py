@@ -4,8 +4,9 @@ Alertmanager waits for the answer and retries on a 5xx or a timeout, never on a 
 - 200 as soon as the notification is validated, its decisions are audited and its recoveries
   started: the recoveries themselves run in the background;
 - 4xx for a request that will never succeed: 401 no or wrong token, 403 address not allowed,
-  413 body over `remediator.max_body_bytes`, 415 not JSON, 400 malformed JSON, 422 not an
-  Alertmanager v4 notification. Nothing runs.
+  413 body over `remediator.max_body_bytes`, 415 not JSON, 400 malformed JSON (or nested too
+  deeply to decode), 422 not an Alertmanager v4 notification (a field missing or of the wrong
+  type, a time that is no time or out of range). Nothing runs.
 - 503 when the audit log cannot be written: nothing runs, and Alertmanager's retry comes back
   when it can (fail closed).
 
@@ -69,6 +70,8 @@ async def _body(request: web.Request) -> object:
         return json.loads(raw)
     except (UnicodeDecodeError, ValueError) as e:
         raise web.HTTPBadRequest(text=f"malformed JSON: {e}\n") from None
+    except RecursionError:  # Alertmanager's notifications are a few levels deep
+        raise web.HTTPBadRequest(text="malformed JSON: nested too deeply\n") from None
 
 
 async def receive(request: web.Request) -> web.Response:

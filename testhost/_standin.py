@@ -112,6 +112,10 @@ class Paths:
         return self.root / "invocations.jsonl"
 
     @property
+    def queries(self) -> Path:
+        return self.root / "queries.jsonl"
+
+    @property
     def supervisor_log(self) -> Path:
         return self.root / "supervisor.log"
 
@@ -377,9 +381,9 @@ class Unit:
 
     # invocations ---------------------------------------------------------------------------
 
-    def record(self, entry: dict[str, Any]) -> None:
+    def record(self, entry: dict[str, Any], *, log: Path | None = None) -> None:
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC
-        fd = os.open(self.paths.invocations, flags, 0o644)
+        fd = os.open(log or self.paths.invocations, flags, 0o644)
         try:
             os.write(fd, (json.dumps(entry) + "\n").encode())
         finally:
@@ -900,6 +904,11 @@ def cmd_is(unit: Unit, ctl: Ctl) -> int:
     ok = False
     for name in ctl.names:
         state = unit.read().active if resolve(unit, name) else "inactive"
+        if ctl.record:  # what a caller saw, and when: the harness's "when was it decided"
+            entry = {"ts": time.time(), "verb": ctl.verb, "unit": mangle(name), "state": state}
+            entry |= {"uid": os.getuid(), "user": os.environ.get("USER")}
+            with contextlib.suppress(OSError):
+                unit.record(entry, log=unit.paths.queries)
         if not ctl.quiet:
             out(state)
         ok |= state in good

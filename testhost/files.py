@@ -191,6 +191,10 @@ def make_dirs(lay: Layout, uid: int) -> None:
     lay.home.chmod(0o755)
     for path in (lay.home, lay.home / ".ssh"):
         os.chown(path, uid, uid)
+    # `systemctl is-active` runs as autobot (no sudo): the log of what it saw is autobot's.
+    queries = _standin.Paths(lay.state).queries
+    queries.touch(mode=0o644)
+    os.chown(queries, uid, uid)
 
 
 def generate_keys(lay: Layout) -> None:
@@ -211,6 +215,28 @@ def generate_keys(lay: Layout) -> None:
         if proc.wait(timeout=30) != 0:
             raise RuntimeError("ssh-keygen failed")
     lay.key_file.chmod(0o600)
+
+
+def _original(path: Path) -> Path:
+    return path.with_name(path.name + ".orig")
+
+
+def keep_original_host_key(lay: Layout) -> None:
+    """Set the host's first key pair aside (once), so restore_original_host_key can put it back."""
+    for path in (lay.host_key, lay.host_key.with_suffix(".pub")):
+        if not _original(path).exists():
+            shutil.copy2(path, _original(path))
+
+
+def restore_original_host_key(lay: Layout) -> bool:
+    """Put the key pair set aside by keep_original_host_key back; False if none was set aside."""
+    pairs = [(lay.host_key, _original(lay.host_key))]
+    pairs.append((lay.host_key.with_suffix(".pub"), _original(lay.host_key.with_suffix(".pub"))))
+    if not all(orig.exists() for _, orig in pairs):
+        return False
+    for path, orig in pairs:
+        orig.replace(path)
+    return True
 
 
 def new_host_key(lay: Layout) -> None:

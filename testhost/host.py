@@ -49,6 +49,18 @@ class Invocation:
     end_ts: float | None
 
 
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """One `systemctl is-active`/`is-failed` of the unit over SSH or sudo: what it answered."""
+
+    verb: str
+    unit: str
+    ts: float
+    state: str
+    uid: int
+    user: str | None
+
+
 class TestHost:
     """A Redis host like the runbook's VM3: own netns and address, sshd, sudo, systemd stand-ins."""
 
@@ -389,6 +401,16 @@ class TestHost:
         found.sort(key=lambda inv: inv.mono)
         return [inv for inv in found if verbs is None or inv.verb in verbs]
 
+    def queries(self) -> list[Query]:
+        """The recorded `systemctl is-active`/`is-failed` calls (not the console's), oldest
+        first: when someone looked at the unit, and what they saw."""
+        try:
+            lines = _standin.Paths(self.state_dir).queries.read_text().splitlines()
+        except FileNotFoundError:
+            return []
+        found = [Query(**json.loads(line)) for line in lines if line.strip()]
+        return sorted(found, key=lambda q: q.ts)
+
     def max_starts_in_window(
         self, window: float = 10.0, verbs: Sequence[str] = ("start", "restart")
     ) -> int:
@@ -543,13 +565,39 @@ class TestHost:
 
     def change_host_key(self, timeout: float = 10.0) -> None:
         """sshd now presents a new host key; the known_hosts handed out no longer matches."""
-        before = self._listening_count()
+        files.keep_original_host_key(self.layout)
         files.new_host_key(self.layout)
+        self._reload_sshd(timeout)
+
+    def restore_host_key(self, timeout: float = 10.0) -> bool:
+        """sshd presents its original host key again (after change_host_key); False if it never
+        changed."""
+        if not files.restore_original_host_key(self.layout):
+            return False
+        self._reload_sshd(timeout)
+        return True
+
+    def _reload_sshd(self, timeout: float) -> None:
+        before = self._listening_count()
         sshd = self.sshd_pid()
         if sshd is None:
             raise RuntimeError("sshd is not running")
         os.kill(sshd, signal.SIGHUP)
         self.wait_until(lambda: self._listening_count() > before, timeout, "sshd restart")
+
+    def drop_ssh_connections(self) -> list[int]:
+        """Cut every open SSH connection to the host, as a network fault would: its sshd
+        connection processes are killed, the listener stays (new connections succeed). Commands
+        they started run on (systemd's jobs outlive the systemctl that asked for them); returns
+        the pids killed."""
+        listener = self.sshd_pid()
+        cut = []
+        for pid in procs.pids_in_netns(self.net.ns_path):
+            if pid == listener or procs.command_name(pid) not in ("sshd", "sshd-session"):
+                continue
+            procs.kill(pid, signal.SIGKILL)
+            cut.append(pid)
+        return cut
 
 
 def _prepare_workdir(workdir: Path | None, index: int) -> tuple[Path, bool]:

@@ -32,6 +32,14 @@ def alive(pid: int, started: int | None = None) -> bool:
     return started is None or int(fields[19]) == started
 
 
+def command_name(pid: int) -> str | None:
+    """The process's name (/proc/PID/comm), or None if it is gone."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:
+        return None
+
+
 def identity(pid: int) -> str:
     """'pid starttime': an owner record that survives pid reuse."""
     return f"{pid} {start_time(pid)}"

@@ -16,12 +16,9 @@ from tests import contract
 
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "redis-autoheal.json"
-# CI puts a copy of shared/ beside the clone; a developer's tree has it at /work/shared.
-CONTRACT_CANDIDATES = (REPO.parent / "shared" / "CONTRACT.md", Path("/work/shared/CONTRACT.md"))
-RUNBOOK_CANDIDATES = (REPO.parent / "shared" / "runbook.md", Path("/work/shared/runbook.md"))
 
 # The public metric names of CONTRACT.md (test_contract_list_matches_contract_md checks this
-# copy against the file whenever the file is at hand).
+# copy against shared/CONTRACT.md).
 CONTRACT_METRICS = contract.ALL
 CONTRACT_HISTOGRAMS = contract.REMEDIATOR_HISTOGRAMS
 

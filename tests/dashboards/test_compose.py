@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from redis_autoheal.config import load_config, read_remediator_secrets
-from tests.conftest import require_binary, require_root
+from tests.conftest import require_binary
 from tests.dashboards.dashboard_json import REPO
 
 COMPOSE = REPO / "docker-compose.yml"
@@ -245,10 +245,10 @@ def _volume_mount(resolved, service: str, volume: str) -> str:
     raise AssertionError(f"{service} does not mount {volume}")
 
 
+@pytest.mark.root
 def test_secrets_init_hands_each_service_its_copy(resolved, secrets_dir, tmp_path):
     """Run docker/secrets-init.sh (as root, as in its container) and load docker/config.yml
     with the copies it made: the config, the key's mode and every token check out."""
-    require_root()
     out = tmp_path / "out"
     env = {**os.environ, "SECRETS_IN": str(secrets_dir), "SECRETS_OUT": str(out)}
     subprocess.run(["sh", str(SECRETS_INIT)], check=True, env=env, capture_output=True)

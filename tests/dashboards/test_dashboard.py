@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import require_shared
 from tests.contract import NOT_YET_BUILT
 from tests.dashboards.dashboard_json import (
-    CONTRACT_CANDIDATES,
     CONTRACT_HISTOGRAMS,
     CONTRACT_METRICS,
     DASHBOARD,
@@ -163,10 +163,7 @@ def test_metric_names_are_the_contracts(dashboard):
 
 
 def test_contract_list_matches_contract_md():
-    contract = next((p for p in CONTRACT_CANDIDATES if p.is_file()), None)
-    if contract is None:
-        pytest.skip("shared/CONTRACT.md is not beside the repository")
-    text = contract.read_text(encoding="utf-8")
+    text = require_shared("CONTRACT.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:redis|autoheal)_[a-z_]+)(?:\{[^`]*\})?`", text))
     named -= {"redis_autoheal"}
     assert named == set(CONTRACT_METRICS) | NOT_YET_BUILT

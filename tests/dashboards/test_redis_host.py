@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from testhost import _standin, files
-from tests.conftest import require_binary, require_root
-from tests.dashboards.dashboard_json import REPO, RUNBOOK_CANDIDATES
+from tests.conftest import HANG, require_binary, require_shared
+from tests.dashboards.dashboard_json import REPO
 
 HOST = REPO / "docker" / "redis-host"
 SCRIPTS = [
@@ -27,10 +27,7 @@ SCRIPTS = [
 def test_sudoers_is_the_runbooks_verbatim():
     sudoers = (HOST / "sudoers").read_text(encoding="utf-8")
     assert sudoers == files.SUDOERS, "the test hosts and the container must grant the same"
-    runbook = next((p for p in RUNBOOK_CANDIDATES if p.is_file()), None)
-    if runbook is None:
-        pytest.skip("shared/runbook.md is not beside the repository")
-    text = runbook.read_text(encoding="utf-8")
+    text = require_shared("runbook.md").read_text(encoding="utf-8")
     section = text[text.index("### Sudo Permissions") :]
     block = re.search(r"\*\*Content:\*\*\n```bash\n(.*?)```", section, re.DOTALL)
     assert block is not None
@@ -62,6 +59,8 @@ def test_unit_json_is_what_the_standin_reads():
     assert config.hostname == "redis-host"
 
 
+# root: the stand-in's journalctl, like systemd's, shows the journal only to root (and adm).
+@pytest.mark.root
 def test_standin_installs_as_systemctl_and_journalctl(tmp_path):
     """install-standin.sh bakes the state directory in; the tools answer like systemd's."""
     state, root = tmp_path / "state", tmp_path / "root"
@@ -94,10 +93,10 @@ def test_standin_installs_as_systemctl_and_journalctl(tmp_path):
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.root
 def test_sshd_accepts_the_config(tmp_path):
     """`sshd -t` in a mount namespace of its own: it wants /run/sshd, which this machine's
     /run need not have, and the test must not create it there."""
-    require_root()
     sshd = require_binary("sshd")
     unshare = require_binary("unshare")
     key = tmp_path / "host_key"
@@ -133,7 +132,7 @@ def test_redis_accepts_the_config(tmp_path, conf):
     (tmp_path / "redis.conf").write_text(text)
     proc = subprocess.Popen([server, str(tmp_path / "redis.conf")])
     try:
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + HANG
         while not sock.exists():
             assert proc.poll() is None, (tmp_path / "log").read_text()
             assert time.monotonic() < deadline, "redis-server did not start"

@@ -12,6 +12,7 @@ import pytest
 
 from demo import scenario
 from demo.stack import Stack
+from tests.conftest import HANG
 from tests.dashboards.dashboard_json import dashboard_exprs, substitute
 
 pytestmark = pytest.mark.root
@@ -22,14 +23,23 @@ def test_every_dashboard_query_returns_data(stack: Stack) -> None:
     assert outcome.problem is None, outcome.timeline.render()
     refused = stack.post_webhook(token="not-the-token")  # a refused call: the security panels
     assert refused == 401
-    time.sleep(3)  # one more scrape of the remediator's counters
+    # Prometheus has stored a scrape of the remediator that shows the refusal, so one taken
+    # after all the outage did.
+    stack.wait_for(
+        lambda: bool(stack.prom_query('autoheal_webhook_requests_total{code="401"} > 0')),
+        HANG,
+        "Prometheus to scrape the refused webhook call",
+    )
+    # Evaluate up to a little past now: the range then has steps after that scrape (a range
+    # ending now may end just before it).
+    end = time.time() + 5
 
     empty = []
     queries = dashboard_exprs()
     assert len(queries) > 30
     for query in queries:
         expr = substitute(query.expr)
-        result = stack.prom_query_range(expr, stack.started_at, time.time(), step=1)
+        result = stack.prom_query_range(expr, stack.started_at, end, step=1)
         values = [float(v) for series in result for _, v in series["values"]]
         if not any(not math.isnan(v) for v in values):
             empty.append(f"{query.where}: {expr}")

@@ -23,7 +23,7 @@ from cryptography.x509.oid import NameOID
 from prometheus_client.parser import text_string_to_metric_families
 
 from redis_autoheal.config import Config, load_config
-from tests.conftest import free_port, require_binary
+from tests.conftest import HANG, free_port, require_binary
 
 
 @dataclass
@@ -61,7 +61,7 @@ RedisFactory = Callable[..., RedisServer]
 
 
 def _wait_ready(server: RedisServer) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG
     while True:
         if server.process.poll() is not None:
             raise RuntimeError(f"redis-server exited with {server.process.returncode}")

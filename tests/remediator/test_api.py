@@ -9,6 +9,7 @@ test_operations.py.
 from __future__ import annotations
 
 import gzip
+import json
 import logging
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from redis_autoheal.config import Config
 from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
-from remediator.keys import METRICS, OPENAPI
+from remediator.keys import METRICS, OPENAPI, VIOLATIONS
 from tests.remediator.apidoc import TEMPLATE, check_answer
 from tests.remediator.conftest import (
     ADMIN,
@@ -110,7 +111,10 @@ async def test_every_refusal_is_audited(aiohttp_client: Any, tmp_path: Path) -> 
     assert store.is_open("redis")
     events = read_events(config.audit)
     assert {e["event_type"] for e in events} == {"security_violation"}
-    assert len(events) == 8
+    # Without a valid token, the first refusal is audited in full and the five others are
+    # counted for their source's summary (remediator.violations); a token holder's, each time.
+    assert len(events) == 3
+    assert client.app[VIOLATIONS].pending == 5
     forbidden = [e for e in events if e["reason"] == "forbidden_role"]
     assert [(e["operation"], e["service"]) for e in forbidden] == [
         ("POST /api/services/redis/reset-circuit-breaker", "redis"),
@@ -140,6 +144,9 @@ async def test_every_refusal_is_audited(aiohttp_client: Any, tmp_path: Path) -> 
         "reset",
         "user-123",
     )
+    await client.close()
+    summary = read_events(config.audit)[-1]
+    assert (summary["event_type"], summary["count"]) == ("security_violation_summary", 5)
 
 
 async def test_a_webhook_token_is_no_user_token_and_a_user_token_no_webhook_token(
@@ -209,9 +216,11 @@ async def test_only_allowed_networks_reach_the_api(aiohttp_client: Any, tmp_path
     assert (await client.get("/healthz")).status == 200
     assert (await client.get("/metrics")).status == 200
     assert sample(client, "autoheal_security_violations_total", reason="address_not_allowed") == 15
-    events = read_events(config.audit)
-    assert len(events) == 15
-    assert {e["reason"] for e in events} == {"address_not_allowed"}
+    await client.close()
+    first, summary = read_events(config.audit)
+    assert (first["event_type"], first["reason"]) == ("security_violation", "address_not_allowed")
+    assert summary["event_type"] == "security_violation_summary"
+    assert (summary["count"], summary["reasons"]) == (14, {"address_not_allowed": 14})
 
 
 async def test_dry_run_refuses_operations_and_audits_the_refusal(
@@ -251,7 +260,7 @@ async def test_no_token_reaches_a_log_line_or_an_audit_event(
     aiohttp_client: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    config = fast(tmp_path, audit={"max_bytes": 2048, "backup_count": 50})
+    config = fast(tmp_path, audit={"max_bytes": 1024, "backup_count": 50})
     client = await aiohttp_client(create_app(config))
     for method, endpoint in ENDPOINTS:
         for headers in IDENTITIES.values():
@@ -266,7 +275,10 @@ async def test_no_token_reaches_a_log_line_or_an_audit_event(
     for f in files:
         data = f.read_bytes()
         texts.append((gzip.decompress(data) if f.name.endswith(".gz") else data).decode())
-    assert sum(t.count('"security_violation"') for t in texts) > 50
+    events = [json.loads(line) for text in texts[1:] for line in text.splitlines()]
+    refused = [e for e in events if e["event_type"] == "security_violation"]
+    summaries = [e for e in events if e["event_type"] == "security_violation_summary"]
+    assert len(refused) + sum(s["count"] for s in summaries) > 50
     for secret in SECRETS:
         for text in texts:
             assert secret not in text

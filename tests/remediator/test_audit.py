@@ -6,16 +6,24 @@ from __future__ import annotations
 import asyncio
 import gzip
 import json
+import os
+import stat
 import subprocess
+import sys
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from redis_autoheal.config import Audit
 from redis_autoheal.errors import AuditWriteError
+from remediator import audit
 from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
-from tests.conftest import require_root
+from remediator.breaker import BreakerStore
+from testhost.disk import SmallDisk
+from tests.conftest import hang_guard, require_root
+from tests.remediator.conftest import write_config
 
 
 def settings(tmp_path: Path, **kw: object) -> Audit:
@@ -201,7 +209,9 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
     if subprocess.run(mount, check=False).returncode:
         pytest.skip("cannot mount a tmpfs here")
     yield mnt
-    subprocess.run(["umount", str(mnt)], check=True)
+    subprocess.run(
+        ["umount", "--lazy", str(mnt)], check=True
+    )  # even if a failed test left a file open
 
 
 async def test_a_write_cut_by_a_full_disk_leaves_no_partial_line(small_disk: Path) -> None:
@@ -223,3 +233,137 @@ async def test_a_write_cut_by_a_full_disk_leaves_no_partial_line(small_disk: Pat
     text = s.path.read_text()
     assert text.endswith("\n")
     assert [json.loads(line)["seq"] for line in text.splitlines()] == list(range(written))
+
+
+async def test_a_failed_write_keeps_what_another_process_appended_meanwhile(
+    small_disk: Path, tmp_path: Path
+) -> None:
+    """The daemon's write fails on a full disk after the CLI's `breaker reset` (another process,
+    its own writer) appended its event: cutting the failed write off must not cut that too."""
+    config = write_config(tmp_path, {"audit": {"path": str(small_disk / "audit.log")}})
+    config = replace(config, audit=replace(config.audit, backup_count=0))
+    BreakerStore(config.remediator.state_dir, config.circuit_breaker).check()
+    daemon = AuditWriter(config.audit)
+    daemon.open()
+    await daemon.write(event(1, "daemon"))
+    cli = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "redis_autoheal.cli", "breaker", "reset"],
+        *["--config", str(config.source), "--target", "redis"],
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
+    )
+    _, stderr = await cli.communicate()
+    assert cli.returncode == 0, stderr
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await daemon.write({**event(2, "daemon"), "pad": "y" * 20000})  # more than the disk holds
+    await daemon.write(event(3, "daemon"))
+    await daemon.close()
+    text = config.audit.path.read_text()
+    assert text.endswith("\n")
+    events = [json.loads(line) for line in text.splitlines()]
+    assert [(e["event_type"], e.get("seq")) for e in events] == [
+        ("auto_recovery", 1),
+        ("circuit_breaker", None),
+        ("auto_recovery", 3),
+    ]
+    assert events[1]["operation"] == "reset"
+
+
+@pytest.mark.parametrize("live_mode", [None, 0o600])
+async def test_a_backup_keeps_the_live_files_mode_whatever_the_umask(
+    tmp_path: Path, live_mode: int | None
+) -> None:
+    """The audit log is not world-readable (0640, or what its owner chose): its gzip'd backup
+    is not either, even under a permissive umask."""
+    s = settings(tmp_path, max_bytes=2048, backup_count=3)
+    first_backup = backup_paths(s)[0]
+    old_umask = os.umask(0o022)
+    try:
+        writer = AuditWriter(s)
+        writer.open()
+        if live_mode is not None:
+            s.path.chmod(live_mode)
+        live = stat.S_IMODE(s.path.stat().st_mode)
+        n = 0
+        while not first_backup.exists() and n < 100:
+            await writer.write(event(n))
+            n += 1
+        await writer.close()
+    finally:
+        os.umask(old_umask)
+    assert live == (live_mode or 0o640)
+    assert stat.S_IMODE(first_backup.stat().st_mode) == live
+    assert [e["seq"] for e in read_events(s)] == list(range(n))
+
+
+PAGE = 4096
+
+
+@pytest.fixture
+def full_disk(tmp_path: Path) -> Iterator[SmallDisk]:
+    """A 64 KiB tmpfs, mounted; `fill()` makes every write fail with ENOSPC, `free()` undoes it."""
+    require_root()
+    with SmallDisk(tmp_path / "disk", 64 * 1024) as disk:
+        yield disk
+
+
+async def test_a_deferred_event_goes_out_ahead_of_the_next_write_once_there_is_room(
+    full_disk: SmallDisk,
+) -> None:
+    """The end of something whose start is on disk is owed: kept while the disk is full, and
+    written, once, before whatever is written next."""
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    writer = AuditWriter(s)
+    writer.open()
+    await writer.write(event(0))
+    full_disk.fill()
+    big = "y" * 3 * PAGE  # more than the page the file has begun can take
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await writer.write({**event(1), "pad": big})
+    writer.defer(event(99, "owed"))
+    with pytest.raises(AuditWriteError, match="No space left"):
+        await writer.write({**event(2), "pad": big})  # still full: still owed, nothing doubled
+    assert writer.overdue == 1
+    full_disk.free()
+    await writer.write(event(3))
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("w", 0), ("owed", 99), ("w", 3)]
+    assert writer.overdue == 0
+
+
+async def test_a_deferred_event_is_retried_with_nothing_else_to_write(
+    full_disk: SmallDisk, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit, "OVERDUE_RETRY_SECONDS", 0.05)
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    failures = 0
+
+    def failed() -> None:
+        nonlocal failures
+        failures += 1
+
+    writer = AuditWriter(s, on_error=failed)
+    writer.open()
+    full_disk.fill()
+    writer.defer(event(1, "owed"))
+    async with hang_guard("two retries on the full disk"):
+        while failures < 2:  # noqa: ASYNC110 -- the writer's error count is the event
+            await asyncio.sleep(0.01)
+    assert writer.overdue == 1
+    full_disk.free()
+    async with hang_guard("the overdue event's retry"):
+        while writer.overdue:  # noqa: ASYNC110 -- the writer's count is the event
+            await asyncio.sleep(0.05)
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("owed", 1)]
+
+
+async def test_close_writes_what_is_overdue(full_disk: SmallDisk) -> None:
+    s = Audit(path=full_disk.path / "audit.log", max_bytes=1 << 20, backup_count=0)
+    writer = AuditWriter(s)
+    writer.open()
+    full_disk.fill()
+    writer.defer(event(1, "owed"))
+    full_disk.free()
+    await writer.close()
+    assert [(e["writer"], e["seq"]) for e in read_events(s)] == [("owed", 1)]

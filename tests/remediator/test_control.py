@@ -1,19 +1,32 @@
-"""TargetControl: the whitelist checked once more before anything; the start budget."""
+"""TargetControl: the whitelist checked once more before anything; the start budget; commands
+cut at their timeout (on the real test host)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from redis_autoheal.commands import Action, ServiceControl, Unit
+from redis_autoheal.commands import Action, Journal, ServiceControl, Unit
 from redis_autoheal.config import Audit, SshEndpoint, Target
-from redis_autoheal.errors import CommandRejected
+from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.ssh import SshHost
+from remediator.app import create_app
 from remediator.audit import AuditWriter, read_events
 from remediator.control import StartBudget, TargetControl
+from remediator.keys import DISPATCHER
 from remediator.metrics import Metrics
+from remediator.verify import unit_state
+from tests.hostprocs import still_running
+from tests.remediator.conftest import TOKEN, alert, notification, write_config
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from testhost import TestHost
 
 
 async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path) -> None:
@@ -64,3 +77,176 @@ async def test_the_start_budget_waits_for_a_free_slot() -> None:
     assert waits[3] == pytest.approx(9.5)  # until 11 s after the first
     for first in starts:  # never more than 3 in any 11 s
         assert sum(1 for t in starts if first <= t < first + 11.0) <= 3
+
+
+def ssh_endpoint(host: TestHost, **overrides: Any) -> SshEndpoint:
+    values: dict[str, Any] = {
+        "host": host.address,
+        "port": host.ssh_port,
+        "user": host.user,
+        "key_file": host.key_file,
+        "known_hosts": host.known_hosts,
+        **overrides,
+    }
+    return SshEndpoint(**values)
+
+
+@contextlib.asynccontextmanager
+async def audited(
+    tmp_path: Path, ssh: SshHost, names: list[str]
+) -> AsyncIterator[tuple[Audit, Metrics, list[TargetControl]]]:
+    """A TargetControl per name, all on `ssh`, with a real audit log and metrics."""
+    audit = Audit(path=tmp_path / "audit.log")
+    writer = AuditWriter(audit)
+    writer.open()
+    metrics = Metrics(names, lambda _: False)
+    controls = [
+        TargetControl(
+            Target(name=name, ssh=ssh.endpoint),
+            ssh,
+            writer,
+            metrics,
+            dry_run=False,
+            ping_timeout_seconds=1.0,
+        )
+        for name in names
+    ]
+    try:
+        yield audit, metrics, controls
+    finally:
+        await asyncio.gather(*(c.close() for c in controls))
+        await ssh.close()
+        await writer.close()
+
+
+async def test_a_command_cut_at_its_timeout_is_audited_as_cut_and_killed(
+    test_host: TestHost, tmp_path: Path
+) -> None:
+    test_host.stop()
+    test_host.slow_start(30)
+    ssh = SshHost(ssh_endpoint(test_host, control_timeout_seconds=1.0))
+    async with audited(tmp_path, ssh, ["redis"]) as (audit, metrics, (control,)):
+        with pytest.raises(SshCommandTimeout):
+            await control.run(ServiceControl(Action.START, control.unit))
+        assert await still_running(test_host, "sudo -n systemctl start") == []
+        samples = {"target": "redis", "command": "start", "result": "timeout"}
+        assert metrics.registry.get_sample_value("autoheal_ssh_commands_total", samples) == 1
+    started, finished = [e for e in read_events(audit) if e["event_type"] == "ssh_command"]
+    assert (started["phase"], finished["phase"]) == ("started", "finished")
+    assert (finished["result"]["success"], finished["result"]["exit_code"]) == (False, None)
+    assert finished["cut_after_seconds"] == 1.0
+    assert finished["error"].endswith(
+        "'sudo -n systemctl start redis-server' cut at timeout after 1s (KILL sent)"
+    )
+
+
+async def test_a_command_that_waited_for_its_session_is_still_killed_at_its_timeout(
+    test_host: TestHost, tmp_path: Path
+) -> None:
+    """Two targets on one host and one session: the second start waits for it while the first
+    runs out its time. Whatever happens to the second (not run, or cut), nothing of it is left
+    running on the host: no bound outside the runner may cut it without its KILL."""
+    test_host.stop()
+    test_host.slow_start(30)
+    ssh = SshHost(
+        ssh_endpoint(
+            test_host, max_sessions=1, control_timeout_seconds=2.0, connect_timeout_seconds=0.5
+        )
+    )
+    async with audited(tmp_path, ssh, ["a", "b"]) as (_, _, (a, b)):
+        first = asyncio.create_task(a.run(ServiceControl(Action.START, a.unit)))
+        await asyncio.to_thread(test_host.wait_state, "activating")
+        second = asyncio.create_task(b.run(ServiceControl(Action.START, b.unit)))
+        outcomes = await asyncio.gather(first, second, return_exceptions=True)
+        assert isinstance(outcomes[0], SshCommandTimeout)
+        assert isinstance(outcomes[1], SshError), outcomes[1]
+        assert await still_running(test_host, "sudo -n systemctl start") == []
+
+
+async def test_log_reads_never_delay_the_reads_a_recovery_decides_on(
+    test_host: TestHost, tmp_path: Path
+) -> None:
+    """A flood of /logs (journalctl through the control, as the API runs it) takes the probe
+    lane; the `is-active` a recovery or operation decides and verifies on has its own."""
+    ssh = SshHost(ssh_endpoint(test_host, max_sessions=1, command_timeout_seconds=120.0))
+    async with audited(tmp_path, ssh, ["redis"]) as (_, _, (control,)):
+        logs = [asyncio.create_task(control.run(Journal(control.unit, 5))) for _ in range(30)]
+        await asyncio.sleep(0)  # each has asked to be audited, so it asks for a session first
+        state = await unit_state(control)
+        waiting = sum(not t.done() for t in logs)
+        assert state == "active"
+        assert waiting > 0
+        assert {r.exit_code for r in await asyncio.gather(*logs)} == {0}
+
+
+async def test_a_recovery_step_cut_at_its_timeout_says_so_and_reads_the_state_again(
+    test_host: TestHost,
+    tmp_path: Path,
+    aiohttp_client: Any,
+) -> None:
+    target = test_host.target("vm3")
+    target["ssh"].update(connect_timeout_seconds=1, control_timeout_seconds=1)
+    config = write_config(
+        tmp_path,
+        {
+            "targets": [target],
+            "health_check": {"ping_timeout_seconds": 1},
+            "auto_recovery": {
+                "max_attempts": 2,
+                "retry_delay_seconds": 0.2,
+                "stable_seconds": 0,
+                "transition_timeout_seconds": 10,
+            },
+        },
+    )
+    client = await aiohttp_client(create_app(config))
+    test_host.kill9()
+    await asyncio.to_thread(test_host.wait_state, "failed")
+    test_host.slow_start(3)
+    response = await client.post(
+        "/webhook",
+        json=notification(alert("vm3")),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status == 200, await response.text()
+    async with asyncio.timeout(120):
+        await client.app[DISPATCHER].wait_idle()
+    events = read_events(config.audit)
+    commands = [e for e in events if e["event_type"] == "ssh_command"]
+    cut = next(i for i, e in enumerate(commands) if e.get("cut_after_seconds") is not None)
+    assert (commands[cut]["operation"], commands[cut]["phase"]) == ("restart", "finished")
+    assert (commands[cut]["cut_after_seconds"], commands[cut]["result"]["exit_code"]) == (1, None)
+    # The next command reads the unit state again; nothing acts on what the cut one left.
+    assert (commands[cut + 1]["operation"], commands[cut + 1]["phase"]) == ("is-active", "started")
+    (first,) = [
+        e
+        for e in events
+        if e["event_type"] == "auto_recovery" and e["phase"] == "verified" and e["attempt"] == 1
+    ]
+    assert first["result"]["success"] is False
+    assert (
+        "'sudo -n systemctl restart redis-server' cut at timeout after 1s (KILL sent)"
+        in (first["reason"])
+    )
+
+
+async def test_a_command_cancelled_midway_is_killed_and_its_audit_pair_closed(
+    test_host: TestHost, tmp_path: Path
+) -> None:
+    """A shutdown past its grace cancels the step: the remote command is killed and its
+    `ssh_command` started event still gets its finished one, saying it was interrupted."""
+    test_host.stop()
+    test_host.slow_start(30)
+    ssh = SshHost(ssh_endpoint(test_host))
+    async with audited(tmp_path, ssh, ["redis"]) as (audit, _, (control,)):
+        start = asyncio.create_task(control.run(ServiceControl(Action.START, control.unit)))
+        await asyncio.to_thread(test_host.wait_state, "activating")
+        start.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await start
+        assert await still_running(test_host, "sudo -n systemctl start") == []
+    started, finished = [e for e in read_events(audit) if e["event_type"] == "ssh_command"]
+    assert (started["phase"], finished["phase"]) == ("started", "finished")
+    assert finished["result"]["success"] is False
+    assert (finished["outcome"], finished["result"]["outcome"]) == ("interrupted", "interrupted")
+    assert finished["error"].startswith("interrupted")

@@ -328,6 +328,8 @@ async def test_bad_requests_run_nothing_on_the_host(
         (json_headers, b"{oops", 400),
         (json_headers, {**good, "version": "3"}, 422),
         (json_headers, io.BytesIO(b"x" * (config.remediator.max_body_bytes + 1)), 413),
+        (json_headers, b"[" * 100_000 + b"]" * 100_000, 400),  # too deep for json
+        (json_headers, notification(alert("vm3", starts_at="0001-01-01T00:00:00+01:00")), 422),
     ]
     for headers, body, status in requests:
         if isinstance(body, dict):

@@ -11,13 +11,13 @@ import asyncio
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
 from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
 from redis_autoheal.config import Audit, AutoRecovery, CircuitBreaker
-from redis_autoheal.errors import HostKeyError, SshConnectError
+from redis_autoheal.errors import HostKeyError, SshConnectError, SshError
 from redis_autoheal.ssh import CommandResult
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, read_events
 from remediator.breaker import BreakerStore
@@ -38,6 +38,7 @@ class FakeTarget:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     refusal: str | None = None
     ssh_error: Exception | None = None
+    drop_next: Exception | None = None  # raised once, by the next command
     states_to_come: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
 
@@ -52,6 +53,9 @@ class FakeTarget:
         del actor, source_ip, context
         if self.ssh_error is not None:
             raise self.ssh_error
+        if self.drop_next is not None:
+            error, self.drop_next = self.drop_next, None
+            raise error
         self.commands.append(command.name)
         code = 0
         if isinstance(command, IsActive):
@@ -111,6 +115,11 @@ def trigger() -> Trigger:
     return Trigger("r1", [], "127.0.0.1")
 
 
+def attempt(action: str) -> list[str]:
+    """The commands of one attempt: it looks (is-active), acts, and its check looks again."""
+    return ["is-active", action, "is-active"]
+
+
 def counter(engine: RecoveryEngine, name: str, **labels: str) -> float:
     value = engine.metrics.registry.get_sample_value(name, labels)
     assert value is not None
@@ -168,7 +177,7 @@ async def test_hung_unit_reload_then_restart(engine: RecoveryEngine) -> None:
     target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
     report = await engine.recover(target, trigger())
     assert report.outcome == Outcome.RECOVERED
-    assert target.commands == ["is-active", "reload", "is-active", "restart", "is-active"]
+    assert target.commands == attempt("reload") + attempt("restart")
     assert [s.level for s in report.steps] == [Level.SOFT, Level.HARD]
     assert counter(
         engine, "autoheal_recoveries_total", target="redis", level="soft", result="failure"
@@ -188,7 +197,7 @@ async def test_every_level_failing_is_exhausted_and_counted(engine: RecoveryEngi
     target = FakeTarget(state="inactive", pong=False, effects=failing)
     report = await engine.recover(target, trigger())
     assert report.outcome == Outcome.EXHAUSTED
-    assert target.commands == ["is-active", "start", "is-active"] + ["restart", "is-active"] * 2
+    assert target.commands == attempt("start") + attempt("restart") * 2
     assert [s.level for s in report.steps] == [Level.STANDARD, Level.HARD, Level.HARD]
     assert counter(engine, "autoheal_recovery_exhausted_total", target="redis") == 1
     assert len(engine.breaker.state("redis").recoveries) == 1  # one recovery, three attempts
@@ -323,3 +332,86 @@ async def test_an_unwritable_audit_log_stops_before_acting(
     report = await engine.recover(target, trigger())
     assert report.outcome == Outcome.ABORTED
     assert target.commands == []
+
+
+async def test_a_restart_whose_check_lost_the_connection_is_not_repeated(
+    engine: RecoveryEngine, audit: Audit
+) -> None:
+    """The restart worked, the SSH channel dropped before its `is-active`: the next attempt
+    looks again, finds it active and answering, and ends the recovery without acting."""
+
+    def works_then_drops(t: FakeTarget) -> int:
+        t.drop_next = SshError("autobot@h:22", "channel closed")
+        return _works(t)
+
+    target = FakeTarget(state="failed", pong=False, effects={Action.RESTART: works_then_drops})
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == ["is-active", "restart", "is-active"]
+    assert [s.level for s in report.steps] == [Level.HARD, None]
+    assert "channel closed" in report.steps[0].reason
+    (finished,) = [e for e in read_events(audit) if e.get("phase") == "finished"]
+    assert finished["outcome"] == "recovered"
+    assert finished["result"]["success"] is True
+
+
+async def test_every_attempt_reads_the_state_before_acting(engine: RecoveryEngine) -> None:
+    """The reload did not help, and meanwhile the unit failed: the next attempt sees `failed`
+    (not the `active` the reload's check found) and restarts it."""
+    target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
+    target.states_to_come = ["active", "active", "failed"]  # before, after the reload, next
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == attempt("reload") + attempt("restart")
+    assert [s.state_before for s in report.steps] == ["active", "failed"]
+
+
+async def test_a_target_found_healthy_after_an_unreachable_attempt_is_healthy(
+    engine: RecoveryEngine,
+) -> None:
+    """Nothing was done (the first attempt could not connect): healthy, not recovered."""
+    target = FakeTarget(state="active", pong=True)
+    target.drop_next = SshConnectError("autobot@h:22", "connect timed out after 1s")
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.HEALTHY
+    assert target.commands == ["is-active"]
+    assert engine.breaker.state("redis").recoveries == ()
+
+
+class WatchedEvent(asyncio.Event):
+    """An event that says when someone waits for it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waited = asyncio.Event()
+
+    async def wait(self) -> Literal[True]:
+        self.waited.set()
+        return await super().wait()
+
+
+async def test_alerts_resolved_and_a_new_one_joined_at_once_do_not_stop_escalation(
+    tmp_path: Path, audit: Audit
+) -> None:
+    """One audit batch commits two notifications in one go: every alert resolved, then a new
+    firing one joined. The flag is set and cleared before the recovery wakes from its delay:
+    it must see a firing alert, and go on."""
+    writer = AuditWriter(audit)
+    writer.open()
+    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
+    breaker.check()
+    settings = AutoRecovery(retry_delay_seconds=1, stable_seconds=0)
+    engine = RecoveryEngine(
+        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
+    )
+    target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
+    resolved = WatchedEvent()
+    t = Trigger("r1", [], "127.0.0.1", resolved)
+    task = asyncio.create_task(engine.recover(target, t))
+    async with asyncio.timeout(5):
+        await resolved.waited.wait()  # the reload failed: in the retry delay
+    resolved.set()
+    resolved.clear()
+    report = await asyncio.wait_for(task, 10)
+    assert report.outcome == Outcome.RECOVERED
+    assert target.commands == attempt("reload") + attempt("restart")

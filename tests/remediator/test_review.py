@@ -133,6 +133,20 @@ def generate(now: datetime, rng: random.Random) -> list[dict[str, Any]]:  # noqa
         events.append(
             event("circuit_breaker", t, operation=op, user=rng.choice(USERS), success=True)
         )
+    for _ in range(20):  # refusals without a token, counted per source (remediator.violations)
+        t = when()
+        reasons = {r: rng.randint(1, 500) for r in ("missing_token", "invalid_token")}
+        events.append(
+            event(
+                "security_violation_summary",
+                t,
+                service=None,
+                source_ip="10.9.9.8",
+                success=False,
+                count=sum(reasons.values()),
+                reasons=reasons,
+            )
+        )
     events.sort(key=lambda e: e["timestamp"])
     return events
 
@@ -222,6 +236,14 @@ def expected(events: list[dict[str, Any]], hours: BusinessHours) -> dict[str, An
         "bursts": bursts(events),
         "violations": Counter(
             e["reason"] for e in events if e["event_type"] == "security_violation"
+        )
+        + sum(
+            (
+                Counter(e["reasons"])
+                for e in events
+                if e["event_type"] == "security_violation_summary"
+            ),
+            Counter(),
         ),
         "resets": sum(
             e["event_type"] == "circuit_breaker" and e["operation"] == "reset" for e in events

@@ -80,7 +80,7 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
             "targets": [{"name": "redis", "redis": {"port": 1}}],
             "health_check": {"ping_timeout_seconds": 0.5, "performance_timeout_seconds": 0.5},
             "remediator": {"tls_cert_file": str(cert), "tls_key_file": str(key)},
-            "audit": {"max_bytes": 4096, "backup_count": 20},
+            "audit": {"max_bytes": 1024, "backup_count": 20},
         },
     )
     port = free_port()
@@ -121,7 +121,10 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
         gzip.decompress(p.read_bytes()).decode() for p in config.audit.path.parent.glob("*.gz")
     ]
     assert len(audit) > 2  # rotated: the backups are searched too
-    assert sum(a.count("security_violation") for a in audit) == 5 * len(ENDPOINTS) + 2
+    events = [json.loads(line) for text in audit for line in text.splitlines()]
+    refused = sum(1 for e in events if e["event_type"] == "security_violation")
+    summarised = sum(e["count"] for e in events if e["event_type"] == "security_violation_summary")
+    assert refused + summarised == 5 * len(ENDPOINTS) + 2  # the summary is written at SIGTERM
     for secret in SECRETS:
         assert secret not in output
         for text in audit:

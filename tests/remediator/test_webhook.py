@@ -271,3 +271,33 @@ async def test_a_failed_audit_write_gives_the_alert_back(
     response = await client.post("/webhook", json=body, headers=AUTH)
     assert (await response.json())["alerts"][0]["disposition"] == "recovery_started"
     await client.app[DISPATCHER].wait_idle()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "reason"),
+    [
+        (b"[" * 100_000 + b"]" * 100_000, 400, "malformed JSON: nested too deeply"),
+        (
+            json.dumps(notification(alert(starts_at="0001-01-01T00:00:00+01:00"))).encode(),
+            422,
+            "alerts[0].startsAt: not a valid time",
+        ),
+        (
+            json.dumps(notification(alert(starts_at="9999-12-31T23:59:59-01:00"))).encode(),
+            422,
+            "alerts[0].startsAt: not a valid time",
+        ),
+    ],
+)
+async def test_a_body_python_cannot_take_is_a_4xx_not_a_500(
+    client: TestClient, config: Config, body: bytes, status: int, reason: str
+) -> None:
+    """A 5xx would be retried by Alertmanager for ever; these will never succeed."""
+    headers = {**AUTH, "Content-Type": "application/json"}
+    response = await client.post("/webhook", data=body, headers=headers)
+    assert response.status == status
+    assert reason in await response.text()
+    assert sample(client, "autoheal_webhook_requests_total", code=str(status)) == 1
+    assert client.app[DISPATCHER].running("redis") is None
+    assert read_events(config.audit) == []
+    assert (await client.get("/healthz")).status == 200

@@ -10,6 +10,10 @@ import time
 import pytest
 
 from testhost import TestHost
+from tests.conftest import HANG
+
+pytestmark = pytest.mark.root  # every test here uses a test host
+SLOW = 5.0  # seconds a slow start stays activating
 
 
 def ssh(host: TestHost, command: str) -> tuple[int, str, str]:
@@ -87,7 +91,8 @@ def test_sigstop_hangs_redis_while_the_unit_stays_active_and_reload_does_not_hel
 
 def test_slow_start_stays_activating_and_start_blocks_meanwhile(test_host):
     test_host.stop()
-    test_host.slow_start(1.5)
+    # Long enough for the checks below to run while it lasts, on a loaded machine too.
+    test_host.slow_start(SLOW)
     started = time.monotonic()
     with subprocess.Popen(
         test_host.ssh_argv("sudo -n systemctl start redis-server"),
@@ -95,13 +100,13 @@ def test_slow_start_stays_activating_and_start_blocks_meanwhile(test_host):
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        test_host.wait_state("activating", timeout=5)
+        test_host.wait_state("activating", timeout=HANG)
         assert ssh(test_host, "systemctl is-active redis-server") == (3, "activating\n", "")
         assert not test_host.ping(timeout=0.2)
         assert proc.poll() is None
         _, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err
-    assert time.monotonic() - started >= 1.5
+    assert time.monotonic() - started >= SLOW
     assert test_host.unit_state() == "active"
     assert test_host.ping()
 
@@ -115,7 +120,7 @@ def test_a_stop_cancels_a_slow_start(test_host):
         stderr=subprocess.PIPE,
         text=True,
     ) as proc:
-        test_host.wait_state("activating", timeout=5)
+        test_host.wait_state("activating", timeout=HANG)
         assert ssh(test_host, "sudo -n systemctl stop redis-server") == (0, "", "")
         _, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (1, "Job for redis-server.service canceled.\n")
@@ -147,7 +152,8 @@ def test_six_quick_starts_hit_the_start_limit(test_host):
     assert codes == [0, 0, 0, 0, 0, 1]
     status = test_host.unit_status()
     assert (status.active, status.result) == ("failed", "start-limit-hit")
-    assert "Start request repeated too quickly." in test_host.journal()[-3]
+    journal = test_host.journal()
+    assert sum("Start request repeated too quickly." in line for line in journal) == 1
     rc, _, err = ssh(test_host, "sudo -n systemctl start redis-server")
     assert rc == 1
     assert err.startswith("Job for redis-server.service failed.\n")
@@ -160,14 +166,20 @@ def test_six_quick_starts_hit_the_start_limit(test_host):
 @pytest.mark.parametrize("test_host", [{"start_limit_interval": 3.0}], indirect=True)
 def test_the_start_limit_window_passes(test_host):
     window_opened = time.monotonic()
-    for _ in range(5):
-        assert test_host.restart().returncode == 0
-    assert time.monotonic() - window_opened < 3.0, "too slow to test the window"
-    assert test_host.restart().returncode == 1
-    # The window opened at the first counted start (after the first restart's stop).
+    # Restart until one is refused: the 6th, or a later one on a machine so slow that early
+    # starts left the 3 s window before the burst of 5 was used up.
+    codes = []
+    while len(codes) < 20 and 1 not in codes:
+        codes.append(test_host.restart().returncode)
+    assert codes[-1] == 1, codes
+    assert len(codes) >= 6, codes  # the burst of 5 is allowed
+    assert test_host.unit_status().result == "start-limit-hit"
+    # The window opened at a counted start of this test, and is 3 s long: wait for the clock
+    # to pass its end (bounded by the window), then a start is allowed again.
     window_begin = test_host.unit_status().limit_begin
-    assert window_opened < window_begin < window_opened + 1.0
-    time.sleep(max(0.0, window_begin + 3.05 - time.monotonic()))
+    assert window_begin > window_opened
+    while time.monotonic() <= window_begin + 3.0:
+        time.sleep(0.05)
     assert test_host.start().returncode == 0
     assert test_host.unit_state() == "active"
 
