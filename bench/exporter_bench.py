@@ -342,14 +342,16 @@ def main() -> None:
             for kind in ("idle", "busy"):
                 if args.redis not in (kind, "both"):
                     continue
+                if kind == "busy" and args.ssh:
+                    print("\n(--ssh: the test host's Redis is not filled; idle only)")
+                    continue
                 target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
                 if args.ssh:
                     target = test_host_target(stack)
                 else:
                     target["redis"]["port"] = start_redis(stack, workdir)
                 if kind == "busy":
-                    redis = target["redis"]
-                    count = make_busy(redis["port"]) if not args.ssh else 0
+                    count = make_busy(target["redis"]["port"])
                     print(f"\nbusy Redis: {count} distinct commands in commandstats, 16 dbs")
                 else:
                     print("\nidle Redis")
