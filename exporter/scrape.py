@@ -16,6 +16,7 @@ families and nothing else. An ACL user for the exporter needs `+ping +info +clie
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -128,8 +129,10 @@ async def send_together(
     """Send `commands` in one write and read their replies, and how long getting a connection took.
 
     An error reply is returned in its place, not raised, so one refused command does not hide
-    the others' replies; any other failure (timeout, a lost connection) raises, and redis-py
-    then drops the connection rather than hand back one with replies still unread.
+    the others' replies; any other failure (a lost connection, the caller's deadline) raises,
+    and redis-py then drops the connection rather than hand back one with replies still
+    unread. The reads have no timeout of their own (a timer each): the caller bounds the whole
+    exchange, as TargetProber does each layer with asyncio.timeout.
     """
     pool = client.connection_pool
     started = time.perf_counter()
@@ -140,7 +143,8 @@ async def send_together(
         replies: list[Reply] = []
         for _ in commands:
             try:
-                reply = await conn.read_response(disable_decoding=True)
+                # The layer's deadline bounds the reads: none of their own (a timer each).
+                reply = await conn.read_response(disable_decoding=True, timeout=math.inf)
             except (redis_errors.ResponseError, redis_errors.BusyLoadingError) as e:
                 reply = e
             replies.append(reply)
