@@ -1,12 +1,15 @@
 """Benchmark of the exporter against Debian's prometheus-redis-exporter; prints figures.
 
 Part 1, latency and CPU per scrape, in one run against one redis-server: this exporter's
-`performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin,
-one keep-alive HTTP connection each). CPU per scrape is the exporter process's utime+stime
-(/proc/PID/stat) read around each scrape and summed. By default the redis-server is a local
-one and the target has no `ssh` section (so `all` is PING + INFO); with --ssh (root) it is
-the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
-`systemd`). redis_exporter has no SSH layer: it is compared with both.
+`performance` and `all` modules and redis_exporter's /scrape, scraped in turn (round robin in
+blocks of 25, one keep-alive HTTP connection each). CPU per scrape is the exporter process's
+utime+stime (/proc/PID/stat) read around each block and summed. By default the redis-server is
+a local one and the target has no `ssh` section (so `all` is PING + INFO ALL ...); with --ssh
+(root) it is the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
+`systemd`). redis_exporter has no SSH layer: it is compared with both. It runs twice: on an
+idle Redis, and on one with 200 distinct commands in its commandstats and keys in all 16
+databases (`--busy-only` / `--idle-only` for one). Each case's series count is printed with
+its ratio to redis_exporter's, and `promtool check metrics` is run on our /probe output.
 
 Part 2, many targets: one exporter process with 100 and then 1000 targets spread over a few
 redis-servers, every target probed at once; wall time for all answers, the exporter's CPU,
@@ -39,6 +42,7 @@ import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
 REDIS_EXPORTER = "/usr/bin/prometheus-redis-exporter"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -95,14 +99,65 @@ def start_exporter(stack: ExitStack, workdir: Path, targets: list[dict]) -> tupl
     config = workdir / f"exporter-{len(targets)}.yml"
     config.write_text(yaml.safe_dump({"targets": targets}))
     port = free_port()
-    args = [str(ROOT / ".venv/bin/redis-autoheal"), "exporter", "--config", str(config)]
+    # This checkout's code, whichever virtualenv runs the bench.
+    args = [sys.executable, "-m", "redis_autoheal.cli", "exporter", "--config", str(config)]
     args += ["--listen", f"127.0.0.1:{port}", "--log-level", "error"]
+    os.environ["PYTHONPATH"] = str(ROOT)
     return port, start(stack, args, port, "redis-autoheal exporter").pid
+
+
+# Zero-argument commands a busy Redis must not be sent (they act); the others get no
+# arguments, so Redis refuses them before running (rejected_calls) yet lists them in
+# commandstats: 200 distinct commands at no risk.
+def make_busy(port: int, commands: int = 200, databases: int = 16) -> int:
+    """Fill commandstats with `commands` distinct commands and every database with keys."""
+    import redis  # noqa: PLC0415 -- the bench's only direct Redis client
+
+    client = redis.Redis(port=port)
+    seen = 0
+    for name, details in sorted(client.command().items()):  # redis-py: name -> details
+        arity = int(details["arity"])
+        if arity in (1, -1) or seen >= commands:
+            continue  # takes no arguments: it would run
+        try:
+            client.execute_command(name)
+        except redis.ResponseError:
+            seen += 1
+    for db in range(databases):
+        client.execute_command("SELECT", db)
+        client.mset({f"key:{i}": i for i in range(100)})
+        for i in range(0, 100, 3):
+            client.expire(f"key:{i}", 3600)
+    client.close()
+    return seen
+
+
+def series_count(body: bytes) -> int:
+    return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def promtool_check(body: bytes) -> None:
+    """`promtool check metrics` on our output: its complaints, redis_exporter's names apart."""
+    ran = subprocess.run(
+        ["promtool", "check", "metrics"], input=body, capture_output=True, check=False
+    )
+    problems = [line for line in ran.stderr.decode().splitlines() if line.strip()]
+    from exporter.infometrics import COUNTERS, GAUGES  # noqa: PLC0415
+
+    theirs = {f"redis_{n}" for n in (*GAUGES.values(), *COUNTERS.values())}
+    theirs |= {"redis_latest_fork_seconds"}  # renamed from latest_fork_usec by redis_exporter
+    ours = [p for p in problems if p.split()[0] not in theirs]
+    print(
+        f"promtool check metrics on /probe: exit {ran.returncode}, {len(problems)} remarks, "
+        f"{len(problems) - len(ours)} on redis_exporter's own names, {len(ours)} on others"
+    )
+    for line in ours:
+        print("   ", line)
 
 
 def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None:  # noqa: C901
@@ -152,13 +207,22 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
     for _ in range(50):  # warm-up: connections open, code paths hot
         for i in range(len(cases)):
             scrape(i)
+    sizes = []
+    for i in range(len(cases)):
+        conn, path = connections[i], cases[i][3]
+        conn.request("GET", path)
+        body = conn.getresponse().read()
+        sizes.append(series_count(body))
+        if i == 1:
+            promtool_check(body)
     latencies: list[list[float]] = [[] for _ in cases]
     cpu: list[float] = [0.0] * len(cases)
     deadline = time.monotonic() + 300
-    for _ in range(scrapes):
+    block = 25  # scrapes of one case between two CPU readings; the cases take turns
+    for _ in range(max(1, scrapes // block)):
         for i, (_, _, pid, _) in enumerate(cases):
             before = cpu_seconds(pid)
-            latencies[i].append(scrape(i))
+            latencies[i] += [scrape(i) for _ in range(block)]
             cpu[i] += cpu_seconds(pid) - before
         if time.monotonic() > deadline:
             print("stopped after 300 s")
@@ -170,9 +234,9 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
         else ("a local redis-server (no ssh section: all = PING and INFO)")
     )
     print(f"\nPart 1: {len(latencies[0])} scrapes of each, in turn, against {where}")
-    print(f"{'':26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'CPU ms/scrape':>15}")
+    print(f"{'':26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'CPU ms/scrape':>15}{'series':>8}")
     rows = []
-    for (name, *_), lat, seconds in zip(cases, latencies, cpu, strict=True):
+    for (name, *_), lat, seconds, size in zip(cases, latencies, cpu, sizes, strict=True):
         row = (
             percentile(lat, 0.5) * 1e3,
             percentile(lat, 0.99) * 1e3,
@@ -180,14 +244,16 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
             seconds / len(lat) * 1e3,
         )
         rows.append(row)
-        print(f"{name:26}{row[0]:9.3f}{row[1]:9.3f}{row[2]:9.3f}{row[3]:15.3f}")
+        print(f"{name:26}{row[0]:9.3f}{row[1]:9.3f}{row[2]:9.3f}{row[3]:15.3f}{size:8}")
     base = rows[-1]
     for (name, *_), row in zip(cases[:-1], rows[:-1], strict=True):
         print(
             f"{name} / redis_exporter: p50 {row[0] / base[0]:.2f}, p99 {row[1] / base[1]:.2f},"
             f" CPU per scrape {row[3] / base[3]:.2f}   (goal: p50 and CPU <= 0.50)"
         )
-    print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each scrape and summed)")
+    for (name, *_), size in zip(cases[:-1], sizes[:-1], strict=True):
+        print(f"{name} series / redis_exporter's: {size / sizes[-1]:.2f}")
+    print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each block of 25 scrapes)")
     for c in connections:
         c.close()
 
@@ -258,6 +324,9 @@ def main() -> None:
     parser.add_argument("--servers", type=int, default=4, help="part 2 redis-servers")
     parser.add_argument("--part", choices=("1", "2", "both"), default="both")
     parser.add_argument(
+        "--redis", choices=("idle", "busy", "both"), default="both", help="part 1's Redis"
+    )
+    parser.add_argument(
         "--ssh",
         action="store_true",
         help="part 1 against the test host (root): `all` then runs is-active over real SSH",
@@ -270,12 +339,23 @@ def main() -> None:
     with ExitStack() as stack, tempfile.TemporaryDirectory(prefix="exporter-bench-") as tmp:
         workdir = Path(tmp)
         if args.part in ("1", "both"):
-            target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
-            if args.ssh:
-                target = test_host_target(stack)
-            else:
-                target["redis"]["port"] = start_redis(stack, workdir)
-            part1(stack, workdir, args.scrapes, target)
+            for kind in ("idle", "busy"):
+                if args.redis not in (kind, "both"):
+                    continue
+                if kind == "busy" and args.ssh:
+                    print("\n(--ssh: the test host's Redis is not filled; idle only)")
+                    continue
+                target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
+                if args.ssh:
+                    target = test_host_target(stack)
+                else:
+                    target["redis"]["port"] = start_redis(stack, workdir)
+                if kind == "busy":
+                    count = make_busy(target["redis"]["port"])
+                    print(f"\nbusy Redis: {count} distinct commands in commandstats, 16 dbs")
+                else:
+                    print("\nidle Redis")
+                part1(stack, workdir, args.scrapes, target)
         if args.part in ("2", "both"):
             part2(stack, workdir, [int(n) for n in args.targets.split(",")], args.servers)
 

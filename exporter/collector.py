@@ -17,16 +17,17 @@ lines left out), where SSH works, the unit is active, and Redis answers:
     redis_systemd_unit_state{state="reloading",unit="redis-server"} 0.0
     ... (inactive, failed, activating, deactivating: 0.0)
     redis_memory_used_bytes 1.127912e+06
-    redis_memory_max_bytes 0.0
-    redis_connected_clients 2.0
-    redis_config_maxclients 10000.0
-    redis_rejected_connections_total 0.0
-    redis_rdb_last_bgsave_status 1.0
-    redis_instance_info{redis_version="7.0.15",role="master"} 1.0
+    ... (redis_exporter's families: exporter/infometrics.py, ~250 series on an idle Redis)
+    redis_commands_total{cmd="get"} 2.0
     redis_db_keys{db="db0"} 10.0
+    redis_instance_info{master_replid="..",...,redis_version="7.0.15",role="master",...} 1.0
+    redis_config_maxclients 10000.0
+    redis_exporter_last_scrape_error{err=""} 0.0
+    redis_exporter_scrapes_total 12.0
 
 A layer that failed adds `redis_probe_error{layer,reason} 1.0`, reason from the fixed set of
-exporter.probe.Reason, and sends none of its own series but redis_up 0 / redis_ssh_up 0.
+exporter.probe.Reason, and sends none of its own series but redis_up 0 / redis_ssh_up 0 /
+redis_exporter_last_scrape_error{err=REASON} 1 and the scrape counters.
 
 `redis_systemd_unit_state{unit,state}` is 1 for the current state and 0 for each other of
 active, reloading, inactive, failed, activating, deactivating. A state outside those six
@@ -38,10 +39,13 @@ be read (SSH down, no `ssh` section, systemctl printed nothing) no unit-state se
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import GaugeMetricFamily, Metric
 
+from exporter.exposition import Chunk, Family
+from exporter.infometrics import info_families
 from exporter.probe import (
     UNIT_STATES,
     UNKNOWN_STATE,
@@ -50,85 +54,10 @@ from exporter.probe import (
     PerformanceResult,
     SystemdResult,
 )
+from exporter.scrape import RedisScrape
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
-
-
-def _number(text: str) -> float | None:
-    try:
-        return float(text)
-    except ValueError:
-        return None
-
-
-def _ok(text: str) -> float:
-    return 1.0 if text == "ok" else 0.0
-
-
-# (metric, INFO field, help) for plain numeric fields. Counters keep redis_exporter's names.
-_GAUGES: tuple[tuple[str, str, str], ...] = (
-    ("redis_memory_used_bytes", "used_memory", "Memory used by Redis (INFO used_memory)."),
-    ("redis_memory_max_bytes", "maxmemory", "maxmemory; 0 means no limit."),
-    (
-        "redis_memory_used_rss_bytes",
-        "used_memory_rss",
-        "Resident memory of the Redis process (INFO used_memory_rss).",
-    ),
-    ("redis_mem_fragmentation_ratio", "mem_fragmentation_ratio", "RSS over used memory."),
-    ("redis_connected_clients", "connected_clients", "Client connections, replicas excluded."),
-    ("redis_blocked_clients", "blocked_clients", "Clients blocked in BLPOP, WAIT and the like."),
-    ("redis_connected_slaves", "connected_slaves", "Connected replicas."),
-    (
-        "redis_instantaneous_ops_per_sec",
-        "instantaneous_ops_per_sec",
-        "Commands per second, as Redis samples them.",
-    ),
-    ("redis_uptime_in_seconds", "uptime_in_seconds", "Seconds since the Redis server started."),
-    (
-        "redis_rdb_last_save_timestamp_seconds",
-        "rdb_last_save_time",
-        "Unix time of the last successful RDB save.",
-    ),
-    (
-        "redis_rdb_changes_since_last_save",
-        "rdb_changes_since_last_save",
-        "Writes since the last RDB save.",
-    ),
-    ("redis_rdb_bgsave_in_progress", "rdb_bgsave_in_progress", "1 while a BGSAVE runs."),
-    ("redis_aof_enabled", "aof_enabled", "1 if the append-only file is on."),
-    ("redis_aof_rewrite_in_progress", "aof_rewrite_in_progress", "1 while an AOF rewrite runs."),
-    ("redis_loading_dump_file", "loading", "1 while Redis loads its dataset."),
-)
-_COUNTERS: tuple[tuple[str, str, str], ...] = (
-    (
-        "redis_rejected_connections_total",
-        "rejected_connections",
-        "Connections refused because maxclients was reached.",
-    ),
-    (
-        "redis_connections_received_total",
-        "total_connections_received",
-        "Connections accepted.",
-    ),
-    ("redis_commands_processed_total", "total_commands_processed", "Commands processed."),
-    ("redis_evicted_keys_total", "evicted_keys", "Keys evicted because of maxmemory."),
-    ("redis_expired_keys_total", "expired_keys", "Keys removed because they expired."),
-)
-# (metric, INFO field, help) for "ok"/"err" fields: 1 ok, 0 failed.
-_STATUSES: tuple[tuple[str, str, str], ...] = (
-    ("redis_rdb_last_bgsave_status", "rdb_last_bgsave_status", "1 if the last BGSAVE succeeded."),
-    (
-        "redis_aof_last_write_status",
-        "aof_last_write_status",
-        "1 if the last AOF write succeeded.",
-    ),
-    (
-        "redis_aof_last_bgrewrite_status",
-        "aof_last_bgrewrite_status",
-        "1 if the last AOF rewrite succeeded.",
-    ),
-)
+    from collections.abc import Iterator, Sequence
 
 
 class ProbeCollector:
@@ -137,7 +66,8 @@ class ProbeCollector:
     def __init__(self, results: Sequence[LayerResult]) -> None:
         self.results = results
 
-    def collect(self) -> Iterator[Metric]:
+    def collect(self) -> Iterator[Metric | Family | Chunk]:
+        now = time.time()
         success = GaugeMetricFamily(
             "redis_probe_success", "1 if the layer's check passed.", labels=["layer"]
         )
@@ -164,8 +94,8 @@ class ProbeCollector:
                 yield from _connectivity(r)
             elif isinstance(r, SystemdResult):
                 yield from _systemd(r)
-            elif isinstance(r, PerformanceResult) and r.success:
-                yield from _performance(r.info, r.maxclients)
+            elif isinstance(r, PerformanceResult):
+                yield from _performance(r, now)
 
 
 def _connectivity(r: ConnectivityResult) -> Iterator[Metric]:
@@ -196,44 +126,51 @@ def _systemd(r: SystemdResult) -> Iterator[Metric]:
     yield states
 
 
-def _performance(info: Mapping[str, str], maxclients: str | None) -> Iterator[Metric]:
-    for name, key, doc in _GAUGES:
-        text = info.get(key)
-        value = None if text is None else _number(text)
-        if value is not None:
-            yield GaugeMetricFamily(name, doc, value=value)
-    value = None if maxclients is None else _number(maxclients)
-    if value is not None:
-        yield GaugeMetricFamily("redis_config_maxclients", "maxclients.", value=value)
-    for name, key, doc in _COUNTERS:
-        text = info.get(key)
-        value = None if text is None else _number(text)
-        if value is not None:
-            yield CounterMetricFamily(name, doc, value=value)
-    for name, key, doc in _STATUSES:
-        text = info.get(key)
-        if text is not None:
-            yield GaugeMetricFamily(name, doc, value=_ok(text))
-    role, version = info.get("role"), info.get("redis_version")
-    if role is not None and version is not None:
-        instance = GaugeMetricFamily(
-            "redis_instance_info",
-            "The server's role and version.",
-            labels=["role", "redis_version"],
+def _performance(r: PerformanceResult, now: float) -> Iterator[Metric | Family | Chunk]:
+    """redis_exporter's families of the scrape, and its own per-target scrape figures."""
+    if r.scrape is not None:
+        yield from info_families(r.scrape, now)
+    elif r.success:  # a result made by hand (tests): INFO and maxclients only
+        config = {} if r.maxclients is None else {"maxclients": r.maxclients}
+        yield from info_families(RedisScrape(info=r.info, config=config), now)
+    yield from _scrape_figures(r)
+
+
+def _scrape_figures(r: PerformanceResult) -> Iterator[Family]:
+    """redis_exporter_last_scrape_* and its scrape counters, for this target."""
+    error = Family(
+        "redis_exporter_last_scrape_error",
+        "gauge",
+        "The last scrape error status (err: the probe's reason, empty after a success).",
+        ("err",),
+    )
+    error.add(0.0 if r.success else 1.0, "" if r.reason is None else str(r.reason))
+    yield error
+    duration = Family(
+        "redis_exporter_last_scrape_duration_seconds", "gauge", "The last scrape's duration."
+    )
+    duration.add(r.duration_seconds)
+    yield duration
+    if r.scrape is not None:
+        connect = Family(
+            "redis_exporter_last_scrape_connect_time_seconds",
+            "gauge",
+            "Time to get a connection to Redis (0 for one kept open).",
         )
-        instance.add_metric([role, version], 1.0)
-        yield instance
-    yield from _keyspace(info)
-
-
-def _keyspace(info: Mapping[str, str]) -> Iterator[Metric]:
-    """redis_db_keys{db="db0"} from INFO keyspace lines `db0:keys=1,expires=0,avg_ttl=0`."""
-    keys = GaugeMetricFamily("redis_db_keys", "Keys in the database.", labels=["db"])
-    for name, value in info.items():
-        if name.startswith("db") and name[2:].isdigit():
-            fields = dict(part.partition("=")[::2] for part in value.split(","))
-            count = _number(fields.get("keys", ""))
-            if count is not None:
-                keys.add_metric([name], count)
-    if keys.samples:
-        yield keys
+        connect.add(r.scrape.connect_seconds)
+        yield connect
+    stats = r.stats
+    scrapes = Family("redis_exporter_scrapes_total", "counter", "Scrapes of this target.")
+    scrapes.add(float(stats.scrapes))
+    yield scrapes
+    summary = Family(
+        "redis_exporter_scrape_duration_seconds", "summary", "Durations of scrapes of this target."
+    )
+    summary.add_sample("_sum", "", stats.seconds)
+    summary.add_sample("_count", "", float(stats.scrapes))
+    yield summary
+    errors = Family(
+        "redis_target_scrape_request_errors_total", "counter", "Failed scrapes of this target."
+    )
+    errors.add(float(stats.errors))
+    yield errors

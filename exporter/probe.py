@@ -2,7 +2,8 @@
 
 connectivity  PING and its round trip                 health_check.ping_timeout_seconds (5 s)
 systemd       `systemctl is-active UNIT` over SSH      health_check.systemd_timeout_seconds (10 s)
-performance   one INFO: memory, clients, ops/s, RDB...  health_check.performance_timeout_seconds
+performance   INFO ALL and the commands beside it        health_check.performance_timeout_seconds
+              (exporter/scrape.py): redis_exporter's families
 
 A `TargetProber` keeps one Redis client (two pooled connections, so a connectivity and a
 performance scrape can overlap) and shares the SSH connection of its host with every target
@@ -11,8 +12,8 @@ on that host. A probe never raises: every failure, the deadline included, become
 `redis_probe_error` stay bounded whatever the servers say.
 
 An ACL user for the exporter needs `+ping +info +client|setname` (the client names itself
-redis-autoheal, for CLIENT LIST), and `+config|get` on a Redis older than 7, whose INFO has
-no maxclients.
+redis-autoheal, for CLIENT LIST), and for the families beyond INFO the commands that
+exporter/scrape.py lists.
 """
 
 from __future__ import annotations
@@ -23,17 +24,18 @@ import logging
 import socket
 import ssl
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, TypeVar
 
 import asyncssh
 from redis import exceptions as redis_errors
 
+from exporter.scrape import LazyInfo, RedisScrape, Scraper
 from redis_autoheal.commands import IsActive
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.logs import target_logger
-from redis_autoheal.redis_client import config_get, info, make_client, ping
+from redis_autoheal.redis_client import make_client, ping
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -127,7 +129,6 @@ UNIT_STATES = ("active", "reloading", "inactive", "failed", "activating", "deact
 UNKNOWN_STATE = "unknown"
 HEALTHY_STATES = frozenset(("active", "reloading"))  # systemctl is-active exits 0 for these
 
-MAXCLIENTS_CACHE_SECONDS = 60.0  # CONFIG GET maxclients, only for Redis < 7 (no INFO field)
 MESSAGE_MAX = 300
 
 
@@ -155,9 +156,20 @@ class SystemdResult(LayerResult):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ScrapeStats:
+    """redis_exporter's own per-target figures: scrapes run, their total time, failures."""
+
+    scrapes: int = 0
+    seconds: float = 0.0
+    errors: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class PerformanceResult(LayerResult):
     info: Mapping[str, str] = field(default_factory=dict)  # INFO's fields, as text
-    maxclients: str | None = None  # from INFO (Redis >= 7) or a cached CONFIG GET
+    maxclients: str | None = None  # from INFO (Redis >= 7) or the cached CONFIG GET
+    scrape: RedisScrape | None = None  # everything read; None when the layer failed
+    stats: ScrapeStats = field(default_factory=ScrapeStats)  # including this scrape
 
 
 _RESULT_TYPES: dict[Layer, type[LayerResult]] = {
@@ -263,7 +275,14 @@ def ssh_reason(error: SshError) -> Reason:
 class TargetProber:
     """Probes one target's layers over connections kept for the life of the exporter."""
 
-    def __init__(self, target: Target, health: HealthCheck, ssh: SshHost | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        health: HealthCheck,
+        ssh: SshHost | None,
+        *,
+        latency_histograms: bool = False,
+    ) -> None:
         self.target = target
         self.health = health
         self.ssh = ssh
@@ -277,7 +296,11 @@ class TargetProber:
             Layer.SYSTEMD: health.systemd_timeout_seconds,
             Layer.PERFORMANCE: health.performance_timeout_seconds,
         }
-        self._maxclients: tuple[float, str | None] | None = None  # (fetched at, value)
+        self._scraper = Scraper(target.name, latency_histograms=latency_histograms)
+        self._stats = ScrapeStats()
+        self._active = 0  # probes running now
+        self._retired = False  # closed once the last running probe ends
+        self._closed = False
         self._last_reason: dict[Layer, Reason | None] = dict.fromkeys(Layer)
         self._bodies: dict[Layer, Callable[[float, float], Awaitable[LayerResult]]] = {
             Layer.CONNECTIVITY: self._connectivity,
@@ -286,11 +309,40 @@ class TargetProber:
         }
         self.log = target_logger(logger, target.name)
 
+    def same_as(self, target: Target, health: HealthCheck, latency_histograms: bool) -> bool:
+        """True if this prober probes `target` as a new one would (a reload may keep it)."""
+        return (
+            not self._retired
+            and self.target == target
+            and self.health == health
+            and self._scraper.latency_histograms == latency_histograms
+        )
+
     async def probe(self, layers: tuple[Layer, ...], budget: float | None) -> list[LayerResult]:
         """Run `layers` concurrently, each within min(its timeout, budget) seconds."""
-        if len(layers) == 1:
-            return [await self.probe_layer(layers[0], budget)]
-        return list(await asyncio.gather(*(self.probe_layer(layer, budget) for layer in layers)))
+        self._active += 1
+        try:
+            if len(layers) == 1:
+                return [await self.probe_layer(layers[0], budget)]
+            # The others in tasks of their own, the first in this one: cheaper than gather's
+            # task per layer (a sixth of an idle target's `all` probe).
+            others = [asyncio.ensure_future(self.probe_layer(x, budget)) for x in layers[1:]]
+            try:
+                first = await self.probe_layer(layers[0], budget)
+                return [first, *[await task for task in others]]
+            finally:
+                for task in others:  # the request was cancelled: no probe is left running
+                    task.cancel()
+        finally:
+            self._active -= 1
+            if self._retired and self._active == 0:
+                await self.close()
+
+    async def retire(self) -> None:
+        """Close the connections now, or when the probes running on them end."""
+        self._retired = True
+        if self._active == 0:
+            await self.close()
 
     async def probe_layer(self, layer: Layer, budget: float | None) -> LayerResult:
         seconds = self.timeouts[layer]
@@ -311,7 +363,7 @@ class TargetProber:
                 self.log.exception("%s probe failed unexpectedly", layer)
             result = self._failed(layer, started, reason, f"{self.target.redis.address}: {e}")
         self._note(result)
-        return result
+        return self._count(result)
 
     def _failed(self, layer: Layer, started: float, reason: Reason, message: str) -> LayerResult:
         duration = time.perf_counter() - started
@@ -379,30 +431,30 @@ class TargetProber:
         )
 
     async def _performance(self, started: float, _seconds: float) -> LayerResult:
-        fields = await self._once_more_if_closed(info)
-        maxclients = fields.get("maxclients")
-        if maxclients is None:
-            maxclients = await self._cached_maxclients()
+        scrape = await self._once_more_if_closed(self._scraper.scrape)
+        info = scrape.info
+        found = info.field("maxclients") if isinstance(info, LazyInfo) else info.get("maxclients")
+        maxclients = found or scrape.config.get("maxclients")
         return PerformanceResult(
             layer=Layer.PERFORMANCE,
             success=True,
             duration_seconds=time.perf_counter() - started,
-            info=fields,
+            info=scrape.info,
             maxclients=maxclients,
+            scrape=scrape,
         )
 
-    async def _cached_maxclients(self) -> str | None:
-        """maxclients for a Redis older than 7, whose INFO lacks it: CONFIG GET, cached."""
-        now = time.monotonic()
-        if self._maxclients is not None and now - self._maxclients[0] < MAXCLIENTS_CACHE_SECONDS:
-            return self._maxclients[1]
-        try:
-            value = await config_get(self.redis, "maxclients")
-        except redis_errors.ResponseError as e:  # CONFIG renamed away or not permitted
-            self.log.info("CONFIG GET maxclients failed, not reporting it: %s", one_line(str(e)))
-            value = None
-        self._maxclients = (now, value)
-        return value
+    def _count(self, result: LayerResult) -> LayerResult:
+        """Add a performance scrape to the target's ScrapeStats, and them to its result."""
+        if not isinstance(result, PerformanceResult):
+            return result
+        old = self._stats
+        self._stats = ScrapeStats(
+            scrapes=old.scrapes + 1,
+            seconds=old.seconds + result.duration_seconds,
+            errors=old.errors + (0 if result.success else 1),
+        )
+        return replace(result, stats=self._stats)
 
     def _note(self, result: LayerResult) -> None:
         """Log a layer's failure when it starts or its reason changes, and its recovery."""
@@ -419,5 +471,8 @@ class TargetProber:
             )
 
     async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         # make_client hands the client its pool, so the client would leave the pool open.
         await self.redis.aclose(close_connection_pool=True)

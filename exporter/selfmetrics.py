@@ -5,6 +5,8 @@ redis_autoheal_exporter_probe_duration_seconds{module}       their duration (his
 redis_autoheal_exporter_layer_failures_total{layer,reason}   failed layers, by why
 redis_autoheal_exporter_bad_requests_total{reason}           /probe requests refused (400)
 redis_autoheal_exporter_targets                              configured targets
+redis_autoheal_exporter_config_last_reload_successful        1 if the last reload took effect
+redis_autoheal_exporter_config_last_reload_success_timestamp_seconds   when it last did
 """
 
 from __future__ import annotations
@@ -19,6 +21,10 @@ BAD_REQUEST_REASONS = (
     "unknown_module",
     "repeated_parameter",
     "bad_scrape_timeout",
+    "bad_url",
+    "not_allowed",
+    "unresolvable",
+    "no_systemd_layer",
 )
 
 PROBES = Counter(
@@ -43,6 +49,14 @@ BAD_REQUESTS = Counter(
     ["reason"],
 )
 TARGETS = Gauge("redis_autoheal_exporter_targets", "Targets in the config file.")
+RELOAD_SUCCESSFUL = Gauge(
+    "redis_autoheal_exporter_config_last_reload_successful",
+    "1 if the last config reload (or the start) took effect, 0 if the file was refused.",
+)
+RELOAD_TIMESTAMP = Gauge(
+    "redis_autoheal_exporter_config_last_reload_success_timestamp_seconds",
+    "Unix time of the last config load that took effect.",
+)
 
 for _module in MODULES:
     PROBE_DURATION.labels(_module)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from exporter.probe import TargetProber
-from redis_autoheal.config import Config
+from exporter.state import ExporterState
 
-CONFIG = web.AppKey("config", Config)
-PROBERS = web.AppKey("probers", dict[str, TargetProber])  # by target name
+STATE = web.AppKey("state", ExporterState)  # the config in force and its targets

@@ -1,4 +1,4 @@
-"""The exporter's HTTP handlers: /probe, /metrics and /healthz."""
+"""The exporter's HTTP handlers: /probe, /metrics, /healthz and POST /-/reload."""
 
 from __future__ import annotations
 
@@ -6,14 +6,15 @@ import math
 import time
 
 from aiohttp import web
-from prometheus_client import REGISTRY, CollectorRegistry
+from prometheus_client import REGISTRY
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encoder
 
 from exporter import selfmetrics
 from exporter.collector import ProbeCollector
 from exporter.exposition import render
 from exporter.probe import MODULES, Layer, TargetProber
-from exporter.typedefs import PROBERS
+from exporter.targets import BadTarget, StaleDirectory
+from exporter.typedefs import STATE
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 # Answer this much before Prometheus gives up, as blackbox_exporter does (--timeout-offset).
@@ -67,7 +68,9 @@ def _single(request: web.Request, name: str) -> str:
     return values[0] if values else ""
 
 
-def _parse(request: web.Request) -> tuple[str, TargetProber, tuple[Layer, ...], float | None]:
+async def _parse(
+    request: web.Request,
+) -> tuple[str, TargetProber, tuple[Layer, ...], float | None]:
     """The module, prober, layers and time budget a /probe asks for; BadProbeRequest if bad."""
     name = _single(request, "target")
     module = _single(request, "module") or "all"
@@ -75,33 +78,47 @@ def _parse(request: web.Request) -> tuple[str, TargetProber, tuple[Layer, ...], 
         raise BadProbeRequest(
             "missing_target", "missing target: use /probe?target=NAME&module=MODULE"
         )
-    prober = request.app[PROBERS].get(name)
-    if prober is None:
-        raise BadProbeRequest(
-            "unknown_target", f"unknown target {name[:NAME_SHOWN]!r}: not in the config file"
-        )
     layers = MODULES.get(module)
     if layers is None:
         raise BadProbeRequest(
             "unknown_module",
             f"unknown module {module[:NAME_SHOWN]!r}: use one of {', '.join(MODULES)}",
         )
-    return module, prober, layers, scrape_budget(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+    budget = scrape_budget(request.headers.get(SCRAPE_TIMEOUT_HEADER))
+    prober = await _prober(request, name)
+    if "://" in name:  # a URL target has no SSH host and unit: no systemd layer
+        if module == "systemd":
+            raise BadProbeRequest(
+                "no_systemd_layer",
+                "module=systemd needs a configured target with an ssh section, not a URL",
+            )
+        layers = tuple(layer for layer in layers if layer is not Layer.SYSTEMD)
+    return module, prober, layers, budget
 
 
-async def probe(request: web.Request) -> web.Response:
+async def _prober(request: web.Request, name: str) -> TargetProber:
+    state = request.app[STATE]
+    for _ in range(3):  # a reload while a name resolves hands over to the new directory
+        try:
+            return await state.directory.prober(name)
+        except BadTarget as e:
+            raise BadProbeRequest(e.reason, str(e)) from None
+        except StaleDirectory:
+            continue
+    raise BadProbeRequest("unknown_target", "the config was reloaded during the request: retry")
+
+
+async def probe(request: web.Request) -> web.StreamResponse:
     """GET /probe?target=NAME&module=MODULE: one target's layers, probed now."""
     started = time.perf_counter()
     try:
-        module, prober, layers, budget = _parse(request)
+        module, prober, layers, budget = await _parse(request)
     except BadProbeRequest as e:
         selfmetrics.BAD_REQUESTS.labels(e.reason).inc()
         return web.Response(status=400, text=f"{e}\n")
 
     results = await prober.probe(layers, budget)
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(ProbeCollector(results))
-    body = render(registry)  # generate_latest's text, at a fraction of its cost
+    body = render(ProbeCollector(results))  # generate_latest's text, at a fraction of its cost
 
     ok = True
     for r in results:
@@ -110,13 +127,28 @@ async def probe(request: web.Request) -> web.Response:
         ok = ok and r.success
     _PROBES[module, ok].inc()
     _DURATIONS[module].observe(time.perf_counter() - started)
-    return web.Response(body=body, headers=_PROBE_HEADERS)
+    # Written, not kept: aiohttp holds a connection's last response until its next request,
+    # and a web.Response would hold its body; a thousand kept-alive scrapers, 30 MiB.
+    response = web.StreamResponse(headers=_PROBE_HEADERS)
+    response.content_length = len(body)
+    await response.prepare(request)
+    await response.write(body)
+    await response.write_eof()
+    return response
 
 
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: the exporter's own metrics, in the format the scraper asks for."""
     encode, content_type = choose_encoder(request.headers.get("Accept", ""))
     return web.Response(body=encode(REGISTRY), headers={"Content-Type": content_type})
+
+
+async def reload(request: web.Request) -> web.Response:
+    """POST /-/reload: load the config file again (as SIGHUP); 500 with why if refused."""
+    problem = await request.app[STATE].reload()
+    if problem is not None:
+        return web.Response(status=500, text=f"config reload refused: {problem}\n")
+    return web.Response(text="config reloaded\n")
 
 
 async def healthz(_request: web.Request) -> web.Response:

@@ -181,11 +181,51 @@ class Audit:
     compress: Literal["gzip", "none"] = "gzip"
 
 
+def _host_pattern(value: str) -> str | None:
+    if not value or any(c.isspace() or c in "/@" for c in value):
+        return f"must be a host name pattern like *.redis.internal, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class TargetCredentials:
+    """How to log in to the URL targets whose `host:port` matches `pattern` (shell-style)."""
+
+    pattern: str = field(check=_host_pattern)
+    username: str | None = None
+    password_file: Path | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Filled by load_config from password_file.
+    password: str | None = internal(None, refuse="put the password in a file and set password_file")
+
+
+@dataclass(frozen=True)
+class AllowedTargets:
+    """Which `target=redis://HOST:PORT` (or rediss://) the exporter may probe.
+
+    An address must lie in `networks`; a host name must match one of `hosts` and resolve
+    only to addresses in `networks`. Empty: only the configured targets can be probed.
+    """
+
+    networks: tuple[str, ...] = field(
+        (), check=lambda v: next(filter(None, map(_network, v)), None)
+    )
+    hosts: tuple[str, ...] = field(
+        (), check=lambda v: next(filter(None, map(_host_pattern, v)), None)
+    )
+    credentials: tuple[TargetCredentials, ...] = ()
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
-    """Where the exporter listens."""
+    """Where the exporter listens, and which targets besides the configured ones it probes."""
 
     listen: str = field("127.0.0.1:9121", check=_listen)
+    allowed_targets: AllowedTargets = field(default_factory=AllowedTargets)
+    # redis_commands_latencies_usec{cmd} from LATENCY HISTOGRAM: about 6 series per command.
+    latency_histograms: bool = False
 
 
 @dataclass(frozen=True)
@@ -352,6 +392,34 @@ def _finish_target(target: Target, key: str) -> Target:
     return Target(name=target.name, redis=redis, ssh=ssh, unit=target.unit)
 
 
+def _finish_credentials(c: TargetCredentials, key: str) -> TargetCredentials:
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(c, name)
+        if path is not None:
+            _check_readable(path, f"{key}.{name}")
+    if (c.tls_cert_file is None) != (c.tls_key_file is None):
+        raise ConfigError(f"{key}.tls_cert_file", "tls_cert_file and tls_key_file go together")
+    if c.password_file is None:
+        return c
+    password = read_secret(c.password_file, f"{key}.password_file", "a password file")
+    return TargetCredentials(**{**c.__dict__, "password": password})
+
+
+def _finish_exporter(e: ExporterSettings) -> ExporterSettings:
+    allowed = e.allowed_targets
+    key = "exporter.allowed_targets"
+    if allowed.hosts and not allowed.networks:
+        raise ConfigError(
+            f"{key}.hosts",
+            "needs networks too: a host name is probed only if it resolves inside them",
+        )
+    credentials = tuple(
+        _finish_credentials(c, f"{key}.credentials[{i}]") for i, c in enumerate(allowed.credentials)
+    )
+    allowed = AllowedTargets(allowed.networks, allowed.hosts, credentials)
+    return ExporterSettings(**{**e.__dict__, "allowed_targets": allowed})
+
+
 def _check_unique(values: list[str], key: str, what: str) -> None:
     seen: set[str] = set()
     for i, v in enumerate(values):
@@ -369,7 +437,8 @@ def config_from_data(data: object, source: Path) -> Config:
     r = config.remediator
     if (r.tls_cert_file is None) != (r.tls_key_file is None):
         raise ConfigError("remediator.tls_cert_file", "needs tls_key_file too")
-    return Config(**{**config.__dict__, "targets": targets, "source": source})
+    exporter = _finish_exporter(config.exporter)
+    return Config(**{**config.__dict__, "targets": targets, "exporter": exporter, "source": source})
 
 
 def load_config(path: Path | str) -> Config:

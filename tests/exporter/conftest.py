@@ -8,6 +8,7 @@ import ipaddress
 import signal
 import subprocess
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -166,6 +167,37 @@ def make_tls_files(directory: Path) -> dict[str, Path]:
     return paths
 
 
+@pytest.fixture
+def redis_exporter() -> Iterator[str]:
+    """Debian's prometheus-redis-exporter on a free port: its base URL."""
+    binary = require_binary("prometheus-redis-exporter")
+    port = free_port()
+    process = subprocess.Popen(
+        [binary, "-web.listen-address", f"127.0.0.1:{port}", "-redis-only-metrics"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 20
+        while not answers():
+            if time.monotonic() > deadline or process.poll() is not None:
+                raise RuntimeError("prometheus-redis-exporter did not start serving")
+            time.sleep(0.05)
+        yield url
+    finally:
+        process.kill()
+        process.wait(10)
+
+
 ConfigFactory = Callable[..., Config]
 
 
@@ -206,6 +238,12 @@ def parse_samples(text: str) -> Samples:
 
 def value(samples: Samples, name: str, **labels: str) -> float:
     return samples[name, tuple(sorted(labels.items()))]
+
+
+def values_with(samples: Samples, metric: str, /, **labels: str) -> list[float]:
+    """The values of `metric`'s samples whose labels include these (others may be there too)."""
+    wanted = set(labels.items())
+    return [v for (n, pairs), v in samples.items() if n == metric and wanted <= set(pairs)]
 
 
 def names(samples: Samples) -> set[str]:

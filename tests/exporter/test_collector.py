@@ -14,7 +14,7 @@ from exporter.collector import ProbeCollector
 from exporter.probe import Layer, Reason, SystemdResult
 from tests import contract
 from tests.conftest import HANG
-from tests.exporter.conftest import names, parse_samples, redis_target, value
+from tests.exporter.conftest import names, parse_samples, redis_target, value, values_with
 
 CONTRACT_CONNECTIVITY = contract.CONNECTIVITY
 CONTRACT_PERFORMANCE = contract.PERFORMANCE
@@ -44,7 +44,7 @@ async def test_every_contract_metric_is_present(scrape, redis_server):
     assert value(samples, "redis_up") == 1
     assert 0 < value(samples, "redis_ping_latency_seconds") < 1
     version = redis_server.client().info("server")["redis_version"]
-    assert value(samples, "redis_instance_info", role="master", redis_version=version) == 1
+    assert values_with(samples, "redis_instance_info", role="master", redis_version=version) == [1]
     assert value(samples, "redis_rdb_last_bgsave_status") == 1
     assert value(samples, "redis_aof_enabled") == 0
     assert value(samples, "redis_memory_max_bytes") == 0

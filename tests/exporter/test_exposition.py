@@ -10,12 +10,15 @@ from prometheus_client.core import (
     CounterMetricFamily,
     GaugeMetricFamily,
     HistogramMetricFamily,
+    InfoMetricFamily,
+    Metric,
     UnknownMetricFamily,
 )
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from exporter.collector import ProbeCollector
-from exporter.exposition import _number, render
+from exporter.exposition import Family, _number, render
 from exporter.probe import (
     ConnectivityResult,
     Layer,
@@ -69,10 +72,55 @@ RESULTS = [
 ]
 
 
-@pytest.mark.parametrize("count", [1, 2, 3])
+@pytest.mark.parametrize("count", [1, 2])
 def test_probe_output_is_generate_latests(count):
     registry = _registry(ProbeCollector(RESULTS[:count]))
     assert render(registry) == generate_latest(registry)
+
+
+def test_families_are_written_as_generate_latest_writes_the_same_metrics():
+    gauge = Family("redis_db_keys", "gauge", 'Keys "by" \\ DB.', ("db", "b"))
+    gauge.add(5, "db0", '7.0 "odd" \\ \n name')
+    gauge.add(1e21, "db1", "")
+    counter = Family("x_total", "counter", "A counter.")
+    counter.add(3)
+    summary = Family("s", "summary", "A summary.", ("cmd",))
+    summary.add_sample("", summary.label_text(("get",), 'quantile="50"'), 1.5)
+    summary.add_sample("_sum", summary.label_text(("get",)), 9)
+    summary.add_sample("_count", summary.label_text(("get",)), 2)
+
+    expected_gauge = GaugeMetricFamily("redis_db_keys", 'Keys "by" \\ DB.', labels=["db", "b"])
+    expected_gauge.add_metric(["db0", '7.0 "odd" \\ \n name'], 5)
+    expected_gauge.add_metric(["db1", ""], 1e21)
+    expected_summary = Metric("s", "A summary.", "summary")
+    expected_summary.add_sample("s", {"cmd": "get", "quantile": "50"}, 1.5)
+    expected_summary.add_sample("s_sum", {"cmd": "get"}, 9)
+    expected_summary.add_sample("s_count", {"cmd": "get"}, 2)
+    expected = Families(
+        expected_gauge, CounterMetricFamily("x", "A counter.", value=3), expected_summary
+    )
+    assert render(Families(gauge, counter, summary)) == generate_latest(_registry(expected))
+
+
+def test_a_family_keeps_a_counter_name_without_total():
+    counter = Family("redis_total_error_replies", "counter", "redis_exporter's name.")
+    counter.add(2)
+    assert render(Families(counter)) == (
+        b"# HELP redis_total_error_replies redis_exporter's name.\n"
+        b"# TYPE redis_total_error_replies counter\n"
+        b"redis_total_error_replies 2.0\n"
+    )
+
+
+def test_a_family_without_samples_is_left_out():
+    assert render(Families(Family("empty", "gauge", "Nothing."))) == b""
+
+
+def test_performance_output_parses_with_each_family_once():
+    text = render(ProbeCollector(RESULTS)).decode()
+    families = [f.name for f in text_string_to_metric_families(text)]
+    assert len(families) == len(set(families))
+    assert {"redis_db_keys", "redis_memory_used_bytes", "redis_instance_info"} <= set(families)
 
 
 def test_failed_layers_and_escaped_labels_are_generate_latests():
@@ -104,10 +152,11 @@ def test_failed_layers_and_escaped_labels_are_generate_latests():
     assert render(registry) == generate_latest(registry)
 
 
-def test_only_gauges_counters_and_untyped_are_taken():
+def test_histograms_are_taken_and_other_types_refused():
     histogram = HistogramMetricFamily("h", "A histogram.", buckets=[("+Inf", 1)], sum_value=1)
-    with pytest.raises(TypeError, match="not histogram"):
-        render(Families(histogram))
+    assert render(Families(histogram)) == generate_latest(_registry(Families(histogram)))
+    with pytest.raises(TypeError, match="cannot write info"):
+        render(Families(InfoMetricFamily("i", "An info.", value={"a": "b"})))
 
 
 @given(st.floats() | st.integers(min_value=-(2**60), max_value=2**60))

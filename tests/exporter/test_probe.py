@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import re
 import signal
 import socket
 import ssl
@@ -13,7 +14,7 @@ import asyncssh
 import pytest
 from redis import exceptions as redis_errors
 
-from exporter import probe as probe_module
+from exporter import scrape as scrape_module
 from exporter.probe import (
     LAYER_REASONS,
     Layer,
@@ -225,34 +226,30 @@ async def test_tls(prober_for, redis_server_factory, tmp_path):
 
 
 async def test_maxclients_from_config_get_when_info_lacks_it(prober_for, redis_server, monkeypatch):
-    real_info = probe_module.info
+    real_info = scrape_module.LazyInfo
 
-    async def info_of_redis_6(client):
-        fields = await real_info(client)
-        del fields["maxclients"]
-        return fields
+    def info_of_redis_6(text):  # INFO of a Redis older than 7 has no maxclients
+        return real_info(re.sub(r"\r\nmaxclients:[0-9]+", "", text))
 
-    monkeypatch.setattr(probe_module, "info", info_of_redis_6)
+    monkeypatch.setattr(scrape_module, "LazyInfo", info_of_redis_6)
     p = prober_for(redis_target("redis", redis_server))
     assert (await p.probe_layer(P, None)).maxclients == "10000"
     with redis_server.client() as c:
         c.config_set("maxclients", 500)
     assert (await p.probe_layer(P, None)).maxclients == "10000"  # cached a while
-    p._maxclients = (time.monotonic() - 61, "10000")
+    p._scraper._config = (time.monotonic() - 61, {"maxclients": "10000"})
     assert (await p.probe_layer(P, None)).maxclients == "500"
 
 
 async def test_maxclients_left_out_when_config_get_is_refused(
     prober_for, redis_server, monkeypatch, tmp_path
 ):
-    real_info = probe_module.info
+    real_info = scrape_module.LazyInfo
 
-    async def info_of_redis_6(client):
-        fields = await real_info(client)
-        del fields["maxclients"]
-        return fields
+    def info_of_redis_6(text):  # INFO of a Redis older than 7 has no maxclients
+        return real_info(re.sub(r"\r\nmaxclients:[0-9]+", "", text))
 
-    monkeypatch.setattr(probe_module, "info", info_of_redis_6)
+    monkeypatch.setattr(scrape_module, "LazyInfo", info_of_redis_6)
     with redis_server.client() as c:
         c.acl_setuser("probe", enabled=True, passwords=["+pw"], commands=PROBE_ACL)
     (tmp_path / "pw").write_text("pw")
@@ -277,10 +274,10 @@ async def test_max_clients_reached(prober_for, redis_server):
 async def test_an_unexpected_error_is_a_failed_probe_and_logged(
     prober_for, redis_server, monkeypatch, caplog
 ):
-    async def broken(client):
+    def broken(text):
         raise KeyError("bug")
 
-    monkeypatch.setattr(probe_module, "info", broken)
+    monkeypatch.setattr(scrape_module, "LazyInfo", broken)
     p = prober_for(redis_target("redis", redis_server))
     result = await p.probe_layer(P, None)
     assert (result.success, result.reason) == (False, Reason.ERROR)

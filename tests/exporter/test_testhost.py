@@ -11,7 +11,7 @@ import pytest
 
 from exporter.app import create_app
 from exporter.probe import UNIT_STATES
-from exporter.typedefs import PROBERS
+from exporter.typedefs import STATE
 from tests.conftest import HANG, hang_guard
 from tests.exporter.conftest import parse_samples, value
 
@@ -85,7 +85,7 @@ async def test_a_healthy_host_passes_every_layer(test_host, probe_host):
     for _ in range(5):
         samples = await scrape(client, "systemd")
         expect_state(samples, "active")
-    assert client.app[PROBERS]["vm3"].ssh.connections_opened == 1
+    assert client.app[STATE].directory.probers["vm3"].ssh.connections_opened == 1
 
 
 async def test_inactive(test_host, probe_host):
