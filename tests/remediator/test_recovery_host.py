@@ -70,6 +70,15 @@ async def test_a_redis_that_thaws_during_the_retry_delay_is_not_restarted(
     assert finished["attempts"] == 2
 
 
+def stability_check_begun(events: list[dict[str, Any]]) -> bool:
+    """A restart has finished and an is-active after it has answered."""
+    commands = [(e["operation"], e["phase"]) for e in events if e["event_type"] == "ssh_command"]
+    if ("restart", "finished") not in commands:
+        return False
+    after = commands[commands.index(("restart", "finished")) + 1 :]
+    return ("is-active", "finished") in after
+
+
 async def test_a_restart_that_worked_while_the_link_dropped_is_not_repeated(
     test_host: TestHost, make_client: MakeClient, tmp_path: Path
 ) -> None:
@@ -85,14 +94,11 @@ async def test_a_restart_that_worked_while_the_link_dropped_is_not_repeated(
     test_host.kill9()
     await asyncio.to_thread(test_host.wait_state, "failed")
     assert await post(client, alert("vm3")) == ["recovery_started"]
-    await wait_event(
-        config,
-        lambda e: (
-            e["event_type"] == "ssh_command"
-            and e["operation"] == "restart"
-            and e["phase"] == "finished"
-        ),
-    )
+    # The restart is verified by a PONG, then is-active, then 3 s of PINGs: cut the host off
+    # once that is-active has answered, so it is the stability check that fails.
+    async with asyncio.timeout(30):
+        while not stability_check_begun(read_events(config.audit)):  # noqa: ASYNC110 -- the audit file is the event
+            await asyncio.sleep(0.02)
     test_host.blackhole()  # during the 3 s of stability check
     try:
         await wait_event(config, lambda e: e.get("phase") == "verified")  # the check failed
