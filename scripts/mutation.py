@@ -108,10 +108,12 @@ def equivalents() -> dict[str, tuple[str, str]]:
     for number, line in enumerate(EQUIVALENT.read_text().splitlines(), start=1):
         if not line.strip() or line.startswith("#"):
             continue
-        parts = [p.strip() for p in line.split(" | ")]
-        if len(parts) != 3 or not all(parts):
+        # The name and the reason hold no " | "; the mutated line may (a | b).
+        name, _, rest = line.partition(" | ")
+        mutated, _, why = rest.rpartition(" | ")
+        if not (name.strip() and mutated.strip() and why.strip()):
             sys.exit(f"mutation: {EQUIVALENT}:{number}: want 'NAME | MUTATED LINE | WHY'")
-        found[parts[0]] = (parts[1], parts[2])
+        found[name.strip()] = (mutated.strip(), why.strip())
     return found
 
 
