@@ -196,8 +196,9 @@ def cmd_score(args: argparse.Namespace) -> None:  # noqa: C901 -- one table, its
     for name, n in incomplete.items():
         print(f"{name}: {n} mutant(s) not tested (the run was cut short)")
     if args.record:
-        if incomplete:
-            sys.exit("mutation: not recorded: some mutants were not tested")
+        # A run cut short records a floor: its untested mutants counted as surviving.
+        for name, s in scores.items():
+            s["untested"] = incomplete.get(name, 0)
         recorded.update(scores)
         SCORES.write_text(json.dumps(dict(sorted(recorded.items())), indent=2) + "\n")
         print(f"recorded in {SCORES.relative_to(REPO)}")
