@@ -223,8 +223,10 @@ def check(
         best = 100 * (int(s["killed"]) + incomplete.get(name, 0)) / total if total else 100.0
         if round(best, 1) < want:
             dropped.append(f"{name}: {s['score']}% < {want}% recorded")
-        elif name in incomplete:
-            print(f"{name}: not checked: could reach {best:.1f}% (recorded {want}%)")
+        elif s["score"] >= want:
+            print(f"{name}: {s['score']}% >= {want}% recorded: ok")
+        else:
+            print(f"{name}: undecided: {s['score']}% to {best:.1f}% (recorded {want}%)")
     for drop in dropped:
         print(f"mutation score dropped: {drop}")
     if dropped:
