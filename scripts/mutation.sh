@@ -13,8 +13,9 @@
 # runs tests/remediator and tests/redis_autoheal once to learn which tests reach which
 # function, then runs, for each mutant, only the tests that reach its function, stopping at the
 # first failure, MUTATION_JOBS (default: the number of cores) at a time. It needs root, as those
-# tests do. MUTATION_BUDGET (seconds, default none) stops the run after that long: the mutants
-# not tested by then count as surviving, so a --check cut short fails rather than passes.
+# tests do. MUTATION_BUDGET (seconds, default none) stops the run after that long: a module
+# then fails --check only if it stays below its record even were every untested mutant killed,
+# and passes if it is at or above it already; one in between is reported undecided.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
