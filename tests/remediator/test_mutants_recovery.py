@@ -6,8 +6,11 @@ reads afterwards: the audit log and /metrics.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Mapping
 from typing import Any
+
+import pytest
 
 from redis_autoheal.commands import Action, Command, ServiceControl
 from redis_autoheal.config import Audit
@@ -149,3 +152,32 @@ async def test_a_dry_run_audits_its_decision_and_counts_it(
     )
     end = finished(audit)
     assert (end["outcome"], end["result"]["success"]) == ("dry_run", True)
+
+
+async def test_an_interruption_the_audit_log_cannot_take_is_written_when_it_can(
+    engine: RecoveryEngine, audit: Audit, caplog: pytest.LogCaptureFixture
+) -> None:
+    target = HeldTarget(state="failed", pong=False)
+    task = asyncio.create_task(engine.recover(target, trigger()))
+    async with asyncio.timeout(10):
+        await target.acting.wait()
+    aside = audit.path.with_name("aside.log")
+    audit.path.rename(aside)
+    audit.path.mkdir()  # the log cannot be written now
+    with caplog.at_level(logging.WARNING, logger="remediator.recovery"):
+        task.cancel()
+        async with asyncio.timeout(10):
+            await asyncio.gather(task, return_exceptions=True)
+    assert engine.audit.overdue == 1
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(
+        m.startswith("target=redis could not audit the interruption of recovery: cannot open ")
+        for m in messages
+    )
+    reason = "the remediator shut down before this recovery ended (during attempt 1, restart)"
+    assert f"target=redis recovery r1: interrupted: {reason}" in messages
+    audit.path.rmdir()
+    aside.rename(audit.path)
+    await engine.audit.close()  # writes what is overdue
+    end = finished(audit)
+    assert (end["outcome"], end["reason"], end["attempts"]) == ("interrupted", reason, 1)
