@@ -87,6 +87,15 @@ def wait_for(predicate: Any, what: str, proc: subprocess.Popen[bytes] | None = N
         time.sleep(POLL)
 
 
+def wait_for_restart_running(host: TestHost, proc: subprocess.Popen[bytes]) -> None:
+    """Until the host's own log shows a restart begun and not yet ended."""
+    wait_for(
+        lambda: any(i.end_ts is None for i in host.invocations(["restart"])),
+        "the restart running on the host",
+        proc,
+    )
+
+
 def start(config: Config, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
     """The real remediator, up and answering /healthz."""
     port = free_port()
@@ -142,11 +151,7 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
         status, _, body = webhook(port, alert("vm3"))
         assert status == 200, body
         assert json.loads(body)["alerts"][0]["disposition"] == "recovery_started"
-        wait_for(
-            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
-            "the restart running on the host",
-            proc,
-        )
+        wait_for_restart_running(test_host, proc)
 
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
@@ -238,11 +243,7 @@ def test_sigkill_mid_recovery_then_the_next_start_closes_it_and_heals(
         test_host.wait_state("failed", 10)
         status, _, body = webhook(port, alert("vm3"))
         assert status == 200, body
-        wait_for(
-            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
-            "the restart running on the host",
-            proc,
-        )
+        wait_for_restart_running(test_host, proc)
         proc.kill()
         proc.wait(HANG_GUARD)
     finally:
@@ -298,11 +299,7 @@ def test_a_step_still_running_after_the_grace_ends_interrupted(
                 target=lambda: answers.append(request(port, "/api/services/vm3/restart", {}, ADMIN))
             )
             caller.start()
-        wait_for(
-            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
-            "the restart running on the host",
-            proc,
-        )
+        wait_for_restart_running(test_host, proc)
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
         if caller is not None:
@@ -341,11 +338,7 @@ def test_a_second_signal_cuts_the_grace_short(test_host: TestHost, tmp_path: Pat
         test_host.kill9()
         test_host.wait_state("failed", 10)
         assert webhook(port, alert("vm3"))[0] == 200
-        wait_for(
-            lambda: any(i.end_ts is None for i in test_host.invocations(["restart"])),
-            "the restart running on the host",
-            proc,
-        )
+        wait_for_restart_running(test_host, proc)
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
         proc.send_signal(signal.SIGINT)
