@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from exporter.probe import TargetProber
 from redis_autoheal.config import Config, read_remediator_secrets
+from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import api, openapi, resume, webhook
 from remediator.audit import AuditWriter
@@ -115,7 +115,7 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
     }
     app[CONTROLS] = controls
     app[PROBERS] = {
-        t.name: TargetProber(t, config.health_check, pool.host(t.ssh) if t.ssh else None)
+        t.name: Prober(t, config.health_check, pool.host(t.ssh) if t.ssh else None)
         for t in config.targets
     }
     yield

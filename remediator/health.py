@@ -34,8 +34,8 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from exporter.probe import (
-    MODULES,
+from redis_autoheal.errors import AuditReadError, BreakerStateError
+from redis_autoheal.probe import (
     ConnectivityResult,
     Layer,
     LayerResult,
@@ -43,15 +43,15 @@ from exporter.probe import (
     Reason,
     SystemdResult,
 )
-from redis_autoheal.errors import AuditReadError, BreakerStateError
+from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from exporter.probe import TargetProber
     from redis_autoheal.config import Audit, CircuitBreaker
+    from redis_autoheal.probe import Prober
     from remediator.breaker import BreakerStore
 
 log = logging.getLogger(__name__)
@@ -188,9 +188,9 @@ def judge_systemd(result: LayerResult) -> LayerHealth:
     elif state is None:
         detail = f"cannot read the unit's state, remediation is impossible: {result.message}"
         layer.checks.append(Check("unit_state", Status.CRITICAL, detail))
-    elif state in ("active", "reloading"):
+    elif state in RUNNING:
         layer.checks.append(Check("unit_state", Status.HEALTHY, f"{unit} is {state}"))
-    elif state in ("inactive", "failed"):
+    elif state in STOPPED:
         layer.checks.append(Check("unit_state", Status.CRITICAL, f"{unit} is {state}"))
     else:
         detail = f"{unit} is {state}: in transition, or a state the runbook does not cover"
@@ -381,7 +381,7 @@ def judge(results: Iterable[LayerResult], thresholds: Thresholds) -> dict[str, L
 
 
 async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or the CLI
-    prober: TargetProber,
+    prober: Prober,
     *,
     breaker: BreakerStore,
     breaker_settings: CircuitBreaker,
@@ -392,7 +392,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     """Probe the three layers now and judge them, with the breaker and the last recoveries."""
     name = prober.target.name
     checked_at = utc_timestamp()
-    results = await prober.probe(MODULES["all"], None)
+    results = await prober.probe(tuple(Layer), None)
     results = [
         await _steady_latency(prober, r) if r.layer is Layer.CONNECTIVITY else r for r in results
     ]
@@ -413,7 +413,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     )
 
 
-async def _steady_latency(prober: TargetProber, first: LayerResult) -> LayerResult:
+async def _steady_latency(prober: Prober, first: LayerResult) -> LayerResult:
     """The median of LATENCY_PINGS more PINGs on the now open connection, if the first worked.
 
     The first PING of a fresh client also connects (TCP, AUTH, CLIENT SETNAME), and one PING

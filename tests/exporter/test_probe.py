@@ -15,22 +15,16 @@ import pytest
 from redis import exceptions as redis_errors
 
 from exporter import scrape as scrape_module
-from exporter.probe import (
-    LAYER_REASONS,
-    Layer,
-    Reason,
-    TargetProber,
-    redis_reason,
-    ssh_reason,
-)
+from exporter.probe import TargetProber
 from redis_autoheal.commands import IsActive, Unit
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.probe import LAYER_REASONS, Layer, Reason, redis_reason, ssh_reason
 from redis_autoheal.ssh import CommandResult
 from tests.conftest import HANG, hang_guard
 from tests.exporter.conftest import free_port, make_tls_files, redis_target
 
 C, S, P = Layer.CONNECTIVITY, Layer.SYSTEMD, Layer.PERFORMANCE
-PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in exporter/probe.py
+PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in redis_autoheal/probe.py
 
 
 @pytest.fixture
@@ -289,7 +283,7 @@ async def test_failures_are_logged_when_they_start_change_and_end(
 ):
     server = redis_server_factory()
     p = prober_for(redis_target("redis", server))
-    caplog.set_level("INFO", logger="exporter.probe")
+    caplog.set_level("INFO", logger="redis_autoheal.probe")
     await p.probe_layer(C, None)
     server.kill()
     for _ in range(3):
