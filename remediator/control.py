@@ -25,17 +25,11 @@ from typing import TYPE_CHECKING, Any
 from redis.exceptions import RedisError
 
 from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
-from redis_autoheal.errors import (
-    AuditWriteError,
-    CommandRejected,
-    HostKeyError,
-    NoSshConfigured,
-    SshCommandTimeout,
-    SshError,
-)
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
 from redis_autoheal.redis_client import make_client, ping
 from redis_autoheal.ssh import Lane
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
+from remediator.errors import AuditWriteError, NoSshConfigured
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping

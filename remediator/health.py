@@ -34,7 +34,6 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from redis_autoheal.errors import AuditReadError, BreakerStateError
 from redis_autoheal.probe import (
     ConnectivityResult,
     Layer,
@@ -46,6 +45,7 @@ from redis_autoheal.probe import (
 from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
+from remediator.errors import AuditReadError, BreakerStateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping

@@ -46,19 +46,17 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.commands import Action, ServiceControl
-from redis_autoheal.errors import (
-    AuditWriteError,
-    BreakerStateError,
-    CommandRejected,
-    NoSshConfigured,
-    OperationRefused,
-    SshCommandTimeout,
-    SshError,
-    TargetBusy,
-)
+from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
 from remediator.audit import audit_event
 from remediator.control import RISK
+from remediator.errors import (
+    AuditWriteError,
+    BreakerStateError,
+    NoSshConfigured,
+    OperationRefused,
+    TargetBusy,
+)
 from remediator.verify import pong_within, settled_state, silent_within
 
 if TYPE_CHECKING:

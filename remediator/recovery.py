@@ -37,16 +37,11 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_autoheal.commands import Action, ServiceControl
-from redis_autoheal.errors import (
-    AuditWriteError,
-    BreakerStateError,
-    CommandRejected,
-    HostKeyError,
-    SshError,
-)
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
 from redis_autoheal.logs import target_logger
 from remediator.audit import AuditWriter, audit_event
 from remediator.control import RISK
+from remediator.errors import AuditWriteError, BreakerStateError
 from remediator.verify import (
     TRANSITIONAL,
     Checkable,
