@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
+from redis_autoheal.units import STOPPED
 from remediator.audit import audit_event
 from remediator.control import RISK
 from remediator.errors import (
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOPPED_STATES = frozenset({"inactive", "failed"})
 STARTS = frozenset({Action.START, Action.RESTART})  # what the start budget counts
 
 
@@ -337,13 +337,14 @@ class _Run:
         )
 
     async def _settled(self) -> str:
-        return await settled_state(
+        reading = await settled_state(
             self.control,
             self.ops.config.auto_recovery.transition_timeout_seconds,
             actor=self.actor,
             source_ip=self.source_ip,
             context=self._context,
         )
+        return reading.state
 
     async def execute(self) -> OperationResult:
         await self.ops.audit.write(self._event("started", None))
@@ -450,9 +451,9 @@ class _Run:
         return await self._verify_running(failed)
 
     async def _verify_running(self, failed: str) -> tuple[bool, str]:
-        problem = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
+        pong = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
         self.state_after = await self._settled()
-        problems = [p for p in (failed, problem) if p]
+        problems = [p for p in (failed, pong.detail) if p]
         if self.state_after != "active":
             problems.append(f"unit is {self.state_after or 'in no state'}")
         if problems:
@@ -462,14 +463,14 @@ class _Run:
     async def _verify_stopped(self, failed: str) -> tuple[bool, str]:
         self.state_after = await self._settled()
         problems = [failed] if failed else []
-        if self.state_after not in STOPPED_STATES:
+        if self.state_after not in STOPPED:
             problems.append(f"unit is {self.state_after or 'in no state'}")
         else:
-            problem = await silent_within(
+            silence = await silent_within(
                 self.control, self.ops.config.health_check.ping_timeout_seconds
             )
-            if problem:
-                problems.append(problem)
+            if not silence.ok:
+                problems.append(silence.detail)
         if problems:
             return False, "; ".join(problems)
         suffix = "; auto-recovery is off until an admin resets the circuit breaker"

@@ -18,6 +18,7 @@ import pytest
 from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
 from redis_autoheal.config import Audit, AutoRecovery, CircuitBreaker
 from redis_autoheal.errors import HostKeyError, SshConnectError, SshError
+from redis_autoheal.probe import ConnectivityResult, Layer, Reason
 from redis_autoheal.ssh import CommandResult
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, read_events
 from remediator.breaker import BreakerStore
@@ -70,9 +71,17 @@ class FakeTarget:
             out = ""
         return CommandResult(command, command.name, code, out, "", 0.01)
 
-    async def ping(self, timeout_seconds: float | None = None) -> str | None:
+    async def ping(self, timeout_seconds: float | None = None) -> ConnectivityResult:
         del timeout_seconds
-        return None if self.pong else "ConnectionError: refused"
+        if self.pong:
+            return ConnectivityResult(layer=Layer.CONNECTIVITY, success=True, duration_seconds=0)
+        return ConnectivityResult(
+            layer=Layer.CONNECTIVITY,
+            success=False,
+            duration_seconds=0,
+            reason=Reason.REFUSED,
+            message="127.0.0.1:6379: Connection refused",
+        )
 
 
 def _works(t: FakeTarget) -> int:
