@@ -48,7 +48,7 @@ from typing import TYPE_CHECKING, Any
 from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
-from redis_autoheal.units import STOPPED
+from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import audit_event
 from remediator.control import RISK
 from remediator.errors import (
@@ -423,7 +423,7 @@ class _Run:
     async def _act(self) -> tuple[bool, str]:
         c = self.control
         self.state_before = await self._settled()
-        if self.action == Action.RELOAD and self.state_before != "active":
+        if self.action == Action.RELOAD and self.state_before not in RUNNING:
             raise OperationRefused(
                 "not_active",
                 f"unit {c.unit} is {self.state_before or 'in no state'}: reload needs a running "
@@ -454,7 +454,7 @@ class _Run:
         pong = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
         self.state_after = await self._settled()
         problems = [p for p in (failed, pong.detail) if p]
-        if self.state_after != "active":
+        if self.state_after not in RUNNING:
             problems.append(f"unit is {self.state_after or 'in no state'}")
         if problems:
             return False, "; ".join(problems)

@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
 from redis_autoheal.logs import target_logger
-from redis_autoheal.units import TRANSITIONS, UnitState
+from redis_autoheal.units import RUNNING, TRANSITIONS, UnitState
 from remediator.audit import AuditWriter, audit_event
 from remediator.control import RISK
 from remediator.errors import AuditWriteError, BreakerStateError
@@ -349,7 +349,7 @@ class _Run:
             state = step.state_before = await self._settled_state(step)
             # PING as verification does (retried within the timeout): one PING on a connection
             # that a restart just closed fails although Redis answers (the chaos campaign's I2).
-            if state == "active" and (await pong_within(c, self.e.ping_timeout_seconds)).ok:
+            if state in RUNNING and (await pong_within(c, self.e.ping_timeout_seconds)).ok:
                 raise self._up()
             level = next_level(self.level, state)
             if level is None:
@@ -502,7 +502,7 @@ class _Run:
         if problem is not None:
             step.reason = "; ".join(filter(None, [step.reason, problem]))
             return
-        if step.state_after != "active":
+        if step.state_after not in RUNNING:
             step.reason = "; ".join(filter(None, [step.reason, f"unit is {step.state_after}"]))
             return
         stable = self.e.settings.stable_seconds
@@ -511,7 +511,7 @@ class _Run:
             problem = None if kept.ok else kept.detail
             if problem is None:
                 step.state_after = await self._state(step)
-                if step.state_after != "active":
+                if step.state_after not in RUNNING:
                     problem = f"unit became {step.state_after}"
             if problem is not None:
                 self.pong_after = None

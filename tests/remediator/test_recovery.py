@@ -424,3 +424,23 @@ async def test_alerts_resolved_and_a_new_one_joined_at_once_do_not_stop_escalati
     report = await asyncio.wait_for(task, 10)
     assert report.outcome == Outcome.RECOVERED
     assert target.commands == attempt("reload") + attempt("restart")
+
+
+async def test_a_unit_still_reloading_that_answers_ping_is_left_alone(
+    engine: RecoveryEngine,
+) -> None:
+    # reloading is running (redis_autoheal.units): waited out as a transition, then judged
+    # as the exporter and the health check judge it, by PING.
+    target = FakeTarget(state="reloading", pong=True)
+    target.states_to_come = ["reloading"] * 1000
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.HEALTHY
+    assert set(target.commands) == {"is-active"}
+
+
+async def test_a_unit_stuck_reloading_without_pong_is_restarted(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="reloading", pong=False)
+    target.states_to_come = ["reloading"] * 1000
+    report = await engine.recover(target, trigger())
+    assert report.steps[0].level == Level.HARD
+    assert report.outcome == Outcome.RECOVERED
