@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 
 from redis_autoheal.commands import Action, Journal, ServiceControl, Unit
 from redis_autoheal.config import Audit, HealthCheck, SshEndpoint, Target
@@ -18,11 +19,11 @@ from redis_autoheal.ssh import SshHost
 from remediator.app import create_app
 from remediator.audit import AuditWriter, read_events
 from remediator.control import StartBudget, TargetControl
-from remediator.keys import DISPATCHER
+from remediator.keys import CONTROLS, DISPATCHER
 from remediator.metrics import Metrics
-from remediator.verify import unit_state
+from remediator.verify import pong_within, unit_state
 from tests.hostprocs import still_running
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -241,3 +242,28 @@ async def test_a_command_cancelled_midway_is_killed_and_its_audit_pair_closed(
     assert finished["result"]["success"] is False
     assert (finished["outcome"], finished["result"]["outcome"]) == ("interrupted", "interrupted")
     assert finished["error"].startswith("interrupted")
+
+
+@pytest.mark.root
+async def test_a_target_has_one_redis_client(
+    test_host: TestHost, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """The PINGs that verify an action reuse the connections the health check opened."""
+    config = write_config(tmp_path, {"targets": [test_host.target("redis")]})
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/api/services/redis/health", headers=OPERATOR)
+    assert response.status == 200
+    opened = await asyncio.to_thread(autoheal_connections, config.targets[0])
+    assert opened >= 1
+    control = client.app[CONTROLS]["redis"]
+    assert (await pong_within(control, 2.0)).ok
+    assert await asyncio.to_thread(autoheal_connections, config.targets[0]) == opened
+
+
+def autoheal_connections(target: Target) -> int:
+    """How many connections Redis has from clients named redis-autoheal."""
+    endpoint = target.redis
+    with redis.Redis(
+        host=endpoint.host, port=endpoint.port, password=endpoint.password, socket_timeout=5
+    ) as r:
+        return sum(c.get("name") == "redis-autoheal" for c in r.client_list())
