@@ -1,27 +1,10 @@
-"""A target's health now: its three layers measured, judged by the runbook's thresholds.
+"""A target's health now: its three layers probed (redis_autoheal.probe, as the exporter
+does) and judged healthy, warning or critical by the runbook's thresholds, with its circuit
+breaker and its last recoveries. The worst judgement is the target's status and the exit code
+of `redis-autoheal health` (Nagios: 0, 1, 2); the README lists what each check judges.
 
-The layers are probed by the exporter's `TargetProber` (exporter.probe), so the API, the
-`redis-autoheal health` command and the exporter measure the same way. Each measurement is
-judged healthy, warning or critical; the target's status is the worst of them, and is the
-exit code of `redis-autoheal health` (Nagios: 0, 1, 2):
-
-    connectivity   PING fails: critical. Latency (the median of 3 PINGs on the open
-                   connection): warning from 5 ms, critical above 50 ms
-    systemd        active, reloading: healthy. activating, deactivating, a state systemd
-                   added later: warning. inactive, failed: critical. SSH down: critical
-                   (remediation is impossible). No `ssh` section: warning (nothing known)
-    performance    INFO fails: warning (critical when PING fails too). Memory used: warning
-                   from 3072 MB, critical above 4000 MB (MB = 2^20 bytes, as the alert rules).
-                   Clients: 8000 / 9500. ops/s: 10000 / 50000. Above 75 % of maxmemory or
-                   80 % of maxclients: warning. Last background save failed: critical
-    circuit breaker  open: critical (auto-recovery is off); state unreadable: warning
-
-The numbers are alerts/thresholds.yml's, the one place the alert rules take them from; they
-are repeated here as `Thresholds()` because an installed package has no alerts/ directory,
-and tests/remediator/test_health.py fails if the two ever differ.
-
-With it: the target's circuit breaker, and its last recoveries from the audit log (the latest
-`auto_recovery` events with phase finished, found in the last 4 MiB of the live file).
+`Thresholds()` repeats alerts/thresholds.yml's numbers, as an installed package has no alerts/
+directory; tests/remediator/test_health.py fails if the two differ.
 """
 
 from __future__ import annotations
