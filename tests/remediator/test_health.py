@@ -26,6 +26,7 @@ from redis_autoheal.probe import (
     Reason,
     SystemdResult,
 )
+from redis_autoheal.units import RUNNING
 from remediator.app import create_app
 from remediator.breaker import BreakerStore
 from remediator.health import Band, Status, Thresholds, judge, recent_recoveries
@@ -72,7 +73,7 @@ def results(
         ),
         SystemdResult(
             layer=Layer.SYSTEMD,
-            success=state in ("active", "reloading"),
+            success=state in RUNNING,
             duration_seconds=0.01,
             unit="redis-server",
             ssh_up=state is not None,
