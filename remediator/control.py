@@ -131,6 +131,8 @@ class TargetControl:
         *,
         dry_run: bool,
         ping_timeout_seconds: float,
+        lock: asyncio.Lock,
+        start_budget: StartBudget,
     ) -> None:
         self.target = target
         self.unit = target.systemd_unit
@@ -139,8 +141,8 @@ class TargetControl:
         self.metrics = metrics
         self.dry_run = dry_run
         self.ping_timeout_seconds = ping_timeout_seconds
-        self.lock = asyncio.Lock()
-        self.start_budget = StartBudget()
+        self.lock = lock
+        self.start_budget = start_budget
         self._redis: aioredis.Redis | None = None
 
     @property

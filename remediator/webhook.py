@@ -18,6 +18,7 @@ annotations of alerts/ takes about 1 KiB, so 1 MiB fits Alertmanager's `max_aler
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING
@@ -85,7 +86,8 @@ async def receive(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(
             text=f"not an Alertmanager v4 notification: {e}\n"
         ) from None
-    admission = app[DISPATCHER].admit(notification, request.remote)
+    dispatcher = app[DISPATCHER]
+    admission = dispatcher.admit(notification, request.remote)
     received = audit_event(
         "webhook",
         service=None,
@@ -101,13 +103,13 @@ async def receive(request: web.Request) -> web.Response:
     # The decisions are settled when the write ends, even if this request is cancelled
     # meanwhile: on disk means committed, not on disk means given back.
     write = asyncio.ensure_future(app[AUDIT].write(received, *admission.events))
-    write.add_done_callback(admission.settle)
+    write.add_done_callback(functools.partial(dispatcher.settle, admission))
     try:
         await asyncio.shield(write)
     except AuditWriteError as e:
         log.warning("webhook refused: %s", e)
         raise web.HTTPServiceUnavailable(text="audit log unavailable: nothing was done\n") from e
-    admission.settle(write)
+    dispatcher.settle(admission, write)
     return web.json_response(
         {
             "status": "accepted",

@@ -42,6 +42,8 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
         metrics,
         dry_run=False,
         ping_timeout_seconds=0.1,
+        lock=asyncio.Lock(),
+        start_budget=StartBudget(),
     )
     command = ServiceControl(Action.RESTART, Unit("redis-server"))
     object.__setattr__(command.unit, "name", "redis-server; rm -rf /")
@@ -108,6 +110,8 @@ async def audited(
             metrics,
             dry_run=False,
             ping_timeout_seconds=1.0,
+            lock=asyncio.Lock(),
+            start_budget=StartBudget(),
         )
         for name in names
     ]
