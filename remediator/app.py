@@ -1,16 +1,10 @@
 """The remediator's aiohttp app: `create_app(config)`, its routes and its long-lived parts.
 
-Routes: the webhook (remediator.webhook), the operator API (remediator.api), /metrics and
-/healthz. Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx`
-generators, in this order (and closed in the reverse one): the audit log, the circuit-breaker
-state, the SSH connections, Redis clients and health probers of the targets, the dispatcher
-with its recoveries, the manual operations in progress, and the summaries of refused requests
-(remediator.violations, which write what they counted at shutdown). A part
-that cannot open (an audit path that cannot be written, an unreadable breaker state) stops the
-start-up with the reason, rather than leaving a remediator that would have to refuse all work.
-Last, what the previous run left unfinished is closed and re-checked (remediator.resume).
-
-SIGTERM drains before any of that closes (`drain`, remediator.shutdown).
+The parts open at start-up in the order of `cleanup_ctx` and close in the reverse one: the
+coordination (audit log, breaker state: remediator.coordination), the targets' controls, the
+dispatcher, the manual operations, the summaries of refused requests; last, what the previous
+run left unfinished is re-checked (remediator.resume). A part that cannot open stops start-up
+with the reason. SIGTERM drains before any of that closes (`drain`, remediator.shutdown).
 """
 
 from __future__ import annotations

@@ -1,16 +1,9 @@
-"""Everything that touches one target: its lock, its audited SSH commands, its PING.
+"""What acts on one target: its audited SSH commands, under the lock and start budget that
+recoveries and manual operations share (owned by remediator.coordination).
 
-Both the recovery engine and (later) the operator API act on a target only through its
-`TargetControl`, so both share:
-- the per-target lock: one recovery or operation on a target at a time;
-- the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
-  and another records how it ended (a command cut at its timeout: `cut_after_seconds`; one
-  its caller gave up on: `outcome: "interrupted"`);
-- the SSH lane: what decides, acts and verifies (`systemctl is-active` and the
-  state-changing verbs) runs on the host's action connection; what a person reads (logs,
-  status) on its probe connection, with the health probes, which it can never delay or cut;
-- the start budget: our own starts of the unit stay below systemd's start limit;
-- the counters `autoheal_ssh_commands_total` and `autoheal_operations_total`.
+Each command is audited before it runs (fail closed) and again when it ends; what decides, acts
+and verifies runs on the host's action connection, what a person reads (logs, status) on its
+probe connection, which the health probes use too.
 """
 
 from __future__ import annotations

@@ -1,18 +1,9 @@
-"""`POST /webhook`: Alertmanager's notifications in, recoveries started in the background.
+"""`POST /webhook`: Alertmanager's notifications in, validated, their decisions audited, then
+their recoveries started in the background (remediator.dispatch).
 
-Alertmanager waits for the answer and retries on a 5xx or a timeout, never on a 4xx. So:
-- 200 as soon as the notification is validated, its decisions are audited and its recoveries
-  started: the recoveries themselves run in the background;
-- 4xx for a request that will never succeed: 401 no or wrong token, 403 address not allowed,
-  413 body over `remediator.max_body_bytes`, 415 not JSON, 400 malformed JSON (or nested too
-  deeply to decode), 422 not an Alertmanager v4 notification (a field missing or of the wrong
-  type, a time that is no time or out of range). Nothing runs.
-- 503 when the audit log cannot be written: nothing runs, and Alertmanager's retry comes back
-  when it can (fail closed).
-
-`max_body_bytes` (1 MiB) must fit the largest notification: an alert with the labels and
-annotations of alerts/ takes about 1 KiB, so 1 MiB fits Alertmanager's `max_alerts` up to about
-500; set `max_alerts` in the receiver's webhook_config below that.
+Alertmanager retries on a 5xx or a timeout, never on a 4xx: a request that can never succeed
+gets a 4xx and runs nothing; an audit log that cannot be written gets a 503 and runs nothing,
+and the retry is admitted once it can (fail closed).
 """
 
 from __future__ import annotations
