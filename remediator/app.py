@@ -1,16 +1,10 @@
 """The remediator's aiohttp app: `create_app(config)`, its routes and its long-lived parts.
 
-Routes: the webhook (remediator.webhook), the operator API (remediator.api), /metrics and
-/healthz. Long-lived parts are opened at start-up and closed at shutdown by `cleanup_ctx`
-generators, in this order (and closed in the reverse one): the audit log, the circuit-breaker
-state, the SSH connections, Redis clients and health probers of the targets, the dispatcher
-with its recoveries, the manual operations in progress, and the summaries of refused requests
-(remediator.violations, which write what they counted at shutdown). A part
-that cannot open (an audit path that cannot be written, an unreadable breaker state) stops the
-start-up with the reason, rather than leaving a remediator that would have to refuse all work.
-Last, what the previous run left unfinished is closed and re-checked (remediator.resume).
-
-SIGTERM drains before any of that closes (`drain`, remediator.shutdown).
+The parts open at start-up in the order of `cleanup_ctx` and close in the reverse one: the
+coordination (audit log, breaker state: remediator.coordination), the targets' controls, the
+dispatcher, the manual operations, the summaries of refused requests; last, what the previous
+run left unfinished is re-checked (remediator.resume). A part that cannot open stops start-up
+with the reason. SIGTERM drains before any of that closes (`drain`, remediator.shutdown).
 """
 
 from __future__ import annotations
@@ -29,12 +23,14 @@ from remediator import api, openapi, resume, webhook
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
 from remediator.control import TargetControl
+from remediator.coordination import LocalCoordination
 from remediator.dispatch import Dispatcher
 from remediator.keys import (
     AUDIT,
     BREAKER,
     CONFIG,
     CONTROLS,
+    COORDINATION,
     DISPATCHER,
     METRICS,
     OPENAPI,
@@ -87,20 +83,16 @@ def setup_routes(app: web.Application) -> None:
     app.router.add_get("/healthz", healthz)
 
 
-async def _audit_log(app: web.Application) -> AsyncIterator[None]:
-    writer = app[AUDIT]
-    await asyncio.to_thread(writer.open)
+async def _coordination(app: web.Application) -> AsyncIterator[None]:
+    coordination = app[COORDINATION]
+    await coordination.open()
     yield
-    await writer.close()
-
-
-async def _breaker_state(app: web.Application) -> AsyncIterator[None]:
-    await asyncio.to_thread(app[BREAKER].check)
-    yield
+    await coordination.close()
 
 
 async def _targets(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    coordination = app[COORDINATION]
     pool = SshPool()
     # One Redis client per target, for its health checks and its recoveries' PINGs alike:
     # a health check's layers may hold two connections while a recovery PINGs.
@@ -115,10 +107,12 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
         t.name: TargetControl(
             t,
             pool.host(t.ssh) if t.ssh else None,
-            app[AUDIT],
+            coordination.audit,
             app[METRICS],
             dry_run=config.remediator.dry_run,
             prober=probers[t.name],
+            lock=coordination.lock(t.name),
+            start_budget=coordination.start_budget(t.name),
         )
         for t in config.targets
     }
@@ -129,16 +123,17 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
 
 async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
+    coordination = app[COORDINATION]
     engine = RecoveryEngine(
         config.auto_recovery,
-        app[BREAKER],
-        app[AUDIT],
+        coordination.breaker,
+        coordination.audit,
         app[METRICS],
         ping_timeout_seconds=config.health_check.ping_timeout_seconds,
         stopping=app[SHUTDOWN].stopping,
     )
     controls = app[CONTROLS]
-    dispatcher = Dispatcher(controls, engine, app[BREAKER], enabled=config.auto_recovery.enabled)
+    dispatcher = Dispatcher(controls, engine, coordination, enabled=config.auto_recovery.enabled)
     app[DISPATCHER] = dispatcher
     yield
     await dispatcher.close()
@@ -205,15 +200,18 @@ def create_app(config: Config) -> web.Application:
     app[WEBHOOK_TOKEN] = token_digest(webhook_token)
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
+    names = [t.name for t in config.targets]
     breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
-    app[BREAKER] = breaker
-    app[METRICS] = Metrics([t.name for t in config.targets], breaker.is_open)
-    app[AUDIT] = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
+    app[METRICS] = Metrics(names, breaker.is_open)
+    audit = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
+    coordination = LocalCoordination(names, audit, breaker)
+    app[COORDINATION] = coordination
+    app[BREAKER] = coordination.breaker  # the names the rest of the app reads them by
+    app[AUDIT] = coordination.audit
     app[VIOLATIONS] = ViolationLog(app[AUDIT])
     app.cleanup_ctx.extend(
         [
-            _audit_log,
-            _breaker_state,
+            _coordination,
             _targets,
             _dispatcher,
             _operations,

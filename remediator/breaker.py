@@ -1,17 +1,10 @@
-"""The per-target circuit breaker: latched open by too many recoveries, closed only by a person.
+"""The per-target circuit breaker: latched open by too many recoveries or by a manual stop,
+closed only by a person.
 
-`max_recoveries` recoveries of one target within `window_seconds` open its breaker; so does a
-manual stop through the operator API (`trip`), which auto-recovery must not undo. While it is
-open the remediator runs no recovery on that target. A recovery is counted when its first
-state-changing command is about to run (so one cut short by a crash still counts); a check
-that finds the service healthy, or one that could not act at all, is not a recovery.
-
-The state of every target lives in one small JSON file under `remediator.state_dir`, so an
-open breaker survives a restart of the remediator. It is replaced atomically (temporary file,
-fsync, rename, fsync of the directory) under an advisory lock shared with the `breaker` command,
-and re-read whenever it changed on disk, so a reset made from the command line is seen by a
-running remediator at once. An unreadable or corrupt file keeps every breaker open: refusing
-to act is the safe failure.
+Every target's state is in one JSON file under `remediator.state_dir`, replaced atomically
+under an advisory lock shared with the `breaker` command and re-read whenever it changed on
+disk, so a reset from the command line is seen at once. A state that cannot be read keeps every
+breaker open: refusing to act is the safe failure.
 
     {"version": 1, "targets": {"redis": {"open": true, "opened_at": 1760106600.0,
      "reason": "3 recoveries within 300s", "recoveries": [1760106400.0, ...]}}}

@@ -1,9 +1,9 @@
-"""One target's lock, audited SSH commands and PING: how recoveries and manual operations
-act on it.
+"""What acts on one target: its audited SSH commands, under the lock and start budget that
+recoveries and manual operations share (owned by remediator.coordination).
 
-A command is audited before it runs (fail closed) and again when it ends. What decides, acts and
-verifies runs on the host's action SSH connection; what a person reads (logs, status) on its
-probe connection, which the health probes share. PING goes through the target's one prober.
+Each command is audited before it runs (fail closed) and again when it ends; what decides, acts
+and verifies runs on the host's action connection, what a person reads (logs, status) on its
+probe connection, which the health probes use too. PING goes through the target's one prober.
 """
 
 from __future__ import annotations
@@ -114,6 +114,8 @@ class TargetControl:
         *,
         dry_run: bool,
         prober: Prober,
+        lock: asyncio.Lock,
+        start_budget: StartBudget,
     ) -> None:
         self.target = target
         self.unit = target.systemd_unit
@@ -122,8 +124,8 @@ class TargetControl:
         self.metrics = metrics
         self.dry_run = dry_run
         self.prober = prober  # the target's one Redis client, shared with its health checks
-        self.lock = asyncio.Lock()
-        self.start_budget = StartBudget()
+        self.lock = lock
+        self.start_budget = start_budget
 
     @property
     def name(self) -> str:

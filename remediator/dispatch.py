@@ -1,22 +1,11 @@
-"""From alerts to recoveries: which alert starts one, which joins one, which changes nothing.
+"""From alerts to recoveries: each alert of a notification starts a target's recovery, joins
+the one in progress, is a duplicate, or is ignored; the recoveries then run here.
 
-One recovery per target at a time. A firing alert for a target with a recovery in progress
-joins it; a firing alert already handled (same fingerprint and startsAt: a retried delivery,
-the other replica of an HA pair, a `repeat_interval` repeat) changes nothing; alerts for
-different targets recover in parallel. A resolved alert is recorded, and once every alert a
-recovery serves has resolved, that recovery stops escalating; a firing alert that joins it
-later re-arms it. If it ended `resolved` all the same (it had read "every alert resolved" just
-before the new alert joined), that alert was not served: it is forgotten, so Alertmanager's
-next delivery of it (a retry, the other replica, a `repeat_interval` repeat) starts a recovery.
-
-Admission is in two phases so that nothing runs unless its audit event is on disk:
-`admit()` decides synchronously (no await, so 50 identical posts at once cannot both see "new")
-and reserves what it decided; the webhook writes the audit events; then `commit()` starts the
-recoveries, or `abort()` gives the reservations back and the webhook answers 5xx.
-
-Handled alerts are remembered for `SEEN_TTL_SECONDS`, in memory: after a restart of the
-remediator, a repeat of an alert already handled may start a new recovery, which the persisted
-circuit breaker still bounds.
+Nothing runs unless its audit event is on disk: `admit()` decides without awaiting (so two
+identical posts cannot both see a new alert) and reserves through the coordination
+(remediator.coordination); the webhook writes the audit events; then `commit()` starts the
+recoveries, or `release()` gives the reservations back. An alert a recovery did not serve (it
+aborted, or ended resolved just as the alert joined) is forgotten, so its next delivery starts one.
 """
 
 from __future__ import annotations
@@ -25,27 +14,25 @@ import asyncio
 import collections
 import contextlib
 import logging
-import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from remediator.audit import audit_event
+from remediator.coordination import Claim, Verdict
 from remediator.recovery import Outcome, Report, Trigger
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Mapping
 
     from remediator.alertmanager import Alert, AlertKey, Notification
-    from remediator.breaker import BreakerStore
     from remediator.control import TargetControl
+    from remediator.coordination import Coordination
     from remediator.recovery import RecoveryEngine
 
 log = logging.getLogger(__name__)
 
-SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
-SEEN_MAX = 10_000
 HISTORY_PER_TARGET = 20
 
 
@@ -96,51 +83,59 @@ class Job:
             self.trigger.resolved.clear()
 
 
-@dataclass
+@dataclass(frozen=True, eq=False)
 class Admission:
-    """The decisions about one notification, reserved until `commit()` or `abort()`."""
+    """The decisions about one notification, for the webhook to audit; the dispatcher then
+    commits what they reserved, or releases it if the audit write failed."""
 
-    dispatcher: Dispatcher
-    decisions: list[tuple[Alert, Disposition]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
-    undo: list[Callable[[], None]] = field(default_factory=list)
-    jobs: list[Job] = field(default_factory=list)
-    resolved_alerts: list[tuple[str, Alert]] = field(default_factory=list)
-    _done: bool = False
+    decisions: tuple[tuple[Alert, Disposition], ...]
+    events: tuple[dict[str, Any], ...]  # what the decisions add to the audit log
+    claims: tuple[tuple[Alert, Claim], ...]  # the reservations
+    resolved: tuple[tuple[str, Alert], ...]  # (target, alert): applied on commit
 
-    def settle(self, write: asyncio.Future[None]) -> None:
-        """Commit if the audit write behind these decisions succeeded, else abort. Once."""
-        if self._done or not write.done():
-            return
-        if write.cancelled() or write.exception() is not None:
-            self.abort()
-        else:
-            self.commit()
 
-    def commit(self) -> None:
-        """Start the recoveries decided on (the audit events are on disk)."""
-        assert not self._done
-        self._done = True
-        d = self.dispatcher
-        for target, alert in self.resolved_alerts:
-            job = d.running(target)
-            if job is not None and alert.key in job.keys:
-                job.resolve(alert.key)
-            d.remember(alert.key)
-        for job in self.jobs:
-            if d.running(job.target) is not job:
-                continue  # it ended meanwhile (its `_run` forgot what it did not serve)
-            if job.task is None:
-                d.start(job)
-            else:
-                job.rearm()  # a firing alert joined: escalation goes on, even if others resolved
+_DISPOSITIONS = {
+    Verdict.DUPLICATE: Disposition.DUPLICATE,
+    Verdict.SUPPRESSED: Disposition.SUPPRESSED,
+    Verdict.JOINED: Disposition.JOINED,
+    Verdict.STARTED: Disposition.STARTED,
+}
 
-    def abort(self) -> None:
-        """Give back every reservation: nothing of this notification happens."""
-        assert not self._done
-        self._done = True
-        for undo in reversed(self.undo):
-            undo()
+
+def _suppressed(name: str, alert: Alert, source_ip: str | None) -> dict[str, Any]:
+    """The audit event of an alert not acted on because its target's breaker is open."""
+    return audit_event(
+        "auto_recovery",
+        service=name,
+        operation="recover",
+        source_ip=source_ip,
+        success=False,
+        phase="suppressed",
+        outcome=Outcome.SUPPRESSED.value,
+        reason="circuit breaker open: auto-recovery is off until a person resets it",
+        alert_fingerprints=[alert.fingerprint],
+        alerts=[alert.summary()],
+    )
+
+
+def _unserved(job: Job, report: Report) -> set[AlertKey]:
+    """The alerts a recovery that ended did nothing for: a later delivery of one tries again."""
+    if report.outcome == Outcome.ABORTED:
+        return job.keys  # it did nothing
+    if report.outcome != Outcome.RESOLVED:
+        return set()
+    # It stopped for the alerts that resolved; one that joined as it stopped still fires, and
+    # nothing healed it.
+    unserved = job.keys - job.resolved
+    if unserved:
+        log.warning(
+            "%s: recovery %s ended resolved as %d more alert(s) joined: their next delivery "
+            "starts a recovery",
+            job.target,
+            job.trigger.recovery_id,
+            len(unserved),
+        )
+    return unserved
 
 
 class Dispatcher:
@@ -150,18 +145,16 @@ class Dispatcher:
         self,
         controls: Mapping[str, TargetControl],
         engine: RecoveryEngine,
-        breaker: BreakerStore,
+        coordination: Coordination,
         *,
         enabled: bool = True,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.controls = controls
         self.engine = engine
-        self.breaker = breaker
+        self.coordination = coordination
         self.enabled = enabled
-        self._clock = clock
         self._jobs: dict[str, Job] = {}
-        self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
+        self._unsettled: set[Admission] = set()
         self._tasks: set[asyncio.Task[Report | None]] = set()
         self._closed = False
         self._history: dict[str, collections.deque[Report]] = {
@@ -176,96 +169,96 @@ class Dispatcher:
         """The target's last recoveries, oldest first."""
         return list(self._history.get(target, ()))
 
-    def remember(self, key: AlertKey) -> None:
-        now = self._clock()
-        self._seen[key] = now + SEEN_TTL_SECONDS
-        self._seen.move_to_end(key)
-        while self._seen:
-            oldest, expiry = next(iter(self._seen.items()))
-            if expiry > now and len(self._seen) <= SEEN_MAX:
-                break
-            del self._seen[oldest]
-
-    def _seen_recently(self, key: AlertKey) -> bool:
-        expiry = self._seen.get(key)
-        return expiry is not None and expiry > self._clock()
-
     def admit(self, notification: Notification, source_ip: str | None) -> Admission:
         """Decide about every alert, reserving what is decided; see the module docstring."""
-        adm = Admission(self)
+        decisions: list[tuple[Alert, Disposition]] = []
+        events: list[dict[str, Any]] = []
+        claims: list[tuple[Alert, Claim]] = []
+        resolved: list[tuple[str, Alert]] = []
         for alert in notification.alerts:
-            disposition = self._decide(adm, alert, source_ip)
-            adm.decisions.append((alert, disposition))
-        return adm
+            disposition, claim = self._decide(alert, source_ip)
+            decisions.append((alert, disposition))
+            if claim is not None and claim.reserved:
+                claims.append((alert, claim))
+            elif claim is not None and claim.verdict == Verdict.SUPPRESSED:
+                events.append(_suppressed(claim.target, alert, source_ip))
+            elif disposition == Disposition.RESOLVED and alert.target_name:
+                resolved.append((alert.target_name, alert))
+        admission = Admission(tuple(decisions), tuple(events), tuple(claims), tuple(resolved))
+        self._unsettled.add(admission)
+        return admission
 
-    def _decide(  # noqa: C901, PLR0911 -- the decision table, one return per row
-        self, adm: Admission, alert: Alert, source_ip: str | None
-    ) -> Disposition:
+    def _decide(self, alert: Alert, source_ip: str | None) -> tuple[Disposition, Claim | None]:
         if not alert.wants_remediation:
-            return Disposition.NOT_REMEDIABLE
+            return Disposition.NOT_REMEDIABLE, None
         name = alert.target_name
         if not name:
-            return Disposition.NO_TARGET
+            return Disposition.NO_TARGET, None
         control = self.controls.get(name)
         if control is None:
-            return Disposition.UNKNOWN_TARGET
-        job = self._jobs.get(name)
+            return Disposition.UNKNOWN_TARGET, None
         if alert.status == "resolved":
-            adm.resolved_alerts.append((name, alert))
-            return Disposition.RESOLVED
-        if self._seen_recently(alert.key) or (job is not None and alert.key in job.keys):
-            return Disposition.DUPLICATE
-        if not self.enabled:
-            return Disposition.DISABLED
-        if control.refusal:
-            return Disposition.NO_SSH
-        if job is not None:
-            self._reserve(adm, job, alert)
-            return Disposition.JOINED
-        if self.breaker.is_open(name):
-            adm.events.append(
-                audit_event(
-                    "auto_recovery",
-                    service=name,
-                    operation="recover",
-                    source_ip=source_ip,
-                    success=False,
-                    phase="suppressed",
-                    outcome=Outcome.SUPPRESSED.value,
-                    reason="circuit breaker open: auto-recovery is off until a person resets it",
-                    alert_fingerprints=[alert.fingerprint],
-                    alerts=[alert.summary()],
-                )
-            )
-            return Disposition.SUPPRESSED
-        job = Job(name, Trigger(uuid.uuid4().hex[:12], [], source_ip))
-        self._jobs[name] = job
+            return Disposition.RESOLVED, None
+        recovery_id = uuid.uuid4().hex[:12]  # if it starts one
+        may_act = self.enabled and not control.refusal
+        claim = self.coordination.admit(name, alert.key, recovery_id=recovery_id, may_act=may_act)
+        if claim.verdict == Verdict.DECLINED:
+            return (Disposition.NO_SSH if self.enabled else Disposition.DISABLED), claim
+        if claim.verdict == Verdict.STARTED:
+            self._jobs[name] = Job(name, Trigger(recovery_id, [], source_ip))
+        if claim.reserved:
+            self._jobs[name].add(alert)
+        return _DISPOSITIONS[claim.verdict], claim
 
-        def drop_job() -> None:
-            if self._jobs.get(name) is job and job.task is None and not job.keys:
-                del self._jobs[name]
+    def settle(self, admission: Admission, write: asyncio.Future[None]) -> None:
+        """Commit if the audit write behind the admission succeeded, else release. Once."""
+        if admission not in self._unsettled or not write.done():
+            return
+        if write.cancelled() or write.exception() is not None:
+            self.release(admission)
+        else:
+            self.commit(admission)
 
-        adm.undo.append(drop_job)
-        self._reserve(adm, job, alert)
-        return Disposition.STARTED
+    def commit(self, admission: Admission) -> None:
+        """Start the recoveries decided on (the audit events are on disk)."""
+        self._unsettled.remove(admission)
+        for target, alert in admission.resolved:
+            job = self._jobs.get(target)
+            if job is not None and alert.key in job.keys:
+                job.resolve(alert.key)
+            self.coordination.remember(alert.key)
+        for _, claim in admission.claims:
+            self.coordination.commit(claim)
+            job = self._job_of(claim)
+            if job is None:
+                continue  # it ended meanwhile (and forgot what it did not serve)
+            if job.task is None:
+                self.start(job)
+            else:
+                job.rearm()  # a firing alert joined: escalation goes on, even if others resolved
 
-    def _reserve(self, adm: Admission, job: Job, alert: Alert) -> None:
-        had = alert.key in self._seen
-        job.add(alert)
-        self.remember(alert.key)
-        adm.jobs.append(job)
-
-        def undo() -> None:
+    def release(self, admission: Admission) -> None:
+        """Give back every reservation: nothing of this notification happens."""
+        self._unsettled.remove(admission)
+        for alert, claim in reversed(admission.claims):
+            self.coordination.release(claim)
+            job = self._job_of(claim)
+            if job is None:
+                continue
             job.remove(alert)
-            if not had:
-                self._seen.pop(alert.key, None)
+            if job.task is None and not job.keys:
+                del self._jobs[job.target]
 
-        adm.undo.append(undo)
+    def _job_of(self, claim: Claim) -> Job | None:
+        """The recovery the claim reserved on, while it is still admitted or running."""
+        job = self._jobs.get(claim.target)
+        if job is None or job.trigger.recovery_id != claim.recovery_id:
+            return None
+        return job
 
     def start(self, job: Job) -> None:
         if self._closed:  # an audit write that outlived the shutdown's grace committed late
-            if self._jobs.get(job.target) is job:
-                del self._jobs[job.target]
+            self._end(job, job.keys)
             log.error(
                 "%s: recovery %s admitted after shutdown: not started",
                 job.target,
@@ -278,33 +271,22 @@ class Dispatcher:
         task.add_done_callback(self._tasks.discard)
 
     async def _run(self, job: Job) -> Report | None:
+        report: Report | None = None
         try:
             report = await self.engine.recover(self.controls[job.target], job.trigger)
         except Exception:  # a bug: keep serving the other targets, and say so loudly
             log.exception("%s: recovery %s crashed", job.target, job.trigger.recovery_id)
-            return None
         finally:
-            if self._jobs.get(job.target) is job:
-                del self._jobs[job.target]
-        self._history[job.target].append(report)
-        unserved: set[AlertKey] = set()
-        if report.outcome == Outcome.ABORTED:
-            unserved = job.keys  # it did nothing
-        elif report.outcome == Outcome.RESOLVED:
-            # It stopped for the alerts that resolved; one that joined as it stopped still
-            # fires, and nothing healed it.
-            unserved = job.keys - job.resolved
-            if unserved:
-                log.warning(
-                    "%s: recovery %s ended resolved as %d more alert(s) joined: their next "
-                    "delivery starts a recovery",
-                    job.target,
-                    job.trigger.recovery_id,
-                    len(unserved),
-                )
-        for key in unserved:  # a later delivery of these alerts tries again
-            self._seen.pop(key, None)
+            self._end(job, set() if report is None else _unserved(job, report))
+        if report is not None:
+            self._history[job.target].append(report)
         return report
+
+    def _end(self, job: Job, unserved: set[AlertKey]) -> None:
+        """The recovery is over: its target is free, the alerts it did not serve forgotten."""
+        if self._jobs.get(job.target) is job:
+            del self._jobs[job.target]
+        self.coordination.end(job.target, job.trigger.recovery_id, unserved)
 
     async def wait_idle(self) -> None:
         """Wait until no recovery is running (for tests and the benchmark)."""
@@ -314,7 +296,9 @@ class Dispatcher:
     def resume(self, target: str, recovery_id: str) -> bool:
         """Start a recovery no alert asked for: the re-check of one that the last run of the
         remediator left unfinished (remediator.resume). False if the target is taken."""
-        if target in self._jobs or target not in self.controls or self._closed:
+        if target not in self.controls or self._closed:
+            return False
+        if not self.coordination.claim(target, recovery_id):
             return False
         job = Job(target, Trigger(recovery_id, []))
         self._jobs[target] = job

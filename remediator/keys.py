@@ -19,12 +19,14 @@ from remediator.violations import ViolationLog
 if TYPE_CHECKING:
     from redis_autoheal.probe import Prober
     from remediator.control import TargetControl
+    from remediator.coordination import Coordination
 
 CONFIG = web.AppKey("config", Config)
 WEBHOOK_TOKEN = web.AppKey("webhook_token", bytes)  # its SHA-256 digest, not the token
 METRICS = web.AppKey("metrics", Metrics)
 AUDIT = web.AppKey("audit", AuditWriter)
 BREAKER = web.AppKey("breaker", BreakerStore)
+COORDINATION: web.AppKey[Coordination] = web.AppKey("coordination")
 CONTROLS: web.AppKey[dict[str, TargetControl]] = web.AppKey("controls")
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 USERS = web.AppKey("users", UserDirectory)

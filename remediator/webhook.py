@@ -1,23 +1,15 @@
-"""`POST /webhook`: Alertmanager's notifications in, recoveries started in the background.
+"""`POST /webhook`: Alertmanager's notifications in, validated, their decisions audited, then
+their recoveries started in the background (remediator.dispatch).
 
-Alertmanager waits for the answer and retries on a 5xx or a timeout, never on a 4xx. So:
-- 200 as soon as the notification is validated, its decisions are audited and its recoveries
-  started: the recoveries themselves run in the background;
-- 4xx for a request that will never succeed: 401 no or wrong token, 403 address not allowed,
-  413 body over `remediator.max_body_bytes`, 415 not JSON, 400 malformed JSON (or nested too
-  deeply to decode), 422 not an Alertmanager v4 notification (a field missing or of the wrong
-  type, a time that is no time or out of range). Nothing runs.
-- 503 when the audit log cannot be written: nothing runs, and Alertmanager's retry comes back
-  when it can (fail closed).
-
-`max_body_bytes` (1 MiB) must fit the largest notification: an alert with the labels and
-annotations of alerts/ takes about 1 KiB, so 1 MiB fits Alertmanager's `max_alerts` up to about
-500; set `max_alerts` in the receiver's webhook_config below that.
+Alertmanager retries on a 5xx or a timeout, never on a 4xx: a request that can never succeed
+gets a 4xx and runs nothing; an audit log that cannot be written gets a 503 and runs nothing,
+and the retry is admitted once it can (fail closed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 from typing import TYPE_CHECKING
@@ -85,7 +77,8 @@ async def receive(request: web.Request) -> web.Response:
         raise web.HTTPUnprocessableEntity(
             text=f"not an Alertmanager v4 notification: {e}\n"
         ) from None
-    admission = app[DISPATCHER].admit(notification, request.remote)
+    dispatcher = app[DISPATCHER]
+    admission = dispatcher.admit(notification, request.remote)
     received = audit_event(
         "webhook",
         service=None,
@@ -101,13 +94,13 @@ async def receive(request: web.Request) -> web.Response:
     # The decisions are settled when the write ends, even if this request is cancelled
     # meanwhile: on disk means committed, not on disk means given back.
     write = asyncio.ensure_future(app[AUDIT].write(received, *admission.events))
-    write.add_done_callback(admission.settle)
+    write.add_done_callback(functools.partial(dispatcher.settle, admission))
     try:
         await asyncio.shield(write)
     except AuditWriteError as e:
         log.warning("webhook refused: %s", e)
         raise web.HTTPServiceUnavailable(text="audit log unavailable: nothing was done\n") from e
-    admission.settle(write)
+    dispatcher.settle(admission, write)
     return web.json_response(
         {
             "status": "accepted",

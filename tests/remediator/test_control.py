@@ -39,7 +39,16 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
     endpoint = SshEndpoint(host="127.0.0.1", port=1, connect_timeout_seconds=0.2)
     target, ssh = Target(name="redis", ssh=endpoint), SshHost(endpoint)
     prober = Prober(target, HealthCheck(ping_timeout_seconds=0.1), ssh)
-    control = TargetControl(target, ssh, writer, metrics, dry_run=False, prober=prober)
+    control = TargetControl(
+        target,
+        ssh,
+        writer,
+        metrics,
+        dry_run=False,
+        prober=prober,
+        lock=asyncio.Lock(),
+        start_budget=StartBudget(),
+    )
     command = ServiceControl(Action.RESTART, Unit("redis-server"))
     object.__setattr__(command.unit, "name", "redis-server; rm -rf /")
     with pytest.raises(CommandRejected):
@@ -102,7 +111,18 @@ async def audited(
     for name in names:
         target = Target(name=name, ssh=ssh.endpoint)
         prober = Prober(target, health, ssh)
-        controls.append(TargetControl(target, ssh, writer, metrics, dry_run=False, prober=prober))
+        controls.append(
+            TargetControl(
+                target,
+                ssh,
+                writer,
+                metrics,
+                dry_run=False,
+                prober=prober,
+                lock=asyncio.Lock(),
+                start_budget=StartBudget(),
+            )
+        )
     try:
         yield audit, metrics, controls
     finally:

@@ -133,7 +133,7 @@ async def test_a_join_given_back_leaves_a_recovery_whose_alerts_resolved_stopped
     )
     assert [d for _, d in pending.decisions] == ["joined_running_recovery"]
     assert await post(client, {**down, "status": "resolved"}) == ["resolved"]
-    pending.abort()  # its audit write failed
+    dispatcher.release(pending)  # its audit write failed
     async with asyncio.timeout(10):
         await dispatcher.wait_idle()
     assert dispatcher.history("redis")[-1].outcome == Outcome.RESOLVED

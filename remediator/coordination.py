@@ -1,0 +1,206 @@
+"""What remediator replicas would have to share, behind one interface: `Coordination`.
+
+That is: which recovery holds each target and which alerts were handled (admission), the
+per-target lock, the start budget, the circuit breaker and the audit trail. `admit` decides
+about one firing alert in one step (duplicate memory, the target's holder, the breaker), so
+that a shared store can make it one transaction; what it reserves stands once `commit`ted and
+is given back by `release`. `LocalCoordination` is the one process's own: in memory, with the
+breaker's state file and the audit log on local disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, Protocol
+
+from remediator.control import StartBudget
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+
+    from remediator.alertmanager import AlertKey
+    from remediator.audit import AuditWriter
+    from remediator.breaker import BreakerStore
+
+SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
+SEEN_MAX = 10_000
+
+
+class Verdict(StrEnum):
+    """What `admit` decided about one firing alert for a target."""
+
+    DUPLICATE = "duplicate"  # handled already, or being handled: nothing reserved
+    DECLINED = "declined"  # new, but the caller may not act on it: nothing reserved
+    SUPPRESSED = "suppressed"  # the target's breaker is open: nothing reserved
+    JOINED = "joined"  # reserved on the recovery that holds the target
+    STARTED = "started"  # the target is now held for a new recovery, serving this alert
+
+
+@dataclass(frozen=True)
+class Claim:
+    """`admit`'s answer about one alert; a JOINED or STARTED one holds a reservation."""
+
+    verdict: Verdict
+    target: str
+    key: AlertKey
+    recovery_id: str | None = None  # the recovery that serves the alert, if one does
+
+    @property
+    def reserved(self) -> bool:
+        return self.verdict in (Verdict.JOINED, Verdict.STARTED)
+
+
+class Coordination(Protocol):
+    """Everything several remediators acting as one would share; see the module docstring."""
+
+    @property
+    def audit(self) -> AuditWriter: ...
+    @property
+    def breaker(self) -> BreakerStore: ...
+
+    async def open(self) -> None:
+        """Make sure the shared state can be read and written: a failure stops start-up."""
+
+    async def close(self) -> None: ...
+
+    def lock(self, target: str) -> asyncio.Lock:
+        """One recovery or manual operation on the target at a time."""
+
+    def start_budget(self, target: str) -> StartBudget:
+        """Our starts of the target's unit, kept below systemd's start limit."""
+
+    def admit(self, target: str, key: AlertKey, *, recovery_id: str, may_act: bool) -> Claim:
+        """Decide about a firing alert: a duplicate; else, if the caller may act, join the
+        target's recovery, or hold the target for a new one (`recovery_id`) unless its breaker
+        is open. Whatever is reserved counts at once (a second delivery is a duplicate)."""
+
+    def commit(self, claim: Claim) -> None:
+        """The claim's audit event is on disk: its recovery runs, the target stays held."""
+
+    def release(self, claim: Claim) -> None:
+        """The claim's audit event could not be written: give back what it reserved."""
+
+    def claim(self, target: str, recovery_id: str) -> bool:
+        """Hold a free target for a recovery no alert asked for; False if it is held."""
+
+    def end(self, target: str, recovery_id: str, unserved: Iterable[AlertKey]) -> None:
+        """The recovery ended: the target is free, and the alerts it did not serve are
+        forgotten, so their next delivery starts a recovery."""
+
+    def remember(self, key: AlertKey) -> None:
+        """An alert was handled (it resolved): its repeats are duplicates."""
+
+
+@dataclass
+class _Hold:
+    """A target held by one recovery, and the alerts reserved on it."""
+
+    recovery_id: str
+    keys: set[AlertKey] = field(default_factory=set)
+    committed: bool = False
+
+
+class LocalCoordination:
+    """One remediator's shared state; see the module docstring."""
+
+    def __init__(
+        self,
+        targets: Iterable[str],
+        audit: AuditWriter,
+        breaker: BreakerStore,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.audit = audit
+        self.breaker = breaker
+        self._clock = clock
+        self._locks = {name: asyncio.Lock() for name in targets}
+        self._budgets = {name: StartBudget() for name in self._locks}
+        self._holds: dict[str, _Hold] = {}
+        self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
+
+    async def open(self) -> None:
+        await asyncio.to_thread(self.audit.open)
+        try:
+            await asyncio.to_thread(self.breaker.check)
+        except BaseException:
+            await self.audit.close()
+            raise
+
+    async def close(self) -> None:
+        await self.audit.close()
+
+    def lock(self, target: str) -> asyncio.Lock:
+        return self._locks[target]
+
+    def start_budget(self, target: str) -> StartBudget:
+        return self._budgets[target]
+
+    def admit(self, target: str, key: AlertKey, *, recovery_id: str, may_act: bool) -> Claim:
+        hold = self._holds.get(target)
+        if self._seen_recently(key) or (hold is not None and key in hold.keys):
+            return Claim(Verdict.DUPLICATE, target, key)
+        if not may_act:
+            return Claim(Verdict.DECLINED, target, key)
+        verdict = Verdict.JOINED
+        if hold is None:
+            if self.breaker.is_open(target):
+                return Claim(Verdict.SUPPRESSED, target, key)
+            hold = self._holds[target] = _Hold(recovery_id)
+            verdict = Verdict.STARTED
+        hold.keys.add(key)
+        self.remember(key)
+        return Claim(verdict, target, key, hold.recovery_id)
+
+    def commit(self, claim: Claim) -> None:
+        hold = self._held_by(claim)
+        if hold is not None:
+            hold.committed = True
+
+    def release(self, claim: Claim) -> None:
+        if not claim.reserved:
+            return
+        hold = self._held_by(claim)
+        if hold is not None:
+            hold.keys.discard(claim.key)
+            if not hold.committed and not hold.keys:
+                del self._holds[claim.target]
+        self._seen.pop(claim.key, None)  # admitted only if not seen: it was not
+
+    def claim(self, target: str, recovery_id: str) -> bool:
+        if target in self._holds:
+            return False
+        self._holds[target] = _Hold(recovery_id, committed=True)
+        return True
+
+    def end(self, target: str, recovery_id: str, unserved: Iterable[AlertKey]) -> None:
+        hold = self._holds.get(target)
+        if hold is not None and hold.recovery_id == recovery_id:
+            del self._holds[target]
+        for key in unserved:
+            self._seen.pop(key, None)
+
+    def remember(self, key: AlertKey) -> None:
+        now = self._clock()
+        self._seen[key] = now + SEEN_TTL_SECONDS
+        self._seen.move_to_end(key)
+        while self._seen:
+            oldest, expiry = next(iter(self._seen.items()))
+            if expiry > now and len(self._seen) <= SEEN_MAX:
+                break
+            del self._seen[oldest]
+
+    def _seen_recently(self, key: AlertKey) -> bool:
+        expiry = self._seen.get(key)
+        return expiry is not None and expiry > self._clock()
+
+    def _held_by(self, claim: Claim) -> _Hold | None:
+        """The target's hold, if it is still the one the claim reserved on."""
+        hold = self._holds.get(claim.target)
+        if claim.reserved and hold is not None and hold.recovery_id == claim.recovery_id:
+            return hold
+        return None
