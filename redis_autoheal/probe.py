@@ -111,6 +111,7 @@ LAYER_REASONS: dict[Layer, tuple[Reason, ...]] = {
 }
 
 MESSAGE_MAX = 300
+PROBE_CONNECTIONS = 2  # Redis connections a target's probes share
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -250,7 +251,7 @@ class Prober:
         health: HealthCheck,
         ssh: SshHost | None,
         *,
-        redis_connections: int = 2,
+        ping_connections: int = 0,
     ) -> None:
         self.target = target
         self.health = health
@@ -259,9 +260,14 @@ class Prober:
         # The client's own socket timeouts are a backstop; each layer's deadline is enforced
         # around the whole layer (connect, AUTH and command) by asyncio.timeout.
         longest = max(health.ping_timeout_seconds, health.performance_timeout_seconds)
+        # Probes share PROBE_CONNECTIONS (a connectivity and a performance layer can overlap);
+        # `ping_connections` more are kept for ping(), so that no flood of probes delays it.
         self.redis = make_client(
-            target.redis, timeout_seconds=longest, max_connections=redis_connections
+            target.redis,
+            timeout_seconds=longest,
+            max_connections=PROBE_CONNECTIONS + ping_connections,
         )
+        self._probe_slots = asyncio.Semaphore(PROBE_CONNECTIONS)
         self.timeouts = {
             Layer.CONNECTIVITY: health.ping_timeout_seconds,
             Layer.SYSTEMD: health.systemd_timeout_seconds,
@@ -309,7 +315,8 @@ class Prober:
         seconds = self.timeouts[layer]
         if budget is not None:
             seconds = min(seconds, budget)
-        result = await self._measure(layer, seconds)
+        slots = None if layer is Layer.SYSTEMD else self._probe_slots
+        result = await self._measure(layer, seconds, slots)
         self._note(result)
         return result
 
@@ -322,11 +329,16 @@ class Prober:
             raise TypeError(f"connectivity probe gave a {type(result).__name__}")
         return result
 
-    async def _measure(self, layer: Layer, seconds: float) -> LayerResult:
+    async def _measure(
+        self, layer: Layer, seconds: float, slots: asyncio.Semaphore | None = None
+    ) -> LayerResult:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(seconds):
-                return await self._bodies[layer](started, seconds)
+                if slots is None:
+                    return await self._bodies[layer](started, seconds)
+                async with slots:
+                    return await self._bodies[layer](started, seconds)
         except TimeoutError:
             return self._failed(layer, started, Reason.TIMEOUT, f"no answer within {seconds:g}s")
         except SshError as e:

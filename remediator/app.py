@@ -94,11 +94,11 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     coordination = app[COORDINATION]
     pool = SshPool()
-    # One Redis client per target, for its health checks and its recoveries' PINGs alike:
-    # a health check's layers may hold two connections while a recovery PINGs.
+    # One Redis client per target, for its health checks and the PINGs that verify actions,
+    # with connections kept for the PINGs: a flood of /health requests cannot delay them.
     probers = {
         t.name: Prober(
-            t, config.health_check, pool.host(t.ssh) if t.ssh else None, redis_connections=4
+            t, config.health_check, pool.host(t.ssh) if t.ssh else None, ping_connections=2
         )
         for t in config.targets
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import re
 import signal
@@ -328,6 +329,61 @@ async def test_a_ping_to_verify_an_action_is_not_logged(make_config, caplog):
         assert len(caplog.records) == 1  # a probe's failure is logged
     finally:
         await p.close()
+
+
+class HeldInfoRedis:
+    """A stand-in Redis server: PING answers at once, INFO only once `release` is set."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.held = asyncio.Condition()
+        self.infos_waiting = 0
+
+    async def serve(self, reader, writer):
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                count = int((await reader.readline())[1:])
+                words = []
+                for _ in range(count):
+                    size = int((await reader.readline())[1:])
+                    words.append((await reader.readexactly(size + 2))[:-2].upper())
+                if words[0] == b"PING":
+                    writer.write(b"+PONG\r\n")
+                elif words[0] == b"INFO":
+                    async with self.held:
+                        self.infos_waiting += 1
+                        self.held.notify_all()
+                    await self.release.wait()
+                    body = b"redis_version:7.2.0\r\nmaxclients:10000\r\n"
+                    writer.write(b"$%d\r\n%s\r\n" % (len(body), body))
+                else:
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+        writer.close()
+
+
+async def test_pings_kept_for_verification_never_wait_behind_probes(make_config):
+    """The remediator's PINGs that verify an action have connections of their own: probes that
+    hold every connection they may take (two INFOs waiting) do not delay them."""
+    fake = HeldInfoRedis()
+    server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = make_config([redis_target("held", port)], performance_timeout_seconds=HANG)
+    p = Prober(config.targets[0], config.health_check, None, ping_connections=1)
+    probes = [asyncio.ensure_future(p.probe_layer(P, None)) for _ in range(5)]
+    try:
+        async with hang_guard("two INFOs held"), fake.held:
+            await fake.held.wait_for(lambda: fake.infos_waiting == 2)
+        result = await p.ping(1.0)
+        assert (result.success, result.reason) == (True, None)
+        assert fake.infos_waiting == 2  # the other probes wait for a slot, not a connection
+    finally:
+        fake.release.set()
+        results = await asyncio.gather(*probes)
+        await p.close()
+        server.close()
+        await server.wait_closed()
+    assert all(r.success for r in results)
 
 
 # ---- the systemd layer's logic, with a stand-in for the SSH host (real SSH: test_testhost) ----
