@@ -11,6 +11,7 @@ looks like.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -74,7 +75,8 @@ async def fetch(
     except TimeoutError:
         raise InitRefused(f"{where}: no answer in {wait_seconds:g}s; nothing was changed") from None
     except (OSError, asyncssh.Error) as e:
-        reason = getattr(e, "strerror", None) or str(e) or type(e).__name__
+        errno = e.errno if isinstance(e, OSError) else None
+        reason = os.strerror(errno) if errno else str(e) or type(e).__name__
         raise InitRefused(f"{where}: {reason}; nothing was changed") from None
     if key is None:
         raise InitRefused(f"{where}: it presented none; nothing was changed")
