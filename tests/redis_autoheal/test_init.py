@@ -174,6 +174,13 @@ def test_at_a_terminal_the_user_confirms_the_fingerprint_shown(tmp_path, test_ho
     assert no.stderr.rstrip().endswith("not accepted. Nothing was changed")
     assert not config.parent.exists()
 
+    # As the README shows it.
+    assert no.stderr.startswith(
+        f"vm3: the SSH server at {test_host.address}:22 presents ssh-ed25519 "
+        f"{host_fingerprint(test_host)}.\nCompare it with `ssh-keygen -lf "
+        "/etc/ssh/ssh_host_*_key.pub` run on that host.\nTrust this key? Type yes to accept: "
+    )
+
     yes = at_terminal(init_args(config, test_host), "yes")
     assert yes.returncode == 0, yes.stderr
     assert "(accepted at the terminal)" in yes.stdout
