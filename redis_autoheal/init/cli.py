@@ -35,6 +35,16 @@ def _target(value: str) -> plan.TargetSpec:
     return plan.TargetSpec(name, host)
 
 
+def _seconds(value: str) -> float:
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds above 0, got {value!r}")
+    return seconds
+
+
 def _user(value: str) -> plan.UserSpec:
     parts = value.split(":")
     if len(parts) != 3 or not all(parts):
@@ -276,7 +286,7 @@ def register(
     )
     p.add_argument(
         "--connect-timeout",
-        type=float,
+        type=_seconds,
         default=10.0,
         metavar="SECONDS",
         help="how long to wait for each host's SSH server (default 10)",

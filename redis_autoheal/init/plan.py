@@ -35,6 +35,8 @@ AUDIT_FILE = "redis_service_management.log"
 USER_NAME = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]*")
 SOURCE_PATTERN = re.compile(r"[A-Za-z0-9.:/*?,!-]+")
+# A user id names its token file: no path in it.
+USER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -148,6 +150,12 @@ def validate(req: Request) -> None:
         if not HOST_NAME.fullmatch(t.host):
             raise InitRefused(
                 f"--target {t.name}=HOST: HOST must be an address or host name, got {t.host!r}"
+            )
+    for u in req.users:
+        if not USER_ID.fullmatch(u.id):
+            raise InitRefused(
+                f"--user {u.id}:…: ID must be letters, digits and _.@- (it names the user's "
+                f"token file), got {u.id!r}"
             )
     if req.ssh_from is not None and not SOURCE_PATTERN.fullmatch(req.ssh_from):
         raise InitRefused(

@@ -341,6 +341,8 @@ def test_the_service_user_owns_the_secrets(tmp_path, test_host):
         (["--target", "a=h", "--user", "bob:root:b@x"], ["users[0].role: must be one of"]),
         (["--target", "a=h", "--redis-port", "70000"], ["redis.port: must be 1-65535"]),
         (["--target", "a=h", "--ssh-from", "'; reboot"], ["--ssh-from must be addresses"]),
+        (["--target", "a=h", "--user", "../../x:admin:e@x"], ["ID must be letters, digits"]),
+        (["--target", "a=h", "--connect-timeout", "-1"], ["--connect-timeout: must be a number"]),
     ],
 )
 def test_bad_flags_are_named_before_anything_happens(tmp_path, flags, words):
