@@ -59,10 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     # Each service adds its own subcommands; imported here, not at module level, so that
     # `check-config` works even if a service's dependencies are broken.
     from exporter import cli as exporter_cli  # noqa: PLC0415
+    from redis_autoheal.init import cli as init_cli  # noqa: PLC0415
     from remediator import cli as remediator_cli  # noqa: PLC0415
 
     exporter_cli.register(sub, _add_config)
     remediator_cli.register(sub, _add_config)
+    init_cli.register(sub, _add_config)
     return parser
 
 

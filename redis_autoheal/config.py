@@ -16,7 +16,7 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 import yaml
 
@@ -132,10 +132,23 @@ class Target:
 
 @dataclass(frozen=True)
 class HealthCheck:
-    """The runbook's three health layers: how often and how long each may take."""
+    """How long each of the runbook's three health layers may take.
 
-    interval_seconds: float = field(30.0, check=_positive)
-    failure_threshold: int = field(3, check=in_range(1, 100))
+    How often they run and how many failed PINGs start a recovery are Prometheus' scrape
+    intervals and the RedisDown rule, both from alerts/thresholds.yml: the two keys that once
+    claimed them here did nothing, so a file that still has them is refused, with where the
+    setting lives, rather than silently keeping a knob that does not turn.
+    """
+
+    REMOVED: ClassVar[dict[str, str]] = {
+        "interval_seconds": "how often Redis is PINGed is Prometheus' scrape interval: "
+        "scrape_intervals.connectivity in alerts/thresholds.yml (30s), the redis-connectivity "
+        "job of alerts/prometheus.yml; delete this key",
+        "failure_threshold": "how many failed PINGs in a row start a recovery is "
+        "alerts.RedisDown.failed_pings in alerts/thresholds.yml (3), then regenerate the rules "
+        "(python -m alerts.generator); delete this key",
+    }
+
     ping_timeout_seconds: float = field(5.0, check=_positive)
     systemd_timeout_seconds: float = field(10.0, check=_positive)
     performance_timeout_seconds: float = field(15.0, check=_positive)

@@ -3,6 +3,7 @@
     AutohealError
     ├── ConfigError             the config file (or a file it names) is wrong: one line, key first
     ├── CommandRejected         a command outside the runbook's whitelist; raised before any I/O
+    ├── InitRefused             `redis-autoheal init` stopped before changing anything: why
     ├── SshError                an SSH command could not run to completion
     │   ├── SshConnectError     TCP connect, handshake or authentication failed or timed out
     │   │   └── HostKeyError    the host key is unknown or changed: refused, never accepted
@@ -31,6 +32,10 @@ class ConfigError(AutohealError):
 
 class CommandRejected(AutohealError, ValueError):
     """A command, unit name or argument is outside the whitelist."""
+
+
+class InitRefused(AutohealError):
+    """`init` refused or could not do its job; the message says why, and nothing was changed."""
 
 
 class SshError(AutohealError):
