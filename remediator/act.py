@@ -14,7 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_autoheal.errors import AuditWriteError, SshError
-from remediator.audit import audit_event
+from remediator.events import CircuitBreaker
 from remediator.verify import (
     Checkable,
     pong_within,
@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from redis_autoheal.commands import ServiceControl
-    from remediator.audit import Actor, AuditWriter
+    from remediator.audit import AuditWriter
+    from remediator.events import Actor, Event
 
 STOPPED_STATES = frozenset({"inactive", "failed"})
 
@@ -136,27 +137,23 @@ def breaker_opened(  # noqa: PLR0913 -- the fields of one audit event
     recovery_id: str | None = None,
     operation_id: str | None = None,
     recoveries: int | None = None,
-) -> dict[str, Any]:
+) -> CircuitBreaker:
     """The audit event of a circuit breaker opening: counted full by a recovery, or tripped
     by a manual stop."""
-    ids: dict[str, Any] = {"recovery_id": recovery_id} if recovery_id is not None else {}
-    if operation_id is not None:
-        ids["operation_id"] = operation_id
-    counted: dict[str, Any] = {"recoveries": recoveries} if recoveries is not None else {}
-    return audit_event(
-        "circuit_breaker",
+    return CircuitBreaker(
         service=target,
         operation="open",
         user=actor,
         source_ip=source_ip,
         success=True,
-        **ids,
+        recovery_id=recovery_id,
+        operation_id=operation_id,
         reason=reason,
-        **counted,
+        recoveries=recoveries,
     )
 
 
-async def write_or_owe(audit: AuditWriter, event: Mapping[str, Any]) -> None:
+async def write_or_owe(audit: AuditWriter, event: Event) -> None:
     """Write a run's terminal event; if the log cannot take it now, it is owed (deferred) and
     the AuditWriteError raised."""
     try:

@@ -29,9 +29,9 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from remediator.audit import audit_event
+from remediator.events import AutoRecovery, Event
 from remediator.recovery import Outcome, Report, Trigger
 
 if TYPE_CHECKING:
@@ -102,7 +102,7 @@ class Admission:
 
     dispatcher: Dispatcher
     decisions: list[tuple[Alert, Disposition]] = field(default_factory=list)
-    events: list[dict[str, Any]] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
     undo: list[Callable[[], None]] = field(default_factory=list)
     jobs: list[Job] = field(default_factory=list)
     resolved_alerts: list[tuple[str, Alert]] = field(default_factory=list)
@@ -224,8 +224,7 @@ class Dispatcher:
             return Disposition.JOINED
         if self.breaker.is_open(name):
             adm.events.append(
-                audit_event(
-                    "auto_recovery",
+                AutoRecovery(
                     service=name,
                     operation="recover",
                     source_ip=source_ip,

@@ -31,8 +31,8 @@ from redis_autoheal.errors import (
 )
 from redis_autoheal.logs import target_logger
 from remediator.act import STOPPED_STATES, Acting, Expect, breaker_opened, write_or_owe
-from remediator.audit import audit_event
 from remediator.control import RISK
+from remediator.events import CircuitBreaker, ServiceOperation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -189,8 +189,7 @@ class Operations:
         operation_id: str,
     ) -> None:
         await self.audit.write(
-            audit_event(
-                "service_operation",
+            ServiceOperation(
                 service=target,
                 operation=operation,
                 user=user.actor,
@@ -233,8 +232,7 @@ class Operations:
         """Close the target's breaker, audited first; return its state before and after."""
         before = await asyncio.to_thread(self.breaker.state, target)
         await self.audit.write(
-            audit_event(
-                "circuit_breaker",
+            CircuitBreaker(
                 service=target,
                 operation="reset",
                 user=user.actor,
@@ -299,9 +297,8 @@ class _Run:
             ops.config.health_check.ping_timeout_seconds,
         )
 
-    def _event(self, phase: str, success: bool | None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
-        return audit_event(
-            "service_operation",
+    def _event(self, phase: str, success: bool | None, **extra: Any) -> ServiceOperation:  # noqa: ANN401
+        return ServiceOperation(
             service=self.control.name,
             operation=self.action.value,
             user=self.actor,
@@ -369,7 +366,10 @@ class _Run:
         self.log.info("manual %s: %s", self.action.value, detail)
         return result
 
-    async def _finish(self, *, success: bool, detail: str, outcome: str, **extra: Any) -> None:  # noqa: ANN401
+    async def _finish(
+        self, *, success: bool, detail: str, outcome: str, reason: str | None = None
+    ) -> None:
+        """The operation's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
         event = self._event(
             "finished",
             success,
@@ -380,9 +380,8 @@ class _Run:
             detail=detail,
             circuit_breaker_opened=self.breaker_opened,
             outcome=outcome,
-            **extra,
+            reason=reason,
         )
-        event["result"]["outcome"] = outcome  # how it ended, as for recoveries (CONTRACT.md)
         await write_or_owe(self.ops.audit, event)  # its start is on disk: its end is owed
 
     async def _act(self) -> tuple[bool, str]:

@@ -33,8 +33,9 @@ from redis_autoheal.errors import (
     SshError,
 )
 from redis_autoheal.logs import target_logger
+from remediator import events
 from remediator.act import Acting, Expect, Target, breaker_opened, write_or_owe
-from remediator.audit import AUTOHEAL, AuditWriter, audit_event
+from remediator.audit import AUTOHEAL, AuditWriter
 from remediator.control import RISK
 from remediator.verify import TRANSITIONAL, pong_within, stable_for
 
@@ -206,9 +207,8 @@ class _Run:
             engine.ping_timeout_seconds,
         )
 
-    def _event(self, operation: str, success: bool | None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
-        return audit_event(
-            "auto_recovery",
+    def _event(self, operation: str, success: bool | None, **extra: Any) -> events.AutoRecovery:  # noqa: ANN401
+        return events.AutoRecovery(
             service=self.control.name,
             operation=operation,
             source_ip=self.trigger.source_ip,
@@ -270,9 +270,9 @@ class _Run:
         self.log.info("recovery %s: %s: %s", self.trigger.recovery_id, outcome, reason)
         return report
 
-    def _finished(self, outcome: Outcome, reason: str) -> dict[str, Any]:
+    def _finished(self, outcome: Outcome, reason: str) -> events.AutoRecovery:
         """The recovery's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
-        event = self._event(
+        return self._event(
             "recover",
             outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
             duration_seconds=time.monotonic() - self.started,
@@ -282,8 +282,6 @@ class _Run:
             recovery_level=self.level.label if self.level else None,
             attempts=len(self.steps),
         )
-        event["result"]["outcome"] = outcome.value
-        return event
 
     async def _interrupted(self) -> None:
         """The terminal event of a recovery cancelled by shutdown, whatever it was doing."""

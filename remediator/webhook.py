@@ -26,7 +26,7 @@ from aiohttp import web
 
 from redis_autoheal.errors import AuditWriteError, InvalidPayload
 from remediator.alertmanager import parse_notification
-from remediator.audit import audit_event
+from remediator.events import Webhook
 from remediator.keys import AUDIT, CONFIG, DISPATCHER, METRICS, WEBHOOK_TOKEN
 from remediator.security import require_token
 
@@ -86,8 +86,7 @@ async def receive(request: web.Request) -> web.Response:
             text=f"not an Alertmanager v4 notification: {e}\n"
         ) from None
     admission = app[DISPATCHER].admit(notification, request.remote)
-    received = audit_event(
-        "webhook",
+    received = Webhook(
         service=None,
         operation="receive",
         source_ip=request.remote,
