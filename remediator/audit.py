@@ -1,29 +1,13 @@
-"""The audit log: JSON lines, each event on disk (written, flushed, fsync'd) before its action.
+"""The audit log's writer: each event durable (written, fsync'd) before the action it records.
 
-Fail closed, as Vault's audit devices do: `await writer.write(event)` returns only once the
-event is durable, and raises `AuditWriteError` otherwise, so the caller does not act. A write
-that fails half-way is truncated back off the file, so a retried event is never duplicated;
-back to the size found under the lock just before that write, so what another process appended
-in between stays.
-
-Python's logging is not used: its handlers swallow write errors (`handleError`), never fsync,
-and would make every event its own write. Here concurrent writers are group-committed: events
-queued while one batch is being written go out together in the next one, with one fsync, which
-keeps a burst of webhooks cheap. Each caller still learns whether its own events made it.
-
-Rotation is by size, done by the one flushing thread between two writes, so no event can fall
-between files: when the next write would take the live file past `max_bytes`, the live file is
-renamed aside (`FILE.rotating`), backups shift up (`FILE.1.gz` -> `FILE.2.gz` ...), the oldest
-beyond `backup_count` is removed, and the set-aside file is gzip'd to `FILE.1.gz` through a
-temporary file and a rename, with the live file's mode whatever the umask. A crash part-way
-leaves `FILE.rotating`, which the next open finishes compressing, so nothing is lost or written
-twice. An advisory lock (`FILE.lock`) serialises writers in other processes (the `breaker reset`
-command) with this one; if the live file is moved or removed from outside, it is reopened at its
-path before the next write.
-
-An event that must not be lost with the space that was missing when it was due (the terminal
-event of a recovery the audit log cut short) is `defer`red: kept in memory, written ahead of the
-next batch, and retried every `OVERDUE_RETRY_SECONDS` until it is on disk or the writer closes.
+Fail closed: `await writer.write(event)` returns once the event is on disk and raises
+AuditWriteError otherwise, so the caller does not act; a write that fails half-way is cut back
+off the file, so a retried event is never doubled. Concurrent writers are group-committed (one
+write and one fsync per batch; Python's logging would swallow errors and never fsync). The one
+flushing thread rotates by size between two writes, through `FILE.rotating`, which the next
+open finishes after a crash; an advisory `FILE.lock` serialises writers in other processes
+(`breaker reset`). An event owed after a failure (`defer`) is kept in memory and written ahead
+of the next batch. Events are typed in remediator.events; `encode` is their one JSON form.
 """
 
 from __future__ import annotations
@@ -38,92 +22,39 @@ import os
 import shutil
 import stat
 import threading
-from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from remediator.errors import AuditWriteError
+from remediator.events import AUTOHEAL, Actor, Event, RiskLevel, to_json, utc_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping
+    from collections.abc import Callable, Iterator
     from pathlib import Path
 
     from redis_autoheal.config import Audit
 
+__all__ = [  # with the events' Actor, AUTOHEAL, RiskLevel and utc_timestamp, long imported here
+    "AUTOHEAL",
+    "Actor",
+    "AuditWriter",
+    "RiskLevel",
+    "backup_paths",
+    "encode",
+    "read_events",
+    "utc_timestamp",
+]
+
 log = logging.getLogger(__name__)
 
-RiskLevel = Literal["none", "low", "moderate", "high"]
 FILE_MODE = 0o640
 OVERDUE_RETRY_SECONDS = 5.0
 OVERDUE_MAX = 10_000  # beyond this the oldest overdue events are dropped, and said so
 GZIP_LEVEL = 6  # gzip's own default; gzip.open's 9 is several times slower for little gain
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who an event is attributed to: a person of the operator API, or the remediator."""
-
-    id: str
-    email: str | None
-    role: str
-
-    def as_json(self) -> dict[str, str | None]:
-        return {"id": self.id, "email": self.email, "role": self.role}
-
-
-AUTOHEAL = Actor(id="redis-autoheal", email=None, role="system")
-
-
-def utc_timestamp(now: datetime | None = None) -> str:
-    """The runbook's timestamp form: `2025-10-10T14:30:00Z`."""
-    moment = now or datetime.now(UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def audit_event(  # noqa: PLR0913 -- the runbook's fields, each named at the call site
-    event_type: str,
-    *,
-    service: str | None,
-    operation: str,
-    user: Actor = AUTOHEAL,
-    source_ip: str | None = None,
-    success: bool | None,
-    duration_seconds: float | None = None,
-    exit_code: int | None = None,
-    command_validated: bool = True,
-    risk_level: RiskLevel = "none",
-    ssh_key_used: bool = False,
-    **extra: Any,  # noqa: ANN401 -- any JSON value
-) -> dict[str, Any]:
-    """One event in the runbook's format, its own fields first and `extra` after them.
-
-    `success` is None on an event written before its action, whose outcome is not known yet.
-    """
-    event: dict[str, Any] = {
-        "timestamp": utc_timestamp(),
-        "event_type": event_type,
-        "service": service,
-        "operation": operation,
-        "user": user.as_json(),
-        "source_ip": source_ip,
-        "result": {
-            "success": success,
-            "duration_seconds": None if duration_seconds is None else round(duration_seconds, 3),
-            "exit_code": exit_code,
-        },
-        "security": {
-            "command_validated": command_validated,
-            "risk_level": risk_level,
-            "ssh_key_used": ssh_key_used,
-        },
-    }
-    event.update(extra)
-    return event
-
-
-def encode(event: Mapping[str, Any]) -> bytes:
+def encode(event: Event) -> bytes:
     """One JSON line. The default separators keep the runbook's `grep '"success": false'`."""
-    return (json.dumps(event, ensure_ascii=True, allow_nan=False) + "\n").encode()
+    return (json.dumps(to_json(event), ensure_ascii=True, allow_nan=False) + "\n").encode()
 
 
 def backup_paths(settings: Audit) -> list[Path]:
@@ -134,7 +65,9 @@ def backup_paths(settings: Audit) -> list[Path]:
 
 
 def read_events(settings: Audit) -> list[dict[str, Any]]:
-    """Every event in the backups and the live file, oldest first (for reviews and tests)."""
+    """Every event in the backups and the live file as the JSON on disk, oldest first (for
+    tests and benchmarks, which check what is written; the remediator reads through
+    remediator.auditread)."""
     events: list[dict[str, Any]] = []
     for path in [*reversed(backup_paths(settings)), settings.path]:
         if not path.exists():
@@ -330,7 +263,7 @@ class AuditWriter:
         with self._thread_lock, self._file.locked():
             self._file.ensure_open()
 
-    async def write(self, *events: Mapping[str, Any]) -> None:
+    async def write(self, *events: Event) -> None:
         """Return once every one of `events` is on disk; raise AuditWriteError otherwise."""
         data = b"".join(encode(e) for e in events)
         future = asyncio.get_running_loop().create_future()
@@ -342,7 +275,7 @@ class AuditWriter:
         # the flusher settles the future either way.
         await asyncio.shield(future)
 
-    def defer(self, *events: Mapping[str, Any]) -> None:
+    def defer(self, *events: Event) -> None:
         """Keep events that could not be written now; see the module docstring."""
         self._overdue.extend(encode(e) for e in events)
         if len(self._overdue) > OVERDUE_MAX:
@@ -385,7 +318,7 @@ class AuditWriter:
                     assert error is not None
                     future.set_exception(error)
 
-    def write_sync(self, *events: Mapping[str, Any]) -> None:
+    def write_sync(self, *events: Event) -> None:
         """The blocking form, for a command-line tool with no event loop."""
         committed, error = self._write_chunks([b"".join(encode(e) for e in events)])
         if not committed:

@@ -1,12 +1,9 @@
-"""Reading the audit log back: every event since a time (reviews), or the latest few (health).
+"""Reading the audit log back as typed events (remediator.events): every event since a time
+(reviews), the latest few (health), and what the last run left unfinished (resume).
 
-The live file and its backups (`FILE.1.gz` newest ... `FILE.N.gz` oldest, or plain files with
-`compress: none`) are read oldest first, streaming, so a review of ten 100 MB backups holds one
-line at a time. A line that is not a JSON object (a torn last line of a crashed writer, a
-hand-edited file) is counted and skipped, never fatal; a file that cannot be opened or
-decompressed is an AuditReadError naming it. A set-aside `FILE.rotating` (a rotation cut short
-by a crash, finished by the next writer) is read in its place, between the backups and the live
-file.
+Files are read oldest first and streamed (backups, a set-aside `FILE.rotating`, the live
+file). A line that is not a JSON object (a torn last line, a hand edit) is counted and skipped;
+a file that cannot be opened or decompressed is an AuditReadError naming it.
 """
 
 from __future__ import annotations
@@ -17,10 +14,11 @@ import os
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING
 
 from remediator.audit import backup_paths
 from remediator.errors import AuditReadError
+from remediator.events import AutoRecovery, Event, ServiceOperation, from_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -67,17 +65,17 @@ def _open(path: Path) -> IO[str]:
         raise AuditReadError(f"cannot read {path}: {e.strerror}") from None
 
 
-def _event(line: str) -> dict[str, Any] | None:
+def _event(line: str) -> Event | None:
     if not line.strip():
         return None
     try:
-        event = json.loads(line)
+        data = json.loads(line)
     except ValueError:
         return None
-    return event if isinstance(event, dict) else None
+    return from_json(data) if isinstance(data, dict) else None
 
 
-def iter_events(settings: Audit, stats: ReadStats | None = None) -> Iterator[dict[str, Any]]:
+def iter_events(settings: Audit, stats: ReadStats | None = None) -> Iterator[Event]:
     """Every event of the backups and the live file, oldest first; see the module docstring."""
     stats = stats if stats is not None else ReadStats()
     for path in log_files(settings):
@@ -95,7 +93,7 @@ def iter_events(settings: Audit, stats: ReadStats | None = None) -> Iterator[dic
                 raise AuditReadError(f"cannot read {path}: {e}") from None
 
 
-def latest_events(path: Path, tail_bytes: int = TAIL_BYTES) -> list[dict[str, Any]]:
+def latest_events(path: Path, tail_bytes: int = TAIL_BYTES) -> list[Event]:
     """The events in the last `tail_bytes` of the live file, oldest first ([] if none)."""
     try:
         with path.open("rb") as f:
@@ -124,17 +122,20 @@ class Unfinished:
 
     id: str
     service: str
-    started: dict[str, Any]  # its `started` event
+    started: Started  # its `started` event
     ended: bool
 
 
-def _tail(settings: Audit, tail_bytes: int) -> list[dict[str, Any]]:
+Started = AutoRecovery | ServiceOperation
+
+
+def _tail(settings: Audit, tail_bytes: int) -> list[Event]:
     """The events of the live file's last `tail_bytes`, and of the file before it (the
     set-aside or newest backup, at most `max_bytes`) if the live file holds less than that."""
     live = settings.path
     size = live.stat().st_size if live.exists() else 0
     older = [p for p in log_files(settings) if p != live]
-    events = []
+    events: list[Event] = []
     if size < tail_bytes and older:
         with _open(older[-1]) as f:
             try:
@@ -144,14 +145,13 @@ def _tail(settings: Audit, tail_bytes: int) -> list[dict[str, Any]]:
     return events + latest_events(live, tail_bytes)
 
 
-def _key(event: dict[str, Any]) -> str | None:
+def _key(event: Event) -> str | None:
     """The id a started or finished recovery or operation event carries, else None."""
-    if event.get("phase") not in ("started", "finished"):
-        return None
-    field_name = {"auto_recovery": "recovery_id", "service_operation": "operation_id"}
-    name = field_name.get(str(event.get("event_type")))
-    value = event.get(name) if name else None
-    return value if isinstance(value, str) and value else None
+    if isinstance(event, AutoRecovery) and event.phase in ("started", "finished"):
+        return event.recovery_id or None
+    if isinstance(event, ServiceOperation) and event.phase in ("started", "finished"):
+        return event.operation_id or None
+    return None
 
 
 def unfinished(settings: Audit, tail_bytes: int = RESUME_TAIL_BYTES) -> list[Unfinished]:
@@ -159,18 +159,18 @@ def unfinished(settings: Audit, tail_bytes: int = RESUME_TAIL_BYTES) -> list[Unf
     first. Only those whose `started` event lies in the tail are found."""
     open_: dict[str, Unfinished] = {}
     for event in _tail(settings, tail_bytes):
-        resumed = event.get("operation") == "resume" and event.get("event_type") == "auto_recovery"
-        if resumed:  # a start-up closed and re-checked these already
-            for rid in event.get("resumed_ids") or ():
-                open_.pop(str(rid), None)
+        if isinstance(event, AutoRecovery) and event.operation == "resume":
+            for rid in event.resumed_ids or ():  # a start-up closed and re-checked these already
+                open_.pop(rid, None)
             continue
         key = _key(event)
         if key is None:
             continue
-        if event["phase"] == "started":
-            open_[key] = Unfinished(key, str(event.get("service")), event, ended=False)
+        assert isinstance(event, AutoRecovery | ServiceOperation)
+        if event.phase == "started":
+            open_[key] = Unfinished(key, str(event.service), event, ended=False)
         elif key in open_:
-            if event.get("outcome") == "interrupted":
+            if event.outcome == "interrupted":
                 open_[key] = Unfinished(key, open_[key].service, open_[key].started, ended=True)
             else:
                 del open_[key]

@@ -26,8 +26,9 @@ from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import health, review, shutdown
 from remediator.app import create_app, drain
-from remediator.audit import Actor, AuditWriter, audit_event
+from remediator.audit import Actor, AuditWriter
 from remediator.breaker import BreakerState, BreakerStore
+from remediator.events import CircuitBreaker
 from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
@@ -108,8 +109,7 @@ def _breaker(args: argparse.Namespace) -> int:
     writer.open()
     user = getpass.getuser()
     writer.write_sync(
-        audit_event(
-            "circuit_breaker",
+        CircuitBreaker(
             service=name,
             operation="reset",
             user=Actor(id=user, email=None, role="cli"),

@@ -13,13 +13,15 @@ import collections
 import contextlib
 import logging
 import time
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
 from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
 from redis_autoheal.ssh import Lane
-from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
+from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel
 from remediator.errors import AuditWriteError, NoSshConfigured
+from remediator.events import SecurityViolation, SshCommand, utc_timestamp
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
@@ -158,8 +160,7 @@ class TargetControl:
         except CommandRejected as e:
             self.metrics.security_violations.labels("command_rejected").inc()
             await self.audit.write(
-                audit_event(
-                    "security_violation",
+                SecurityViolation(
                     service=self.name,
                     operation="command_rejected",
                     user=actor,
@@ -177,76 +178,73 @@ class TargetControl:
         waited = 0.0
         if isinstance(command, ServiceControl) and command.action in (Action.START, Action.RESTART):
             waited = await self.start_budget.acquire()
-        fields: dict[str, Any] = {
-            "service": self.name,
-            "operation": command.name,
-            "user": actor,
-            "source_ip": source_ip,
-            "risk_level": RISK.get(command.name, "low"),
-            "ssh_key_used": True,
-            "command": " ".join(command.argv()),
-            "host": ssh.label,
-            **(context or {}),
-        }
-        if waited:
-            fields["start_limit_wait_seconds"] = round(waited, 3)
-        await self.audit.write(audit_event("ssh_command", success=None, phase="started", **fields))
+        started_event = SshCommand(
+            service=self.name,
+            operation=command.name,
+            user=actor,
+            source_ip=source_ip,
+            success=None,
+            risk_level=RISK.get(command.name, "low"),
+            ssh_key_used=True,
+            phase="started",
+            command=" ".join(command.argv()),
+            host=ssh.label,
+            context=dict(context or {}),
+            start_limit_wait_seconds=round(waited, 3) if waited else None,
+        )
+        await self.audit.write(started_event)
         started = time.monotonic()
         lane = Lane.PROBE if isinstance(command, Journal | Status) else Lane.ACTION
         try:
             result = await ssh.run(command, lane=lane)
         except asyncio.CancelledError:
-            await self._interrupted(command, fields, time.monotonic() - started)
+            await self._interrupted(command, started_event, time.monotonic() - started)
             raise
         except SshError as e:
             outcome = "timeout" if isinstance(e, SshCommandTimeout) else "error"
             if isinstance(e, HostKeyError):
                 self.metrics.security_violations.labels("host_key").inc()
-            if isinstance(e, SshCommandTimeout):
-                fields["cut_after_seconds"] = e.seconds
             self._count(command, outcome)
             await self.audit.write(
-                audit_event(
-                    "ssh_command",
+                replace(
+                    started_event,
+                    timestamp=utc_timestamp(),
                     success=False,
                     duration_seconds=time.monotonic() - started,
                     phase="finished",
                     error=str(e),
-                    **fields,
+                    cut_after_seconds=e.seconds if isinstance(e, SshCommandTimeout) else None,
                 )
             )
             raise
         self._count(command, "success" if result.ok else "failure")
         await self.audit.write(
-            audit_event(
-                "ssh_command",
+            replace(
+                started_event,
+                timestamp=utc_timestamp(),
                 success=result.ok,
                 duration_seconds=result.duration_seconds,
                 exit_code=result.exit_code,
                 phase="finished",
                 stdout=_kept(result.stdout.strip()),
                 stderr=_kept(result.stderr.strip()),
-                **fields,
             )
         )
         return result
 
-    async def _interrupted(
-        self, command: Command, fields: Mapping[str, Any], duration: float
-    ) -> None:
+    async def _interrupted(self, command: Command, started: SshCommand, duration: float) -> None:
         """Close the audit pair of a command whose caller gave up on it (a shutdown past its
         grace): the remediator stopped waiting, and ssh.run sent KILL if it had started."""
         self._count(command, "error")
-        event = audit_event(
-            "ssh_command",
+        event = replace(
+            started,
+            timestamp=utc_timestamp(),
             success=False,
             duration_seconds=duration,
             phase="finished",
             outcome="interrupted",
             error="interrupted: the remediator stopped waiting (KILL sent if it had started)",
-            **fields,
         )
-        event["result"]["outcome"] = "interrupted"
         # Shielded, so that a cancelled caller still records it; bounded, so that a stuck
         # audit log cannot hold up a shutdown.
         with contextlib.suppress(AuditWriteError, TimeoutError):

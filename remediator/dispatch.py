@@ -17,10 +17,10 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from remediator.audit import audit_event
 from remediator.coordination import Claim, Verdict
+from remediator.events import AutoRecovery, Event
 from remediator.recovery import Outcome, Report, Trigger
 
 if TYPE_CHECKING:
@@ -89,7 +89,7 @@ class Admission:
     commits what they reserved, or releases it if the audit write failed."""
 
     decisions: tuple[tuple[Alert, Disposition], ...]
-    events: tuple[dict[str, Any], ...]  # what the decisions add to the audit log
+    events: tuple[Event, ...]  # what the decisions add to the audit log
     claims: tuple[tuple[Alert, Claim], ...]  # the reservations
     resolved: tuple[tuple[str, Alert], ...]  # (target, alert): applied on commit
 
@@ -102,10 +102,9 @@ _DISPOSITIONS = {
 }
 
 
-def _suppressed(name: str, alert: Alert, source_ip: str | None) -> dict[str, Any]:
+def _suppressed(name: str, alert: Alert, source_ip: str | None) -> AutoRecovery:
     """The audit event of an alert not acted on because its target's breaker is open."""
-    return audit_event(
-        "auto_recovery",
+    return AutoRecovery(
         service=name,
         operation="recover",
         source_ip=source_ip,
@@ -172,7 +171,7 @@ class Dispatcher:
     def admit(self, notification: Notification, source_ip: str | None) -> Admission:
         """Decide about every alert, reserving what is decided; see the module docstring."""
         decisions: list[tuple[Alert, Disposition]] = []
-        events: list[dict[str, Any]] = []
+        events: list[Event] = []
         claims: list[tuple[Alert, Claim]] = []
         resolved: list[tuple[str, Alert]] = []
         for alert in notification.alerts:

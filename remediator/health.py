@@ -29,6 +29,7 @@ from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
 from remediator.errors import AuditReadError, BreakerStateError
+from remediator.events import AutoRecovery
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -285,37 +286,23 @@ def recent_recoveries(
     found = [
         e
         for e in events
-        if e.get("event_type") == "auto_recovery"
-        and e.get("phase") == "finished"
-        and e.get("service") == target
+        if isinstance(e, AutoRecovery) and e.phase == "finished" and e.service == target
     ]
     return [_recovery(e) for e in reversed(found[-limit:])], None
 
 
-def _recovery(event: Mapping[str, Any]) -> dict[str, Any]:
+def _recovery(event: AutoRecovery) -> dict[str, Any]:
     """A finished recovery's event as the API shows it; a field of the wrong type is null."""
-    result = event.get("result")
-    result = result if isinstance(result, dict) else {}
-
-    def text(value: object) -> str | None:
-        return value if isinstance(value, str) else None
-
-    duration = result.get("duration_seconds")
-    attempts = event.get("attempts")
-    success = result.get("success")
+    duration = event.duration_seconds
     return {
-        "recovery_id": text(event.get("recovery_id")),
-        "finished_at": text(event.get("timestamp")),
-        "outcome": text(event.get("outcome")),
-        "success": success if isinstance(success, bool) else None,
-        "recovery_level": text(event.get("recovery_level")),
-        "attempts": attempts if type(attempts) is int else None,
-        "duration_seconds": (
-            float(duration)
-            if isinstance(duration, int | float) and not isinstance(duration, bool)
-            else None
-        ),
-        "reason": text(event.get("reason")),
+        "recovery_id": event.recovery_id,
+        "finished_at": event.timestamp or None,
+        "outcome": event.outcome,
+        "success": event.success,
+        "recovery_level": event.recovery_level,
+        "attempts": event.attempts,
+        "duration_seconds": None if duration is None else float(duration),
+        "reason": event.reason,
     }
 
 

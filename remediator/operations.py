@@ -1,37 +1,10 @@
-"""The operator API's manual operations: start, stop, restart, reload, and the breaker reset.
+"""The operator API's manual operations (start, stop, restart, reload) and the breaker reset.
 
-A manual operation runs the same whitelisted command a recovery would, through the target's
-`TargetControl` (so the same audit trail, start budget and counters), and is verified the same
-way (remediator.verify):
-
-    start, restart, reload   PONG within health_check.ping_timeout_seconds, and the unit
-                             active once out of transition (auto_recovery.transition_timeout)
-    stop                     the unit inactive (or failed), and PING no longer answered
-
-A manual restart is not then held for auto_recovery.stable_seconds: that window keeps the
-engine from calling a flapping service healed when nobody is watching; here a person is.
-
-One at a time per target: while another operation or a recovery (admitted or running) holds
-the target, a call is refused at once (TargetBusy, 409), never queued behind it. Also refused
-before anything runs (OperationRefused): dry-run mode, a target without `ssh`, and a reload of
-a unit that is not active (reload cannot bring a stopped service up; start it), all 409; and a
-start or restart when the target's start budget (3 in 11 s, below systemd's start limit) is
-spent, 429 with the seconds until a slot frees.
-
-A stop first opens the target's circuit breaker ("manual stop by ..."): otherwise the
-RedisServiceInactive alert that follows would have auto-recovery start the service again, and
-an emergency stop would last a minute. An admin's reset-circuit-breaker turns auto-recovery
-back on once the service is meant to run.
-
-The audit trail of one operation, each event durable before what it records is done:
-
-    service_operation  phase=started    user, source_ip, risk_level; result.success null
-    circuit_breaker    operation=open   (stop only)
-    ssh_command        ...              is-active, the command, is-active: before and after
-    service_operation  phase=finished   result {success, duration_seconds, exit_code}, states
-
-A refused call is one `service_operation` event with phase=refused and the reason. If the first
-event cannot be written nothing runs (AuditWriteError, 503).
+This module is the operator-facing policy: what is refused before anything runs (shutting
+down, busy target, no `ssh`, dry-run, reload of a unit not active, start budget spent), the
+breaker opened before a stop, and the `service_operation` events around each operation. The
+command and its verification go through remediator.act, as recoveries do; a manual restart is
+not held for `stable_seconds`, since a person is watching.
 """
 
 from __future__ import annotations
@@ -49,7 +22,7 @@ from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
 from redis_autoheal.units import RUNNING, STOPPED
-from remediator.audit import audit_event
+from remediator.act import Acting, Expect, breaker_opened, write_or_owe
 from remediator.control import RISK
 from remediator.errors import (
     AuditWriteError,
@@ -58,12 +31,13 @@ from remediator.errors import (
     OperationRefused,
     TargetBusy,
 )
-from remediator.verify import pong_within, settled_state, silent_within
+from remediator.events import CircuitBreaker, ServiceOperation
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from redis_autoheal.config import Config
+    from remediator.act import Found
     from remediator.audit import Actor, AuditWriter
     from remediator.breaker import BreakerState, BreakerStore
     from remediator.control import TargetControl
@@ -214,8 +188,7 @@ class Operations:
         operation_id: str,
     ) -> None:
         await self.audit.write(
-            audit_event(
-                "service_operation",
+            ServiceOperation(
                 service=target,
                 operation=operation,
                 user=user.actor,
@@ -258,8 +231,7 @@ class Operations:
         """Close the target's breaker, audited first; return its state before and after."""
         before = await asyncio.to_thread(self.breaker.state, target)
         await self.audit.write(
-            audit_event(
-                "circuit_breaker",
+            CircuitBreaker(
                 service=target,
                 operation="reset",
                 user=user.actor,
@@ -315,14 +287,17 @@ class _Run:
         self.exit_code: int | None = None
         self.breaker_opened = False
         self.log = target_logger(log, control.name)
+        self.acting = Acting(
+            control,
+            self.actor,
+            source_ip,
+            {"operation_id": operation_id},
+            ops.config.auto_recovery.transition_timeout_seconds,
+            ops.config.health_check.ping_timeout_seconds,
+        )
 
-    @property
-    def _context(self) -> dict[str, Any]:
-        return {"operation_id": self.operation_id}
-
-    def _event(self, phase: str, success: bool | None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
-        return audit_event(
-            "service_operation",
+    def _event(self, phase: str, success: bool | None, **extra: Any) -> ServiceOperation:  # noqa: ANN401
+        return ServiceOperation(
             service=self.control.name,
             operation=self.action.value,
             user=self.actor,
@@ -335,16 +310,6 @@ class _Run:
             unit=self.control.unit.name,
             **extra,
         )
-
-    async def _settled(self) -> str:
-        reading = await settled_state(
-            self.control,
-            self.ops.config.auto_recovery.transition_timeout_seconds,
-            actor=self.actor,
-            source_ip=self.source_ip,
-            context=self._context,
-        )
-        return reading.state
 
     async def execute(self) -> OperationResult:
         await self.ops.audit.write(self._event("started", None))
@@ -400,7 +365,10 @@ class _Run:
         self.log.info("manual %s: %s", self.action.value, detail)
         return result
 
-    async def _finish(self, *, success: bool, detail: str, outcome: str, **extra: Any) -> None:  # noqa: ANN401
+    async def _finish(
+        self, *, success: bool, detail: str, outcome: str, reason: str | None = None
+    ) -> None:
+        """The operation's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
         event = self._event(
             "finished",
             success,
@@ -411,18 +379,13 @@ class _Run:
             detail=detail,
             circuit_breaker_opened=self.breaker_opened,
             outcome=outcome,
-            **extra,
+            reason=reason,
         )
-        event["result"]["outcome"] = outcome  # how it ended, as for recoveries (CONTRACT.md)
-        try:
-            await self.ops.audit.write(event)
-        except AuditWriteError:
-            self.ops.audit.defer(event)  # its start is on disk: its end is owed
-            raise
+        await write_or_owe(self.ops.audit, event)  # its start is on disk: its end is owed
 
     async def _act(self) -> tuple[bool, str]:
         c = self.control
-        self.state_before = await self._settled()
+        self.state_before = await self.acting.settled()
         if self.action == Action.RELOAD and self.state_before not in RUNNING:
             raise OperationRefused(
                 "not_active",
@@ -431,46 +394,35 @@ class _Run:
             )
         if self.action == Action.STOP:
             await self._open_breaker()
-        try:
-            result = await c.run(
-                ServiceControl(self.action, c.unit),
-                actor=self.actor,
-                source_ip=self.source_ip,
-                context=self._context,
-            )
-        except SshCommandTimeout as cut:
+        expect = Expect.STOPPED if self.action == Action.STOP else Expect.RUNNING
+        found = await self.acting.act(ServiceControl(self.action, c.unit), expect)
+        self.exit_code, self.state_after = found.exit_code, found.state_after
+        if found.exit_code is None and isinstance(found.error, SshCommandTimeout):
             # Cut at its timeout: systemd may still be carrying the job out, so say what the
             # unit is once it settles rather than nothing.
             with contextlib.suppress(SshError):
-                self.state_after = await self._settled()
-            return False, f"{cut}; unit is {self.state_after or 'unknown'}"
-        self.exit_code = result.exit_code
-        failed = "" if result.ok else f"{self.action.value} exited {result.exit_code}"
+                self.state_after = await self.acting.settled()
+            return False, f"{found.error}; unit is {self.state_after or 'unknown'}"
+        if found.error is not None:
+            return False, str(found.error)
         if self.action == Action.STOP:
-            return await self._verify_stopped(failed)
-        return await self._verify_running(failed)
+            return self._judge_stopped(found)
+        return self._judge_running(found)
 
-    async def _verify_running(self, failed: str) -> tuple[bool, str]:
-        pong = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
-        self.state_after = await self._settled()
-        problems = [p for p in (failed, pong.detail) if p]
+    def _judge_running(self, found: Found) -> tuple[bool, str]:
+        problems = [p for p in (found.failed, found.ping_problem) if p]
         if self.state_after not in RUNNING:
             problems.append(f"unit is {self.state_after or 'in no state'}")
         if problems:
             return False, "; ".join(problems)
         return True, "PONG and active"
 
-    async def _verify_stopped(self, failed: str) -> tuple[bool, str]:
-        self.state_after = await self._settled()
-        problems = [failed] if failed else []
+    def _judge_stopped(self, found: Found) -> tuple[bool, str]:
+        problems = [found.failed] if found.failed else []
         if self.state_after not in STOPPED:
             problems.append(f"unit is {self.state_after or 'in no state'}")
-        else:
-            silence = await silent_within(
-                self.control, self.ops.config.health_check.ping_timeout_seconds
-            )
-            if not silence.ok:
-                problems.append(silence.detail)
+        elif found.ping_problem:
+            problems.append(found.ping_problem)
         if problems:
             return False, "; ".join(problems)
         suffix = "; auto-recovery is off until an admin resets the circuit breaker"
@@ -488,15 +440,12 @@ class _Run:
         if before.open:
             return
         await self.ops.audit.write(
-            audit_event(
-                "circuit_breaker",
-                service=name,
-                operation="open",
-                user=self.actor,
+            breaker_opened(
+                name,
+                actor=self.actor,
                 source_ip=self.source_ip,
-                success=True,
-                operation_id=self.operation_id,
                 reason=reason,
+                operation_id=self.operation_id,
             )
         )
         try:

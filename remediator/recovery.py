@@ -1,4 +1,4 @@
-"""The recovery engine: the runbook's decision table, tiered actions, verification, escalation.
+"""Auto-recovery: the runbook's decision table and escalation, for one target at a time.
 
     unit state (systemctl is-active)   level       command
     active, but PING fails             soft        sudo systemctl reload UNIT
@@ -8,23 +8,11 @@
                                        still in transition then: hard
     active and PING answers            nothing to do (the alert is stale)
 
-After each command the step is verified: PING answers within `ping_timeout_seconds` (5 s) and
-the unit is active; after a hard recovery the service must also stay up for
-`stable_seconds` (60 s). A failed step escalates: soft -> standard -> hard, and hard repeats;
-a level that cannot help in the current state is skipped (`start` does nothing to an active
-unit, so an active but hung one goes from reload straight to restart). There are at most
-`max_attempts` steps, `retry_delay_seconds` apart. Every attempt reads the unit's state and
-PINGs afresh before it acts, never trusting what the last one found: a Redis that came back
-meanwhile (a stall ended, or the last command worked but its check lost the connection) ends
-the recovery without another command, `recovered` if an earlier attempt acted, else `healthy`;
-otherwise the level rises from the last one tried. An unreachable host makes an attempt fail
-without acting. When all attempts have failed the recovery is `exhausted`: it stops and is
-counted (`autoheal_recovery_exhausted_total`), and a person is paged by the alert rules.
-
-A recovery holds its target's lock throughout, checks the circuit breaker before acting, and
-counts itself on the breaker before its first state-changing command. It stops escalating
-when every alert it serves has resolved. In dry-run mode it decides and audits the first step,
-runs only read-only commands, and stops.
+This module is the runbook's escalation policy: which level next (`next_level`), at most
+`max_attempts` attempts `retry_delay_seconds` apart, the stable window after a hard step, the
+circuit breaker counted before the first command. Each attempt looks afresh (state, then PING)
+and returns what it found (`Ended`, or None to escalate); the loop in `_Run._attempts` owns the
+attempts. Commands and their verification go through remediator.act, as manual operations do.
 """
 
 from __future__ import annotations
@@ -34,25 +22,22 @@ import logging
 import time
 from dataclasses import dataclass, field
 from enum import IntEnum, StrEnum
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
 from redis_autoheal.logs import target_logger
 from redis_autoheal.units import RUNNING, TRANSITIONS, UnitState
-from remediator.audit import AuditWriter, audit_event
+from remediator import events
+from remediator.act import Acting, Expect, Target, breaker_opened, write_or_owe
+from remediator.audit import AUTOHEAL, AuditWriter
 from remediator.control import RISK
 from remediator.errors import AuditWriteError, BreakerStateError
-from remediator.verify import (
-    Checkable,
-    pong_within,
-    settled_state,
-    stable_for,
-    unit_state,
-)
+from remediator.verify import pong_within, stable_for
 
 if TYPE_CHECKING:
     from redis_autoheal.config import AutoRecovery
+    from remediator.act import Found
     from remediator.alertmanager import Alert
     from remediator.breaker import BreakerStore
     from remediator.metrics import Metrics
@@ -115,18 +100,7 @@ def next_level(previous: Level | None, state: str) -> Level | None:
     return level
 
 
-class Controls(Checkable, Protocol):
-    """What the engine needs of a target (TargetControl; a fake in the decision-table tests):
-    what verification needs, and more."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def dry_run(self) -> bool: ...
-    @property
-    def lock(self) -> asyncio.Lock: ...
-    @property
-    def refusal(self) -> str | None: ...
+Controls = Target  # what the engine needs of a target
 
 
 @dataclass
@@ -171,10 +145,12 @@ class Report:
     started_monotonic: float = 0.0
 
 
-class _Verdict(Exception):
-    def __init__(self, outcome: Outcome, reason: str) -> None:
-        self.outcome = outcome
-        self.reason = reason
+@dataclass(frozen=True)
+class Ended:
+    """How a recovery ends, as an attempt (or the look before one) found it."""
+
+    outcome: Outcome
+    reason: str
 
 
 class RecoveryEngine:
@@ -218,10 +194,17 @@ class _Run:
         self.level: Level | None = None
         self.counted = False  # on the circuit breaker
         self.log = target_logger(log, control.name)
+        self.acting = Acting(
+            control,
+            AUTOHEAL,
+            trigger.source_ip,
+            {},
+            engine.settings.transition_timeout_seconds,
+            engine.ping_timeout_seconds,
+        )
 
-    def _event(self, operation: str, success: bool | None, **extra: Any) -> dict[str, Any]:  # noqa: ANN401
-        return audit_event(
-            "auto_recovery",
+    def _event(self, operation: str, success: bool | None, **extra: Any) -> events.AutoRecovery:  # noqa: ANN401
+        return events.AutoRecovery(
             service=self.control.name,
             operation=operation,
             source_ip=self.trigger.source_ip,
@@ -232,12 +215,13 @@ class _Run:
             **extra,
         )
 
-    def _context(self, step: Step) -> dict[str, Any]:
-        return {
-            "recovery_id": self.trigger.recovery_id,
-            "recovery_level": step.level.label if step.level else None,
-            "attempt": step.attempt,
-        }
+    def _on(self, step: Step) -> Acting:
+        """Acting for this attempt: its commands' events carry the recovery, level and attempt."""
+        return self.acting.at(
+            recovery_id=self.trigger.recovery_id,
+            recovery_level=step.level.label if step.level else None,
+            attempt=step.attempt,
+        )
 
     def _report(self, outcome: Outcome, reason: str) -> Report:
         return Report(
@@ -261,32 +245,30 @@ class _Run:
             self.log.warning("recovery %s not started: %s", self.trigger.recovery_id, err)
             return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
         try:
-            outcome, reason = await self._attempts()
+            ended = self._precluded() or await self._attempts()
         except AuditWriteError as err:
             # Its start is on disk: its end is owed, whenever the log can take it again.
             self.log.warning("recovery %s aborted: %s", self.trigger.recovery_id, err)
             reason = f"audit log unavailable: {err}"
             self.e.audit.defer(self._finished(Outcome.ABORTED, reason))
             return self._report(Outcome.ABORTED, reason)
-        except _Verdict as v:
-            outcome, reason = v.outcome, v.reason
         except asyncio.CancelledError:
             await self._interrupted()
             raise
+        outcome, reason = ended.outcome, ended.reason
         if outcome == Outcome.EXHAUSTED:
             self.e.metrics.exhausted.labels(c.name).inc()
         report = self._report(outcome, reason)
         try:
-            await self.e.audit.write(self._finished(outcome, reason))
+            await write_or_owe(self.e.audit, self._finished(outcome, reason))
         except AuditWriteError as err:
             self.log.warning("could not audit the end of recovery yet: %s", err)
-            self.e.audit.defer(self._finished(outcome, reason))
         self.log.info("recovery %s: %s: %s", self.trigger.recovery_id, outcome, reason)
         return report
 
-    def _finished(self, outcome: Outcome, reason: str) -> dict[str, Any]:
+    def _finished(self, outcome: Outcome, reason: str) -> events.AutoRecovery:
         """The recovery's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
-        event = self._event(
+        return self._event(
             "recover",
             outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),
             duration_seconds=time.monotonic() - self.started,
@@ -296,8 +278,6 @@ class _Run:
             recovery_level=self.level.label if self.level else None,
             attempts=len(self.steps),
         )
-        event["result"]["outcome"] = outcome.value
-        return event
 
     async def _interrupted(self) -> None:
         """The terminal event of a recovery cancelled by shutdown, whatever it was doing."""
@@ -305,77 +285,87 @@ class _Run:
         reason = "the remediator shut down before this recovery ended"
         if step is not None and step.level is not None:
             reason += f" (during attempt {step.attempt}, {step.level.action.value})"
-        try:
-            await self.e.audit.write(self._finished(Outcome.INTERRUPTED, reason))
-        except AuditWriteError as err:  # written at close, else found at the next start
+        try:  # if not now, written at close, else found at the next start
+            await write_or_owe(self.e.audit, self._finished(Outcome.INTERRUPTED, reason))
+        except AuditWriteError as err:
             self.log.warning("could not audit the interruption of recovery: %s", err)
-            self.e.audit.defer(self._finished(Outcome.INTERRUPTED, reason))
         self.log.warning("recovery %s: interrupted: %s", self.trigger.recovery_id, reason)
 
     def _alerts(self) -> list[dict[str, str]]:
         return [a.summary() for a in self.trigger.alerts]
 
-    async def _attempts(self) -> tuple[Outcome, str]:
-        """Up to max_attempts steps; a terminal outcome found on the way raises _Verdict."""
-        c, s = self.control, self.e.settings
+    def _precluded(self) -> Ended | None:
+        """The end of a recovery that may not act at all."""
+        c = self.control
         if c.refusal:
-            return Outcome.REFUSED, c.refusal
+            return Ended(Outcome.REFUSED, c.refusal)
         if self.e.breaker.is_open(c.name):
-            return Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
+            return Ended(
+                Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
+            )
+        return None
+
+    async def _attempts(self) -> Ended:
+        """Up to max_attempts attempts; the first that finds an end ends the recovery."""
+        s = self.e.settings
         for attempt in range(1, s.max_attempts + 1):
             if attempt > 1 and await self._wait_or_resolved(s.retry_delay_seconds):
-                return Outcome.RESOLVED, "every alert resolved: escalation stopped"
+                return Ended(Outcome.RESOLVED, "every alert resolved: escalation stopped")
             if self.e.stopping.is_set():
-                raise _Verdict(*self._stopped())
+                return self._stopped()
             if self.trigger.resolved.is_set():
-                return Outcome.RESOLVED, "every alert resolved before acting"
+                return Ended(Outcome.RESOLVED, "every alert resolved before acting")
             step = Step(attempt=attempt, level=None, state_before=None)
             self.steps.append(step)
-            await self._attempt(step)
-            if step.verified:
-                return Outcome.RECOVERED, f"{step.level and step.level.label}: {step.reason}"
+            ended = await self._attempt(step)
+            if ended is not None:
+                return ended
         last = self.steps[-1].reason if self.steps else "-"
-        return Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}"
+        return Ended(Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}")
 
-    def _stopped(self) -> tuple[Outcome, str]:
+    def _stopped(self) -> Ended:
         done = f"after {len(self.steps)} attempt(s)" if self.steps else "before acting"
-        return Outcome.INTERRUPTED, f"the remediator is shutting down: stopped {done}"
+        return Ended(Outcome.INTERRUPTED, f"the remediator is shutting down: stopped {done}")
 
-    async def _attempt(self, step: Step) -> None:
-        """Look, decide, act, verify. Every attempt looks afresh (the unit's state, then PING):
-        what the last one found may have changed since, and nothing acts on a healthy Redis."""
+    async def _attempt(self, step: Step) -> Ended | None:
+        """Look, decide, act, verify; the recovery's end if this attempt found it, None to go
+        on. Every attempt looks afresh (the unit's state, then PING): what the last one found
+        may have changed since, and nothing acts on a healthy Redis."""
         c = self.control
         try:
-            state = step.state_before = await self._settled_state(step)
+            state = step.state_before = await self._on(step).settled()
             # PING as verification does (retried within the timeout): one PING on a connection
             # that a restart just closed fails although Redis answers (the chaos campaign's I2).
             if state in RUNNING and (await pong_within(c, self.e.ping_timeout_seconds)).ok:
-                raise self._up()
+                return self._up()
             level = next_level(self.level, state)
             if level is None:
-                raise _Verdict(Outcome.EXHAUSTED, f"unit state {state!r} is not in the runbook")
+                return Ended(Outcome.EXHAUSTED, f"unit state {state!r} is not in the runbook")
             self.level = step.level = level
             if c.dry_run:
-                raise _Verdict(*await self._dry_run(step))
-            await self._act(step)
+                return await self._dry_run(step)
+            return await self._act(step)
         except CommandRejected as err:  # cannot happen with the config's validated unit
             step.reason = str(err)
-            raise _Verdict(Outcome.EXHAUSTED, f"command refused: {err}") from None
-        except HostKeyError as err:
-            step.reason = str(err)
-            await self._step_finished(step)
-            raise _Verdict(Outcome.EXHAUSTED, f"host key refused, not retried: {err}") from None
+            return Ended(Outcome.EXHAUSTED, f"command refused: {err}")
         except SshError as err:
-            step.reason = str(err)
-            await self._step_finished(step)
+            return await self._unreachable(step, err)
 
-    def _up(self) -> _Verdict:
+    async def _unreachable(self, step: Step, err: SshError) -> Ended | None:
+        """An attempt the host's SSH failed: audited; a refused host key is not retried."""
+        step.reason = str(err)
+        await self._step_finished(step)
+        if isinstance(err, HostKeyError):
+            return Ended(Outcome.EXHAUSTED, f"host key refused, not retried: {err}")
+        return None
+
+    def _up(self) -> Ended:
         """Active and answering PING: recovered if an earlier attempt acted, else healthy."""
         if self.level is None:
-            return _Verdict(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
+            return Ended(Outcome.HEALTHY, "unit active and PING answers: nothing to do")
         if self.pong_after is None:
             self.pong_after = time.monotonic() - self.started
-        return _Verdict(
+        return Ended(
             Outcome.RECOVERED,
             f"unit active and PING answers after the {self.level.label} step: nothing more to do",
         )
@@ -404,43 +394,27 @@ class _Run:
                 return False
         return self.trigger.resolved.is_set()
 
-    async def _count_on_breaker(self) -> None:
+    async def _count_on_breaker(self) -> Ended | None:
+        """Count this recovery on the breaker; its end (suppressed) if the state is unusable."""
         name = self.control.name
         try:
             state = await asyncio.to_thread(self.e.breaker.record_recovery, name)
         except BreakerStateError as err:
-            raise _Verdict(Outcome.SUPPRESSED, f"circuit breaker state unusable: {err}") from None
+            return Ended(Outcome.SUPPRESSED, f"circuit breaker state unusable: {err}")
         if state.open:
             await self.e.audit.write(
-                audit_event(
-                    "circuit_breaker",
-                    service=name,
-                    operation="open",
-                    success=True,
+                breaker_opened(
+                    name,
+                    actor=AUTOHEAL,
                     source_ip=self.trigger.source_ip,
-                    recovery_id=self.trigger.recovery_id,
                     reason=state.reason,
+                    recovery_id=self.trigger.recovery_id,
                     recoveries=len(state.recoveries),
                 )
             )
+        return None
 
-    async def _state(self, step: Step) -> str:
-        reading = await unit_state(
-            self.control, source_ip=self.trigger.source_ip, context=self._context(step)
-        )
-        return reading.state
-
-    async def _settled_state(self, step: Step) -> str:
-        """`is-active`, re-checked while the unit is in transition, bounded."""
-        reading = await settled_state(
-            self.control,
-            self.e.settings.transition_timeout_seconds,
-            source_ip=self.trigger.source_ip,
-            context=self._context(step),
-        )
-        return reading.state
-
-    async def _dry_run(self, step: Step) -> tuple[Outcome, str]:
+    async def _dry_run(self, step: Step) -> Ended:
         assert step.level is not None
         action = step.level.action.value
         await self.e.audit.write(
@@ -455,14 +429,14 @@ class _Run:
             )
         )
         self.e.metrics.recoveries.labels(self.control.name, step.level.label, "dry_run").inc()
-        return Outcome.DRY_RUN, f"dry run: would {action} (unit {step.state_before})"
+        return Ended(Outcome.DRY_RUN, f"dry run: would {action} (unit {step.state_before})")
 
-    async def _act(self, step: Step) -> None:
-        """Run the step's command and verify."""
+    async def _act(self, step: Step) -> Ended | None:
+        """Run the step's command and judge what it left."""
         c = self.control
         assert step.level is not None
         if self.e.stopping.is_set():  # shutdown began while the state settled: do not act
-            raise _Verdict(*self._stopped())
+            return self._stopped()
         command = ServiceControl(step.level.action, c.unit)
         await self.e.audit.write(
             self._event(
@@ -477,26 +451,31 @@ class _Run:
             )
         )
         if not self.counted:  # once decided and audited: the breaker counts what runs
-            await self._count_on_breaker()
+            ended = await self._count_on_breaker()
+            if ended is not None:
+                return ended
             self.counted = True
         began = time.monotonic()
-        try:
-            result = await c.run(
-                command, source_ip=self.trigger.source_ip, context=self._context(step)
-            )
-            step.exit_code = result.exit_code
-            if not result.ok:
-                step.reason = f"{command.name} exited {result.exit_code}"
-            await self._verify(step)
-        finally:
-            step.duration_seconds = time.monotonic() - began
+        found = await self._on(step).act(command, Expect.RUNNING)
+        step.exit_code, step.reason = found.exit_code, found.failed
+        error = found.error
+        if error is None:
+            try:
+                await self._judge(step, found)
+            except SshError as err:  # the stable window's last look at the unit
+                error = err
+        step.duration_seconds = time.monotonic() - began
+        if error is not None:
+            return await self._unreachable(step, error)
         await self._step_finished(step)
+        if step.verified:
+            return Ended(Outcome.RECOVERED, f"{step.level.label}: {step.reason}")
+        return None
 
-    async def _verify(self, step: Step) -> None:
+    async def _judge(self, step: Step, found: Found) -> None:
         """PING within the timeout, unit active; after a hard recovery, stable too."""
-        pong = await pong_within(self.control, self.e.ping_timeout_seconds)
-        problem = None if pong.ok else pong.detail
-        step.state_after = await self._settled_state(step)
+        step.state_after = found.state_after
+        problem = found.ping_problem
         if problem is None and self.pong_after is None:
             self.pong_after = time.monotonic() - self.started
         if problem is not None:
@@ -510,7 +489,7 @@ class _Run:
             kept = await stable_for(self.control, stable)
             problem = None if kept.ok else kept.detail
             if problem is None:
-                step.state_after = await self._state(step)
+                step.state_after = await self._on(step).state()
                 if step.state_after not in RUNNING:
                     problem = f"unit became {step.state_after}"
             if problem is not None:

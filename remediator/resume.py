@@ -1,24 +1,11 @@
-"""At start-up: what the last run of the remediator left unfinished, closed and re-checked.
+"""At start-up: close and re-check what the last run of the remediator left unfinished.
 
-A SIGKILL, a crash or a power cut ends the process before a recovery or a manual operation
-can write its terminal event; a shutdown past its grace ends them `interrupted`
-(remediator.shutdown). Either way the target may still be down, and Alertmanager will not
-say so again before its `repeat_interval` (hours). So at start-up the audit log's tail (its
-last 8 MiB, and the file before it if the live file was just rotated: see
-`auditread.unfinished`) is read for recoveries and operations that started and were never
-seen through, and for each:
-
-- one without a terminal event gets it now: `phase: finished`, `result.outcome:
-  "interrupted"`, `found_at_start: true`;
-- its target is re-checked as the runbook would, once per target: a new recovery (its
-  `started` event is preceded by an `auto_recovery` event with `operation: "resume"` and
-  `resumed_ids`, the cut ones) reads the unit state and PINGs, and ends `healthy` with
-  nothing run if the service is fine, or recovers it, counted on the circuit breaker and
-  suppressed while it is open, like any other recovery.
-
-With auto-recovery off or the target gone from the config, the `resume` event says so
-(`phase: skipped`) and nothing runs. The log is assumed to be this remediator's own: two
-remediators sharing one file would take each other's running recoveries for cut ones.
+A recovery or operation cut by SIGKILL or a crash has no terminal event; one cut by shutdown
+ends `interrupted`. Either way its target may still be down and Alertmanager will not repeat
+the alert for hours. So the log's tail (`auditread.unfinished`) is searched; each one without
+an end gets it now (`found_at_start`), and each target is re-checked once by a new recovery,
+announced by an `auto_recovery` event with `operation: "resume"` (or `phase: skipped` when it
+may not run).
 """
 
 from __future__ import annotations
@@ -26,39 +13,38 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from typing import TYPE_CHECKING, Any
+from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from remediator.audit import audit_event, utc_timestamp
 from remediator.auditread import unfinished
 from remediator.errors import AuditReadError, AuditWriteError
+from remediator.events import AutoRecovery, utc_timestamp
 
 if TYPE_CHECKING:
     from redis_autoheal.config import Config
     from remediator.audit import AuditWriter
-    from remediator.auditread import Unfinished
+    from remediator.auditread import Started, Unfinished
     from remediator.dispatch import Dispatcher
 
 log = logging.getLogger(__name__)
 
 
-def closing_event(cut: Unfinished) -> dict[str, Any]:
+def closing_event(cut: Unfinished) -> Started:
     """The terminal event of a recovery or operation found without one."""
-    event = {k: v for k, v in cut.started.items() if k != "alerts"}
-    event["timestamp"] = utc_timestamp()
-    event["phase"] = "finished"
-    event["result"] = {
-        "success": False,
-        "duration_seconds": None,
-        "exit_code": None,
-        "outcome": "interrupted",
-    }
-    event["outcome"] = "interrupted"
-    event["reason"] = (
-        "found unfinished when the remediator started again: it was stopped before it could "
-        "record the end (SIGKILL, crash)"
+    return replace(
+        cut.started,
+        timestamp=utc_timestamp(),
+        phase="finished",
+        success=False,
+        duration_seconds=None,
+        exit_code=None,
+        outcome="interrupted",
+        reason=(
+            "found unfinished when the remediator started again: it was stopped before it "
+            "could record the end (SIGKILL, crash)"
+        ),
+        found_at_start=True,
     )
-    event["found_at_start"] = True
-    return event
 
 
 async def resume(config: Config, audit: AuditWriter, dispatcher: Dispatcher) -> None:
@@ -97,8 +83,7 @@ async def _resume_target(
     elif dispatcher.running(target) is not None:
         skipped = "a recovery is already running"
     recovery_id = None if skipped else uuid.uuid4().hex[:12]
-    resumed = audit_event(
-        "auto_recovery",
+    resumed = AutoRecovery(
         service=target,
         operation="resume",
         success=None if skipped is None else False,

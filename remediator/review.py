@@ -36,6 +36,15 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from redis_autoheal.commands import Action
 from remediator.audit import utc_timestamp
 from remediator.auditread import ReadStats, iter_events, parse_timestamp
+from remediator.events import (
+    AutoRecovery,
+    CircuitBreaker,
+    Event,
+    SecurityViolation,
+    SecurityViolationSummary,
+    ServiceOperation,
+    SshCommand,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -121,30 +130,27 @@ def _ratio(part: int, whole: int) -> float | None:
     return None if whole == 0 else round(part / whole, 4)
 
 
-def _user(event: Mapping[str, Any]) -> dict[str, Any]:
-    user = event.get("user")
-    return user if isinstance(user, dict) else {}
+def _who(event: Event) -> str:
+    return event.user.email or event.user.id or "unknown"
 
 
-def _who(event: Mapping[str, Any]) -> str:
-    user = _user(event)
-    return str(user.get("email") or user.get("id") or "unknown")
+def _detail(event: Event) -> str | None:
+    if isinstance(event, ServiceOperation):
+        return event.detail or event.reason
+    if isinstance(event, CircuitBreaker):
+        return event.reason
+    return None
 
 
-def _result(event: Mapping[str, Any]) -> dict[str, Any]:
-    result = event.get("result")
-    return result if isinstance(result, dict) else {}
-
-
-def _brief(event: Mapping[str, Any]) -> dict[str, Any]:
+def _brief(event: Event) -> dict[str, Any]:
     return {
-        "timestamp": event.get("timestamp"),
-        "service": event.get("service"),
-        "operation": event.get("operation"),
+        "timestamp": event.timestamp,
+        "service": event.service,
+        "operation": event.operation,
         "user": _who(event),
-        "role": _user(event).get("role"),
-        "source_ip": event.get("source_ip"),
-        "detail": event.get("detail") or event.get("reason"),
+        "role": event.user.role,
+        "source_ip": event.source_ip,
+        "detail": _detail(event),
     }
 
 
@@ -167,12 +173,8 @@ class _Tally:
     in_window: int = 0
 
 
-def _is_manual_operation(event: Mapping[str, Any]) -> bool:
-    return event.get("event_type") == "service_operation" and event.get("phase") in (
-        None,
-        "finished",
-        "refused",
-    )
+def _is_manual_operation(event: Event) -> bool:
+    return isinstance(event, ServiceOperation) and event.phase in (None, "finished", "refused")
 
 
 class _Summary:
@@ -182,72 +184,69 @@ class _Summary:
         self.hours = hours
         self.t = _Tally()
 
-    def add(self, event: Mapping[str, Any]) -> None:
-        moment = parse_timestamp(event.get("timestamp"))
+    def add(self, event: Event) -> None:
+        moment = parse_timestamp(event.timestamp)
         if moment is None or not self.since <= moment <= self.until:
             return
         t = self.t
         t.in_window += 1
         day = moment.astimezone(UTC).date().isoformat()
-        kind = event.get("event_type")
         if _is_manual_operation(event):
             self._operation(event, moment, day)
-        elif kind == "auto_recovery":
+        elif isinstance(event, AutoRecovery):
             self._recovery(event, day)
-        elif kind == "ssh_command":
-            if event.get("phase") == "started" and event.get("operation") in CHANGING:
-                service = str(event.get("service"))
-                t.changes.setdefault(service, []).append((moment, _brief(event)))
-        elif kind in ("security_violation", "security_violation_summary"):
+        elif isinstance(event, SshCommand):
+            if event.phase == "started" and event.operation in CHANGING:
+                t.changes.setdefault(str(event.service), []).append((moment, _brief(event)))
+        elif isinstance(event, SecurityViolation | SecurityViolationSummary):
             self._violations(event)
-        elif kind == "circuit_breaker":
-            if event.get("operation") == "open":
-                t.breaker_opened[str(event.get("service"))] += 1
-            elif event.get("operation") == "reset":
+        elif isinstance(event, CircuitBreaker):
+            if event.operation == "open":
+                t.breaker_opened[str(event.service)] += 1
+            elif event.operation == "reset":
                 t.breaker_resets.append(_brief(event))
 
-    def _violations(self, event: Mapping[str, Any]) -> None:
+    def _violations(self, event: SecurityViolation | SecurityViolationSummary) -> None:
         """One refusal, or a source's summary of many (remediator.violations)."""
         t = self.t
-        reasons: object = {event.get("reason") or "unknown": 1}
-        if event.get("event_type") == "security_violation_summary":
-            reasons = event.get("reasons")
-        for reason, n in (reasons if isinstance(reasons, dict) else {}).items():
-            if isinstance(n, int) and not isinstance(n, bool) and n > 0:
-                t.violations[str(reason)] += n
-                t.violation_ips[str(event.get("source_ip"))] += n
+        if isinstance(event, SecurityViolationSummary):
+            reasons = event.reasons or {}
+        else:
+            reasons = {event.reason or "unknown": 1}
+        for reason, n in reasons.items():
+            if n > 0:
+                t.violations[reason] += n
+                t.violation_ips[str(event.source_ip)] += n
 
-    def _operation(self, event: Mapping[str, Any], moment: datetime, day: str) -> None:
-        result = _result(event)
+    def _operation(self, event: Event, moment: datetime, day: str) -> None:
         entry = {
             **_brief(event),
-            "user_id": _user(event).get("id"),
-            "success": result.get("success") is True,
-            "refused": event.get("phase") == "refused",
-            "duration_seconds": result.get("duration_seconds"),
+            "user_id": event.user.id,
+            "success": event.success is True,
+            "refused": isinstance(event, ServiceOperation) and event.phase == "refused",
+            "duration_seconds": event.duration_seconds,
         }
         self.t.operations.append(entry)
         self.t.per_day.setdefault(day, Counter())["operations"] += 1
         if not self.hours.contains(moment):
             self.t.outside_hours.append(entry)
 
-    def _recovery(self, event: Mapping[str, Any], day: str) -> None:
+    def _recovery(self, event: AutoRecovery, day: str) -> None:
         t = self.t
-        phase = event.get("phase")
-        level = event.get("recovery_level")
-        if phase == "verified" and isinstance(level, str):
+        level = event.recovery_level
+        if event.phase == "verified" and level is not None:
             t.attempts[level] += 1
-            t.attempts_ok[level] += _result(event).get("success") is True
-        elif phase == "finished":
-            outcome = str(event.get("outcome"))
+            t.attempts_ok[level] += event.success is True
+        elif event.phase == "finished":
+            outcome = str(event.outcome)
             t.outcomes[outcome] += 1
-            if isinstance(level, str):
+            if level is not None:
                 t.last_levels[level] += 1
             t.per_day.setdefault(day, Counter())["auto_recoveries"] += 1
-            duration = _result(event).get("duration_seconds")
-            if outcome == "recovered" and isinstance(duration, int | float):
+            duration = event.duration_seconds
+            if outcome == "recovered" and duration is not None:
                 t.recovery_times.append(float(duration))
-        elif phase == "suppressed":
+        elif event.phase == "suppressed":
             t.suppressed += 1
 
     def bursts(self) -> list[dict[str, Any]]:

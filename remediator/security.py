@@ -27,8 +27,9 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from redis_autoheal.logs import printable
-from remediator.audit import AUTOHEAL, audit_event
+from remediator.audit import AUTOHEAL
 from remediator.errors import AuditWriteError
+from remediator.events import SecurityViolation
 from remediator.keys import AUDIT, CONFIG, METRICS, USERS, VIOLATIONS
 from remediator.problems import problem
 from remediator.users import token_digest
@@ -60,8 +61,7 @@ async def violation(
     app[METRICS].security_violations.labels(reason).inc()
     operation = f"{printable(request.method, METHOD_LIMIT)} {printable(request.path)}"
     source = printable(request.remote or "")
-    event = audit_event(
-        "security_violation",
+    event = SecurityViolation(
         service=service,
         operation=operation,
         user=user.actor if user else AUTOHEAL,

@@ -1,20 +1,9 @@
-"""Serving until SIGTERM or SIGINT, then shutting down without leaving anything half-recorded.
+"""Serving until SIGTERM or SIGINT, then draining without leaving anything half-recorded.
 
-From the signal on:
-- nothing new is admitted: every POST (the webhook, the manual operations, the breaker reset)
-  answers 503 with `Retry-After`, and /healthz answers 503 "shutting down"; the other GETs
-  (metrics, health, logs) are still served while the process drains;
-- recoveries stop escalating: a step already sent to a host (its command and verification)
-  may finish, no further step starts, and a recovery admitted just before the signal ends
-  before it acts;
-- requests already past the door (a webhook waiting for its audit write, an operation) and
-  the recoveries and operations in progress get `remediator.shutdown_grace_seconds` (30 s) to
-  end; whatever is still running then is cancelled, and writes its terminal audit event with
-  `result.outcome: "interrupted"` before it goes.
-A second signal cuts the grace short. Only then does the listener close and the app's parts
-(SSH connections, the audit log) close, in `cleanup_ctx` order.
-
-What a SIGKILL cuts is found at the next start instead (remediator.resume).
+`Shutdown` is the stopping state: once set, every POST answers 503 with Retry-After, while GETs
+are still served; `drain` waits up to the grace for what runs and then cancels it (each
+recovery and operation writes its `interrupted` end as it goes). A second signal cuts the
+grace short. What a SIGKILL cuts is found at the next start instead (remediator.resume).
 """
 
 from __future__ import annotations

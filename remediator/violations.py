@@ -32,13 +32,13 @@ import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Final
 
-from remediator.audit import audit_event
 from remediator.errors import AuditWriteError
+from remediator.events import SecurityViolation, SecurityViolationSummary
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
 
     from remediator.audit import AuditWriter
 
@@ -67,12 +67,12 @@ class _Window:
     reasons: Counter[str] = field(default_factory=Counter)
     last_operation: str | None = None
 
-    def add(self, event: Mapping[str, Any]) -> None:
+    def add(self, event: SecurityViolation) -> None:
         self.count += 1
-        self.first_seen = self.first_seen or event["timestamp"]
-        self.last_seen = event["timestamp"]
-        self.reasons[str(event.get("reason"))] += 1
-        self.last_operation = event.get("operation")
+        self.first_seen = self.first_seen or event.timestamp
+        self.last_seen = event.timestamp
+        self.reasons[str(event.reason)] += 1
+        self.last_operation = event.operation
 
     def merge(self, older: _Window) -> None:
         """Take back the counts of an earlier window whose summary could not be written."""
@@ -83,9 +83,8 @@ class _Window:
         self.last_operation = self.last_operation or older.last_operation
 
 
-def _summary(source: Source, window: _Window, interval: float) -> dict[str, Any]:
-    event = audit_event(
-        "security_violation_summary",
+def _summary(source: Source, window: _Window, interval: float) -> SecurityViolationSummary:
+    return SecurityViolationSummary(
         service=None,
         operation="refused_requests",
         source_ip=None if isinstance(source, _Others) else source,
@@ -98,10 +97,8 @@ def _summary(source: Source, window: _Window, interval: float) -> dict[str, Any]
         reasons=dict(window.reasons.most_common()),
         last_operation=window.last_operation,
         interval_seconds=interval,
+        other_sources=isinstance(source, _Others),
     )
-    if isinstance(source, _Others):
-        event["other_sources"] = True
-    return event
 
 
 class ViolationLog:
@@ -133,9 +130,9 @@ class ViolationLog:
         """Sources followed now (each one had a violation within the last interval or two)."""
         return len(self._windows)
 
-    async def record(self, event: Mapping[str, Any]) -> bool:
+    async def record(self, event: SecurityViolation) -> bool:
         """Audit a `security_violation` event, or count it; True if it was audited in full."""
-        source: Source = event.get("source_ip")
+        source: Source = event.source_ip
         if source not in self._windows and len(self._windows) >= self._max_sources:
             source = OTHERS
         window = self._windows.get(source)

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from remediator.alertmanager import parse_notification
-from remediator.audit import audit_event
 from remediator.errors import AuditWriteError, InvalidPayload
+from remediator.events import Webhook
 from remediator.keys import AUDIT, CONFIG, DISPATCHER, METRICS, WEBHOOK_TOKEN
 from remediator.security import require_token
 
@@ -79,8 +79,7 @@ async def receive(request: web.Request) -> web.Response:
         ) from None
     dispatcher = app[DISPATCHER]
     admission = dispatcher.admit(notification, request.remote)
-    received = audit_event(
-        "webhook",
+    received = Webhook(
         service=None,
         operation="receive",
         source_ip=request.remote,

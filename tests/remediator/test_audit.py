@@ -11,16 +11,18 @@ import stat
 import subprocess
 import sys
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any, ClassVar
 
 import pytest
 
 from redis_autoheal.config import Audit
 from remediator import audit
-from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
+from remediator.audit import AuditWriter, backup_paths, encode, read_events
 from remediator.breaker import BreakerStore
 from remediator.errors import AuditWriteError
+from remediator.events import Event
 from testhost.disk import SmallDisk
 from tests.conftest import hang_guard, require_root
 from tests.remediator.conftest import write_config
@@ -31,15 +33,23 @@ def settings(tmp_path: Path, **kw: object) -> Audit:
     return Audit(**values)  # type: ignore[arg-type]
 
 
-def event(n: int, writer: str = "w") -> dict[str, object]:
-    return audit_event(
-        "auto_recovery",
-        service="redis",
-        operation="restart",
-        success=n % 2 == 0,
-        recovery_level="hard",
-        seq=n,
-        writer=writer,
+@dataclass(frozen=True, kw_only=True)
+class Numbered(Event):
+    """A test event: `seq` and `writer` say which write it came from; `pad` makes it big."""
+
+    EVENT_TYPE: ClassVar[str] = "auto_recovery"
+    seq: int
+    writer: str = "w"
+    pad: str | None = None
+
+    def own_fields(self) -> dict[str, Any]:
+        fields: dict[str, Any] = {"recovery_level": "hard", "seq": self.seq, "writer": self.writer}
+        return fields | ({"pad": self.pad} if self.pad is not None else {})
+
+
+def event(n: int, writer: str = "w", pad: str | None = None) -> Numbered:
+    return Numbered(
+        service="redis", operation="restart", success=n % 2 == 0, seq=n, writer=writer, pad=pad
     )
 
 
@@ -157,7 +167,7 @@ async def test_an_event_larger_than_max_bytes_still_goes_out_whole(tmp_path: Pat
     writer = AuditWriter(s)
     writer.open()
     await writer.write(event(1))
-    big = {**event(2), "blob": "x" * 5000}
+    big = event(2, pad="x" * 5000)
     await writer.write(big)
     await writer.close()
     assert [e["seq"] for e in read_events(s)] == [1, 2]
@@ -166,9 +176,9 @@ async def test_an_event_larger_than_max_bytes_still_goes_out_whole(tmp_path: Pat
 async def test_a_rotation_cut_short_by_a_crash_is_finished_at_open(tmp_path: Path) -> None:
     s = settings(tmp_path, max_bytes=100_000)
     s.path.parent.mkdir()
-    lines = b"".join(json.dumps(event(n)).encode() + b"\n" for n in range(5))
+    lines = b"".join(encode(event(n)) for n in range(5))
     (s.path.parent / "audit.log.rotating").write_bytes(lines)
-    s.path.write_bytes(json.dumps(event(5)).encode() + b"\n")
+    s.path.write_bytes(encode(event(5)))
     writer = AuditWriter(s)
     writer.open()
     await writer.write(event(6))
@@ -223,7 +233,7 @@ async def test_a_write_cut_by_a_full_disk_leaves_no_partial_line(small_disk: Pat
     written, error = 0, None
     while error is None and written < 1000:
         try:
-            await writer.write({**event(written), "pad": "y" * 700})
+            await writer.write(event(written, pad="y" * 700))
         except AuditWriteError as e:
             error = e
         else:
@@ -255,7 +265,7 @@ async def test_a_failed_write_keeps_what_another_process_appended_meanwhile(
     _, stderr = await cli.communicate()
     assert cli.returncode == 0, stderr
     with pytest.raises(AuditWriteError, match="No space left"):
-        await daemon.write({**event(2, "daemon"), "pad": "y" * 20000})  # more than the disk holds
+        await daemon.write(event(2, "daemon", pad="y" * 20000))  # more than the disk holds
     await daemon.write(event(3, "daemon"))
     await daemon.close()
     text = config.audit.path.read_text()
@@ -319,10 +329,10 @@ async def test_a_deferred_event_goes_out_ahead_of_the_next_write_once_there_is_r
     full_disk.fill()
     big = "y" * 3 * PAGE  # more than the page the file has begun can take
     with pytest.raises(AuditWriteError, match="No space left"):
-        await writer.write({**event(1), "pad": big})
+        await writer.write(event(1, pad=big))
     writer.defer(event(99, "owed"))
     with pytest.raises(AuditWriteError, match="No space left"):
-        await writer.write({**event(2), "pad": big})  # still full: still owed, nothing doubled
+        await writer.write(event(2, pad=big))  # still full: still owed, nothing doubled
     assert writer.overdue == 1
     full_disk.free()
     await writer.write(event(3))

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from remediator.app import create_app
-from remediator.audit import AuditWriter, audit_event, read_events
+from remediator.audit import AuditWriter, read_events
 from remediator.auditread import iter_events
 from remediator.errors import AuditWriteError
+from remediator.events import to_json
 from remediator.keys import DISPATCHER, METRICS
 from remediator.recovery import Outcome
 from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.test_audit import Numbered, event
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -69,8 +71,8 @@ async def test_a_lock_failure_fails_its_batch_and_the_next_write_goes_through(
     writer.open()
     failed = fail_flock_once(monkeypatch, lock_path(config))
 
-    def one(n: int) -> dict[str, Any]:
-        return audit_event("webhook", service=None, operation="receive", success=True, seq=n)
+    def one(n: int) -> Numbered:
+        return event(n)
 
     async with asyncio.timeout(HANG):
         # Two writers waiting on the same batch: each learns it failed.
@@ -106,15 +108,15 @@ async def test_an_unforeseen_error_fails_its_write_and_the_next_one_goes_through
 
     monkeypatch.setattr(shutil, "copyfileobj", copy_out_of_memory)
 
-    def one(n: int) -> dict[str, Any]:
-        return audit_event("webhook", service=None, operation="receive", success=True, seq=n)
+    def one(n: int) -> Numbered:
+        return event(n)
 
     written: list[int] = []
     error = None
     async with asyncio.timeout(HANG):
         for n in range(20):  # until a rotation is due
             try:
-                await writer.write({**one(n), "pad": "x" * 300})
+                await writer.write(event(n, pad="x" * 300))
             except AuditWriteError as e:
                 error = e
                 break
@@ -135,7 +137,7 @@ async def test_a_write_after_the_executor_shut_down_fails_instead_of_waiting(
     await asyncio.get_running_loop().shutdown_default_executor()
     async with asyncio.timeout(HANG):
         with pytest.raises(AuditWriteError, match=r"cannot write .*shutdown"):
-            await writer.write(audit_event("webhook", service=None, operation="x", success=True))
+            await writer.write(event(0))
         await writer.close()
 
 
@@ -225,7 +227,7 @@ async def test_an_audit_failure_is_503_loses_nothing_and_the_retry_acts(  # noqa
     async with asyncio.timeout(HANG):
         response = await client.post("/webhook", json=refused, headers=AUTH)
     assert response.status == 200, await response.text()
-    assert fingerprints(iter_events(config.audit)) == [
+    assert fingerprints(map(to_json, iter_events(config.audit))) == [
         *accepted,
         refused["alerts"][0]["fingerprint"],
     ]

@@ -11,17 +11,17 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from remediator.app import create_app
-from remediator.audit import audit_event, encode, read_events
+from remediator.audit import encode, read_events
 from remediator.auditread import unfinished
+from remediator.events import AutoRecovery, Event, ServiceOperation, Webhook
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
 from tests.remediator.conftest import write_config
 from tests.remediator.test_shutdown import host_config
 
 
-def started(rid: str, service: str = "redis") -> dict[str, Any]:
-    return audit_event(
-        "auto_recovery",
+def started(rid: str, service: str = "redis") -> Event:
+    return AutoRecovery(
         service=service,
         operation="recover",
         success=None,
@@ -31,9 +31,8 @@ def started(rid: str, service: str = "redis") -> dict[str, Any]:
     )
 
 
-def finished(rid: str, outcome: str, service: str = "redis") -> dict[str, Any]:
-    return audit_event(
-        "auto_recovery",
+def finished(rid: str, outcome: str, service: str = "redis") -> Event:
+    return AutoRecovery(
         service=service,
         operation="recover",
         success=outcome == "recovered",
@@ -43,9 +42,8 @@ def finished(rid: str, outcome: str, service: str = "redis") -> dict[str, Any]:
     )
 
 
-def operation(oid: str, phase: str, service: str = "redis") -> dict[str, Any]:
-    return audit_event(
-        "service_operation",
+def operation(oid: str, phase: str, service: str = "redis") -> Event:
+    return ServiceOperation(
         service=service,
         operation="restart",
         success=None if phase == "started" else True,
@@ -55,7 +53,7 @@ def operation(oid: str, phase: str, service: str = "redis") -> dict[str, Any]:
     )
 
 
-def write_log(path: Path, *events: dict[str, Any]) -> None:
+def write_log(path: Path, *events: Event) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("ab") as f:
         for e in events:
@@ -72,8 +70,7 @@ def test_unfinished_are_those_started_and_not_ended_or_ended_interrupted(tmp_pat
         started("cut"),
         finished("cut", "interrupted"),
         started("resumed"),
-        audit_event(
-            "auto_recovery",
+        AutoRecovery(
             service="redis",
             operation="resume",
             success=None,
@@ -92,7 +89,7 @@ def test_unfinished_are_those_started_and_not_ended_or_ended_interrupted(tmp_pat
 
 def test_unfinished_looks_only_at_the_tail(tmp_path: Path) -> None:
     config = write_config(tmp_path, {})
-    filler = audit_event("webhook", service=None, operation="receive", success=True, pad="x" * 900)
+    filler = Webhook(service=None, operation="receive", success=True, receiver="x" * 900)
     write_log(config.audit.path, started("old"), *[filler] * 20, started("recent"))
     assert [u.id for u in unfinished(config.audit, tail_bytes=4096)] == ["recent"]
     assert [u.id for u in unfinished(config.audit)] == ["old", "recent"]

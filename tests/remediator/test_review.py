@@ -17,7 +17,8 @@ import pytest
 
 from redis_autoheal.cli import main
 from redis_autoheal.config import Config
-from remediator.audit import AuditWriter, audit_event, utc_timestamp
+from remediator.audit import AUTOHEAL, AuditWriter, utc_timestamp
+from remediator.events import from_json
 from remediator.review import BusinessHours, parse_since, percentile
 from tests.remediator.conftest import write_config
 
@@ -32,20 +33,23 @@ WINDOWS = {"24h": timedelta(hours=24), "7d": timedelta(days=7), "30d": timedelta
 
 
 def event(kind: str, moment: datetime, **fields: Any) -> dict[str, Any]:
-    base = audit_event(
-        kind,
-        service=fields.pop("service", "redis"),
-        operation=fields.pop("operation", "x"),
-        success=fields.pop("success", None),
-        duration_seconds=fields.pop("duration", None),
-        exit_code=fields.pop("exit_code", None),
-        source_ip=fields.pop("source_ip", None),
-    )
-    if "user" in fields:
-        base["user"] = fields.pop("user")
-    base["timestamp"] = utc_timestamp(moment)
-    base.update(fields)
-    return base
+    """An event as the log holds it (written with `from_json`, as the remediator reads it)."""
+    duration = fields.pop("duration", None)
+    base: dict[str, Any] = {
+        "timestamp": utc_timestamp(moment),
+        "event_type": kind,
+        "service": fields.pop("service", "redis"),
+        "operation": fields.pop("operation", "x"),
+        "user": fields.pop("user", AUTOHEAL.as_json()),
+        "source_ip": fields.pop("source_ip", None),
+        "result": {
+            "success": fields.pop("success", None),
+            "duration_seconds": None if duration is None else round(duration, 3),
+            "exit_code": fields.pop("exit_code", None),
+        },
+        "security": {"command_validated": True, "risk_level": "none", "ssh_key_used": False},
+    }
+    return base | fields
 
 
 def generate(now: datetime, rng: random.Random) -> list[dict[str, Any]]:  # noqa: C901
@@ -261,7 +265,7 @@ def logged(tmp_path: Path) -> tuple[Config, list[dict[str, Any]], datetime]:
     writer = AuditWriter(config.audit)
     writer.open()
     for e in events:
-        writer.write_sync(e)
+        writer.write_sync(from_json(e))
     with config.audit.path.open("a", encoding="utf-8") as f:
         f.write("not json at all\n[1, 2]\n")  # a hand-edited line, and a line that is no event
     return config, events, now

@@ -3,6 +3,7 @@ the target's one prober and its audited `is-active`."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
@@ -11,7 +12,7 @@ import pytest
 from redis_autoheal.probe import Prober, Reason
 from redis_autoheal.ssh import SshPool
 from remediator.audit import AuditWriter, read_events
-from remediator.control import TargetControl
+from remediator.control import StartBudget, TargetControl
 from remediator.metrics import Metrics
 from remediator.verify import (
     UnitReading,
@@ -48,7 +49,16 @@ async def control_of(test_host: TestHost, tmp_path: Path) -> AsyncIterator[Targe
     prober = Prober(target, config.health_check, ssh)
     metrics = Metrics([target.name], lambda _: False)
     try:
-        yield TargetControl(target, ssh, writer, metrics, dry_run=False, prober=prober)
+        yield TargetControl(
+            target,
+            ssh,
+            writer,
+            metrics,
+            dry_run=False,
+            prober=prober,
+            lock=asyncio.Lock(),
+            start_budget=StartBudget(),
+        )
     finally:
         await prober.close()
         await pool.close()

@@ -13,7 +13,8 @@ from aiohttp.test_utils import TestClient
 
 from redis_autoheal.config import Config
 from remediator.app import create_app
-from remediator.audit import AuditWriter, audit_event, read_events
+from remediator.audit import AuditWriter, read_events
+from remediator.events import SecurityViolation
 from remediator.keys import AUDIT, METRICS, VIOLATIONS
 from remediator.violations import ViolationLog
 from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
@@ -145,9 +146,8 @@ async def test_sources_beyond_the_limit_are_counted_together(tmp_path: Path) -> 
     audit.open()
     log = ViolationLog(audit, max_sources=2)
 
-    def refused(source: str) -> dict[str, Any]:
-        return audit_event(
-            "security_violation",
+    def refused(source: str) -> SecurityViolation:
+        return SecurityViolation(
             service=None,
             operation="POST /webhook",
             source_ip=source,
@@ -181,8 +181,7 @@ async def test_a_summary_that_cannot_be_written_is_kept_and_written_later(tmp_pa
     audit = AuditWriter(config.audit)
     audit.open()
     log = ViolationLog(audit)
-    event = audit_event(
-        "security_violation",
+    event = SecurityViolation(
         service=None,
         operation="POST /webhook",
         source_ip="10.0.0.1",
