@@ -7,7 +7,7 @@ import yaml
 
 from alerts.generator.thresholds import Thresholds, load
 from tests.alerts.paths import ALERTS
-from tests.conftest import require_binary
+from tests.support import require_binary
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from redis_autoheal.config import RemediatorSettings
 from tests.alerts.local_servers import Recorder, daemon, get_json, post_json, wait_until
 from tests.alerts.paths import ALERTS, ROOT
 from tests.alerts.timeintervals import named_contains
-from tests.conftest import HANG, free_port, require_binary
+from tests.support import HANG, free_port, require_binary
 
 REMEDIATE_AND_PAGE = ["remediator", "oncall"]
 PAGE = ["oncall"]

@@ -25,7 +25,7 @@ import yaml
 
 from tests.alerts.local_servers import Recorder, daemon, post_json, wait_until
 from tests.alerts.timeintervals import WEEKDAYS, interval_contains
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 MUTED_LOG = "Notifications not sent, route is within mute time"
 OTHER_ZONE = "Asia/Kolkata"  # UTC+05:30 all year: no DST, and an offset longer than a window

@@ -14,7 +14,7 @@ from alerts.generator.scenarios import EVAL
 from alerts.generator.thresholds import parse_duration
 from tests.alerts.local_servers import daemon, get_json, wait_until
 from tests.alerts.paths import ALERTS, ROOT
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 # job: (module, scrape interval, timeout), from the runbook's Health Monitoring.
 PROBES = {

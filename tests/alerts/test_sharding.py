@@ -11,7 +11,7 @@ import yaml
 
 from tests.alerts.local_servers import daemon, get_json, wait_until
 from tests.alerts.paths import ALERTS
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 SHARDS = 2
 TARGETS = [f"redis://10.9.{i // 200}.{i % 200 + 1}:6379" for i in range(300)] + [

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require_shared
 from tests.contract import NOT_YET_BUILT
 from tests.dashboards.dashboard_json import (
     CONTRACT_HISTOGRAMS,
@@ -25,6 +24,7 @@ from tests.dashboards.dashboard_json import (
     selectors,
     variables_in,
 )
+from tests.support import require_shared
 
 DATASOURCE = {"type": "prometheus", "uid": "${datasource}"}
 PANEL_TYPES = {"row", "timeseries", "stat", "state-timeline"}

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from redis_autoheal.config import load_config, read_remediator_secrets
-from tests.conftest import require_binary
 from tests.dashboards.dashboard_json import REPO
+from tests.support import require_binary
 
 COMPOSE = REPO / "docker-compose.yml"
 SECRETS = REPO / "docker" / "secrets"

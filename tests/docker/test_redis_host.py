@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from testhost import _standin, files
-from tests.conftest import HANG, require_binary, require_shared
 from tests.dashboards.dashboard_json import REPO
+from tests.support import HANG, require_binary, require_shared
 
 HOST = REPO / "docker" / "redis-host"
 SCRIPTS = [

@@ -16,7 +16,7 @@ import yaml
 from demo import configs
 from demo.configs import ALERTS, FAST, Ports
 from demo.loopback import NotLoopback, check_loopback
-from tests.conftest import require_binary
+from tests.support import require_binary
 
 PORTS = Ports(exporter=19121, remediator=19122, prometheus=19090, alertmanager=19093)
 SINK = "http://127.0.0.1:19999"

@@ -25,7 +25,7 @@ import pytest
 
 from demo.configs import REPO
 from testhost.host import TestHost
-from tests.e2e.conftest import require_stack
+from tests.e2e.require import require_stack
 
 pytestmark = pytest.mark.root
 STARTUP_LIMIT = 180.0  # the stack, the outage and the timeline

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import HANG, missing
-from tests.exporter.conftest import free_port, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
+from tests.support import HANG, free_port, missing
 
 SCRIPT = Path(sys.executable).with_name("redis-autoheal")
 

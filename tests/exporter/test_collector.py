@@ -13,8 +13,9 @@ from exporter.app import create_app
 from exporter.collector import ProbeCollector
 from exporter.probe import Layer, Reason, SystemdResult
 from tests import contract
-from tests.conftest import HANG
-from tests.exporter.conftest import names, parse_samples, redis_target, value, values_with
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import names, parse_samples, value, values_with
+from tests.support import HANG
 
 CONTRACT_CONNECTIVITY = contract.CONNECTIVITY
 CONTRACT_PERFORMANCE = contract.PERFORMANCE

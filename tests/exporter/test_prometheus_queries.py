@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from tests.alerts.local_servers import daemon, get_json, wait_until
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 # A redis_exporter dashboard's panels, in its vocabulary (names, labels, units).
 DASHBOARD_QUERIES = [

@@ -17,8 +17,10 @@ import yaml
 from exporter.app import create_app
 from exporter.typedefs import STATE
 from redis_autoheal.config import load_config
-from tests.exporter.conftest import free_port, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
 from tests.exporter.test_infometrics import wait_until
+from tests.support import free_port
 
 RELOAD_METRIC = "redis_autoheal_exporter_config_last_reload_successful"
 

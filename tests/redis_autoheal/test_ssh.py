@@ -18,8 +18,8 @@ from redis_autoheal.config import SshEndpoint
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.ssh import CommandResult, Lane, SshHost, SshPool
 from testhost.host import TestHost
-from tests.conftest import HANG, hang_guard
 from tests.hostprocs import still_running
+from tests.support import HANG, hang_guard
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 

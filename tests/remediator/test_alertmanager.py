@@ -10,7 +10,7 @@ import pytest
 
 from redis_autoheal.errors import InvalidPayload
 from remediator.alertmanager import parse_notification, parse_time
-from tests.remediator.conftest import alert, notification
+from tests.remediator.notifications import alert, notification
 
 
 def test_a_notification_parses_into_typed_alerts() -> None:

@@ -22,8 +22,8 @@ from remediator import audit
 from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
 from remediator.breaker import BreakerStore
 from testhost.disk import SmallDisk
-from tests.conftest import hang_guard, require_root
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
+from tests.support import hang_guard, require_root
 
 
 def settings(tmp_path: Path, **kw: object) -> Audit:

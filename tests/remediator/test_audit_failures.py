@@ -25,7 +25,8 @@ from remediator.audit import AuditWriter, audit_event, read_events
 from remediator.auditread import iter_events
 from remediator.keys import DISPATCHER, METRICS
 from remediator.recovery import Outcome
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable

@@ -17,8 +17,9 @@ from redis_autoheal.cli import main
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from testhost.host import TestHost
-from tests.conftest import free_port
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
+from tests.support import free_port
 
 
 def test_breaker_status_and_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -21,7 +21,8 @@ from remediator.keys import DISPATCHER
 from remediator.metrics import Metrics
 from remediator.verify import unit_state
 from tests.hostprocs import still_running
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

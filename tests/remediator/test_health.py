@@ -31,7 +31,8 @@ from remediator.breaker import BreakerStore
 from remediator.health import Band, Status, Thresholds, judge, recent_recoveries
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 THRESHOLDS = Path(__file__).parents[2] / "alerts" / "thresholds.yml"
 

@@ -25,7 +25,8 @@ from remediator.control import StartBudget
 from remediator.keys import CONTROLS, DISPATCHER, METRICS
 from remediator.recovery import Level, Outcome, Report
 from testhost.host import TestHost
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 pytestmark = pytest.mark.root
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

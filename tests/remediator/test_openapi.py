@@ -18,8 +18,8 @@ import pytest
 
 from redis_autoheal.config import Config
 from testhost.host import TestHost
-from tests.conftest import free_port
-from tests.remediator.conftest import ADMIN_TOKEN, SECRETS, spawn_remediator, write_config
+from tests.remediator.configs import ADMIN_TOKEN, SECRETS, spawn_remediator, write_config
+from tests.support import free_port
 
 pytestmark = pytest.mark.root
 SCHEMATHESIS_SECONDS = 240  # the whole run, hard limit

@@ -15,7 +15,7 @@ from remediator.audit import audit_event, encode, read_events
 from remediator.auditread import unfinished
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
 from tests.remediator.test_shutdown import host_config
 
 

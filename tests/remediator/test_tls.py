@@ -24,9 +24,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
-from tests.conftest import free_port
-from tests.remediator.conftest import SECRETS, spawn_remediator, write_config
+from tests.remediator.configs import SECRETS, spawn_remediator, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
+from tests.support import free_port
 
 
 def self_signed(directory: Path) -> tuple[Path, Path]:

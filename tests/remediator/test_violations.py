@@ -16,7 +16,8 @@ from remediator.app import create_app
 from remediator.audit import AuditWriter, audit_event, read_events
 from remediator.keys import AUDIT, METRICS, VIOLATIONS
 from remediator.violations import ViolationLog
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 HANG_GUARD = 30  # seconds: only ever reached when something is broken
 FLOOD = 5000

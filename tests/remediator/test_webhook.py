@@ -22,7 +22,8 @@ from redis_autoheal.errors import AuditWriteError, ConfigError
 from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import DISPATCHER, METRICS
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from testhost import TestHost
-from tests.conftest import HANG
+from tests.support import HANG
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 SLOW = 5.0  # seconds a slow start stays activating

@@ -1,0 +1,81 @@
+"""Helpers every test directory uses: binaries and root required, a free port, the hang guard.
+
+What is missing skips with the reason, or fails under CI (testhost.pytest_plugin's policy).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import socket
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from testhost.pytest_plugin import missing, require_root, under_ci
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+__all__ = [
+    "HANG",
+    "REPO",
+    "free_port",
+    "hang_guard",
+    "missing",
+    "require_binary",
+    "require_root",
+    "require_shared",
+    "under_ci",
+]
+
+REPO = Path(__file__).resolve().parents[1]
+# Seconds after which a test's wait counts as a hang. Only a guard: nothing here measures
+# speed (bench/ does); a test that needs a wrong behaviour to be slow makes it much slower.
+HANG = 60.0
+
+
+def require_binary(name: str) -> str:
+    """Return the path of a binary from Debian's packages; skip (or fail under CI) if absent."""
+    path = shutil.which(name)
+    if path is None:
+        missing(f"needs {name}: run scripts/setup.sh to install it")
+        raise AssertionError  # unreachable: missing() raised
+    return path
+
+
+def require_shared(name: str) -> Path:
+    """A file of the project's shared specs (runbook.md, CONTRACT.md), which live outside the
+    repository: in $REDIS_AUTOHEAL_SHARED, or in shared/ beside the clone (where CI puts it),
+    or a developer's /work/shared. Skip (or fail under CI) when none has it."""
+    places = [REPO.parent / "shared", Path("/work/shared")]
+    if os.environ.get("REDIS_AUTOHEAL_SHARED"):
+        places.insert(0, Path(os.environ["REDIS_AUTOHEAL_SHARED"]))
+    for place in places:
+        if (place / name).is_file():
+            return place / name
+    missing(f"needs shared/{name}: set REDIS_AUTOHEAL_SHARED to the shared/ directory")
+    raise AssertionError  # unreachable: missing() raised
+
+
+@contextlib.asynccontextmanager
+async def hang_guard(what: str, seconds: float = HANG) -> AsyncIterator[None]:
+    """Fail, naming `what`, if the block has not ended after `seconds`: a hang, not slowness."""
+    try:
+        async with asyncio.timeout(seconds) as scope:
+            yield
+    except TimeoutError:
+        if scope.expired():
+            pytest.fail(f"{what}: still running after {seconds:g}s, a hang")
+        raise
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
