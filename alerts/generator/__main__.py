@@ -15,8 +15,8 @@ from pathlib import Path
 import yaml
 
 from alerts.generator import rules, scenarios
-from alerts.generator.thresholds import Thresholds, ThresholdsError, format_duration, load
 from alerts.generator.yamlfile import dump
+from redis_autoheal.thresholds import Thresholds, ThresholdsError, format_duration, load
 
 ALERTS = Path(__file__).resolve().parent.parent
 THRESHOLDS = ALERTS / "thresholds.yml"

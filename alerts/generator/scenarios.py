@@ -24,7 +24,7 @@ from alerts.generator.rules import (
     Severity,
     num,
 )
-from alerts.generator.thresholds import Thresholds, format_duration
+from redis_autoheal.thresholds import Thresholds, format_duration
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from alerts.generator.thresholds import Thresholds, load
+from redis_autoheal.thresholds import Thresholds, load
 from tests.alerts.paths import ALERTS
 from tests.support import require_binary
 

@@ -12,7 +12,7 @@ import yaml
 
 from alerts.generator.__main__ import RULES, TESTS, THRESHOLDS, main
 from alerts.generator.gotemplate import TemplateError, humanize_duration, render
-from alerts.generator.thresholds import ThresholdsError, format_duration, parse, parse_duration
+from redis_autoheal.thresholds import ThresholdsError, format_duration, parse, parse_duration
 from tests.alerts.paths import ALERTS, ROOT
 
 

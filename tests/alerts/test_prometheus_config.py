@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from alerts.generator.scenarios import EVAL
-from alerts.generator.thresholds import parse_duration
+from redis_autoheal.thresholds import parse_duration
 from tests.alerts.local_servers import daemon, get_json, wait_until
 from tests.alerts.paths import ALERTS, ROOT
 from tests.support import free_port, require_binary
