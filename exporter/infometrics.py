@@ -164,7 +164,7 @@ GAUGES: dict[str, str] = {
     "tracking_total_prefixes": "tracking_total_prefixes",
     "instantaneous_eventloop_cycles_per_sec": "instantaneous_eventloop_cycles_per_sec",
     "instantaneous_eventloop_duration_usec": "instantaneous_eventloop_duration_usec",
-    "instantaneous_ops_per_sec": "instantaneous_ops_per_sec",  # ours (CONTRACT.md)
+    "instantaneous_ops_per_sec": "instantaneous_ops_per_sec",  # ours (docs/reference.md)
     # Replication
     "connected_slaves": "connected_slaves",
     "repl_backlog_size": "replication_backlog_bytes",

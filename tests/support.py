@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
 import socket
 from pathlib import Path
@@ -28,7 +27,6 @@ __all__ = [
     "missing",
     "require_binary",
     "require_root",
-    "require_shared",
     "under_ci",
 ]
 
@@ -45,20 +43,6 @@ def require_binary(name: str) -> str:
         missing(f"needs {name}: run scripts/setup.sh to install it")
         raise AssertionError  # unreachable: missing() raised
     return path
-
-
-def require_shared(name: str) -> Path:
-    """A file of the project's shared specs (runbook.md, CONTRACT.md), which live outside the
-    repository: in $REDIS_AUTOHEAL_SHARED, or in shared/ beside the clone (where CI puts it),
-    or a developer's /work/shared. Skip (or fail under CI) when none has it."""
-    places = [REPO.parent / "shared", Path("/work/shared")]
-    if os.environ.get("REDIS_AUTOHEAL_SHARED"):
-        places.insert(0, Path(os.environ["REDIS_AUTOHEAL_SHARED"]))
-    for place in places:
-        if (place / name).is_file():
-            return place / name
-    missing(f"needs shared/{name}: set REDIS_AUTOHEAL_SHARED to the shared/ directory")
-    raise AssertionError  # unreachable: missing() raised
 
 
 @contextlib.asynccontextmanager

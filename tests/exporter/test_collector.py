@@ -1,4 +1,4 @@
-"""Every metric of CONTRACT.md, with the value the server has, read through /probe."""
+"""Every metric of docs/reference.md, with the value the server has, read through /probe."""
 
 from __future__ import annotations
 
