@@ -31,11 +31,6 @@ name, as redis_exporter does. The fields with a structure each have a rule:
 
 plus `redis_instance_info` (role, versions, mode, os, policy, port, run id, pid, replication
 id) and, on a replica, `redis_slave_info{master_host,master_port,read_only}`.
-
-Where redis_exporter needs a flag, ours: `redis_total_system_memory_bytes`
-(--include-system-metrics) and `redis_module_info` (--include-modules-metrics) are always
-sent, one series each per instance or loaded module; db_keys of empty databases are sent as 0
-(its default since 1.45); the latency histograms need `exporter.latency_histograms: true`.
 """
 
 from __future__ import annotations
