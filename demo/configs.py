@@ -18,13 +18,16 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
 from alerts.generator import deploy
 from demo.procs import StackError
 from redis_autoheal.thresholds import LAYERS
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parent.parent
 ALERTS = REPO / "alerts"
@@ -219,6 +222,15 @@ def rules(directory: Path, cadence: Cadence) -> Path:
     return rules_file
 
 
+def _adapted(path: Path, name: str, adapt: Callable[[dict[str, Any]], dict[str, Any]]) -> Path:
+    """alerts/NAME adapted to the local stack, written to `path`."""
+    try:
+        config = adapt(deploy.load(ALERTS / name))
+    except deploy.ShapeError as e:
+        raise StackError(str(e)) from e
+    return _write_yaml(path, config, f"# alerts/{name} for the local stack (demo/configs.py)\n")
+
+
 def prometheus_config(
     path: Path, ports: Ports, cadence: Cadence, rules_file: Path, targets_dir: Path
 ) -> Path:
@@ -245,13 +257,7 @@ def prometheus_config(
         },
         intervals=intervals,
     )
-    try:
-        config = deploy.prometheus(deploy.load(ALERTS / "prometheus.yml"), site)
-    except deploy.ShapeError as e:
-        raise StackError(str(e)) from e
-    return _write_yaml(
-        path, config, "# alerts/prometheus.yml for the local stack (demo/configs.py)\n"
-    )
+    return _adapted(path, "prometheus.yml", lambda shipped: deploy.prometheus(shipped, site))
 
 
 def alertmanager_config(  # noqa: PLR0913 - each part of the config, named at the call site
@@ -282,10 +288,4 @@ def alertmanager_config(  # noqa: PLR0913 - each part of the config, named at th
         ),
         maintenance_windows=maintenance_windows,
     )
-    try:
-        config = deploy.alertmanager(deploy.load(ALERTS / "alertmanager.yml"), site)
-    except deploy.ShapeError as e:
-        raise StackError(str(e)) from e
-    return _write_yaml(
-        path, config, "# alerts/alertmanager.yml for the local stack (demo/configs.py)\n"
-    )
+    return _adapted(path, "alertmanager.yml", lambda shipped: deploy.alertmanager(shipped, site))

@@ -12,7 +12,8 @@ import yaml
 
 from alerts.generator.scenarios import EVAL
 from redis_autoheal.thresholds import parse_duration
-from tests.alerts.local_servers import daemon, get_json, wait_until
+from tests.alerts.local_servers import get_json, wait_until
+from tests.alerts.local_servers import prometheus as local_prometheus
 from tests.alerts.paths import ALERTS, ROOT
 from tests.support import free_port, require_binary
 
@@ -113,15 +114,7 @@ def prometheus(tmp_path):
     for directory in ("rules", "targets"):
         shutil.copytree(ALERTS / directory, tmp_path / directory)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    argv = [
-        binary,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with daemon(argv, f"{url}/-/ready", tmp_path / "prometheus.log"):
+    with local_prometheus(binary, tmp_path) as url:
         yield url, exporter
 
 
