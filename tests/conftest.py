@@ -1,4 +1,5 @@
-"""The skip policy, as pytest hooks; the helpers tests import are in tests/support.py.
+"""The skip policy, as pytest hooks, and fixtures for Debian's tools; the helpers tests import
+are in tests/support.py.
 
 What needs root or a Debian binary skips with a reason, and fails instead when the CI
 environment variable is set: under CI nothing skips (a skip of any other origin is turned into
@@ -18,6 +19,7 @@ import pytest
 pytest.register_assert_rewrite("testhost.pytest_plugin")
 
 from testhost.pytest_plugin import mark_root_users, under_ci  # noqa: E402 -- after the rewrite
+from tests.support import require_binary  # noqa: E402 -- after the rewrite
 
 if TYPE_CHECKING:
     from collections.abc import Generator
@@ -25,6 +27,16 @@ if TYPE_CHECKING:
 # Fixtures of this repository's tests that need root, besides testhost's (which it marks):
 # the end-to-end stacks (a test host each), and tests/remediator's small tmpfs disks.
 ROOT_FIXTURES = frozenset({"make_stack", "stack", "small_disk", "full_disk"})
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_binary("promtool")
+
+
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    return require_binary("amtool")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import shutil
 import socket
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,6 +28,7 @@ __all__ = [
     "missing",
     "require_binary",
     "require_root",
+    "service_argv",
     "under_ci",
 ]
 
@@ -55,6 +57,11 @@ async def hang_guard(what: str, seconds: float = HANG) -> AsyncIterator[None]:
         if scope.expired():
             pytest.fail(f"{what}: still running after {seconds:g}s, a hang")
         raise
+
+
+def service_argv(service: str, config: Path | str, listen: str) -> list[str]:
+    """`python -m SERVICE --config CONFIG --listen LISTEN`, with this interpreter."""
+    return [sys.executable, "-m", service, "--config", str(config), "--listen", listen]
 
 
 def free_port() -> int:

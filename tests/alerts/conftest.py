@@ -7,17 +7,6 @@ import yaml
 
 from redis_autoheal.thresholds import Thresholds, load
 from tests.alerts.paths import ALERTS
-from tests.support import require_binary
-
-
-@pytest.fixture
-def promtool() -> str:
-    return require_binary("promtool")
-
-
-@pytest.fixture
-def amtool() -> str:
-    return require_binary("amtool")
 
 
 @pytest.fixture(scope="session")

@@ -18,11 +18,6 @@ from tests.support import require_binary
 
 
 @pytest.fixture(scope="module")
-def promtool():
-    return require_binary("promtool")
-
-
-@pytest.fixture(scope="module")
 def queries():
     return {q.where: substitute(q.expr) for q in dashboard_exprs()}
 

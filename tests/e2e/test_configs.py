@@ -16,7 +16,6 @@ import yaml
 from demo import configs
 from demo.configs import ALERTS, FAST, Ports
 from demo.loopback import NotLoopback, check_loopback
-from tests.support import require_binary
 
 PORTS = Ports(exporter=19121, remediator=19122, prometheus=19090, alertmanager=19093)
 SINK = "http://127.0.0.1:19999"
@@ -200,16 +199,6 @@ def test_only_loopback_http_is_allowed(url):
 def test_loopback_is_allowed():
     assert check_loopback("http://127.0.0.1:9090/api") == "http://127.0.0.1:9090/api"
     assert check_loopback("http://127.1.2.3/") == "http://127.1.2.3/"
-
-
-@pytest.fixture
-def promtool() -> str:
-    return require_binary("promtool")
-
-
-@pytest.fixture
-def amtool() -> str:
-    return require_binary("amtool")
 
 
 def test_urls_helper_finds_urls():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -20,7 +19,7 @@ from redis_autoheal.config import load_config
 from tests.exporter.redis_servers import redis_target
 from tests.exporter.samples import parse_samples, value
 from tests.exporter.test_infometrics import wait_until
-from tests.support import free_port
+from tests.support import free_port, service_argv
 
 RELOAD_METRIC = "redis_autoheal_exporter_config_last_reload_successful"
 
@@ -140,15 +139,7 @@ def test_sighup_reloads_the_running_process(tmp_path, redis_server, redis_server
     log = tmp_path / "exporter.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
+            service_argv("exporter", config, f"127.0.0.1:{port}"),
             stdout=subprocess.DEVNULL,
             stderr=err,
         )

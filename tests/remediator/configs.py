@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from redis_autoheal.config import Config, load_config
+from tests.support import service_argv
 
 TOKEN = "webhook-secret-token"
 # Distinct, greppable secrets: no test output or audit event may ever contain one of them.
@@ -64,19 +64,10 @@ def spawn_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[b
 
     It is not waited for: the caller knows whether to reach it over HTTP or HTTPS.
     """
+    argv = service_argv("remediator", config.source, f"127.0.0.1:{port}")
     with log.open("wb") as out:
         return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "remediator",
-                "--config",
-                str(config.source),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "debug",
-            ],
+            [*argv, "--log-level", "debug"],
             stdout=out,
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},

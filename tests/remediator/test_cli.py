@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,7 +14,7 @@ from redis_autoheal.cli import main
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from testhost.host import TestHost
-from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.configs import TOKEN, spawn_remediator, write_config
 from tests.remediator.notifications import alert, notification
 from tests.support import free_port
 
@@ -87,20 +84,8 @@ def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> 
     config = write_config(tmp_path, {"targets": [target], "auto_recovery": {"stable_seconds": 0.5}})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "remediator",
-            "--config",
-            str(config.source),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
+    log = tmp_path / "remediator.log"
+    proc = spawn_remediator(config, port, log)
     try:
         deadline = time.monotonic() + 20
         while True:
@@ -110,7 +95,7 @@ def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> 
             except OSError:
                 pass
             assert time.monotonic() < deadline, "the remediator did not come up"
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
+            assert proc.poll() is None, log.read_text()
             time.sleep(0.1)
         assert _request(f"{base}/webhook", b"{bad")[0] == 400
         test_host.kill9()
@@ -131,6 +116,7 @@ def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> 
         assert 'autoheal_webhook_requests_total{code="400"} 1.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=20)[0].decode()
+        proc.wait(timeout=20)
+    out = log.read_text()
     assert proc.returncode == 0, out
     assert "listening on 127.0.0.1" in out
