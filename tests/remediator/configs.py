@@ -3,15 +3,20 @@ real remediator process started on it."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import ssl
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from redis_autoheal.config import Config, load_config
-from tests.support import service_argv
+from tests.support import HANG, service_argv
 
 TOKEN = "webhook-secret-token"
 # Distinct, greppable secrets: no test output or audit event may ever contain one of them.
@@ -72,3 +77,24 @@ def spawn_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[b
             stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
         )
+
+
+def start_remediator(
+    config: Config, port: int, log: Path, context: ssl.SSLContext | None = None
+) -> subprocess.Popen[bytes]:
+    """spawn_remediator(), then wait until its /healthz answers 200 (over HTTPS with
+    `context`); killed, and the test failed with its log, if it ends or hangs first."""
+    proc = spawn_remediator(config, port, log)
+    scheme = "http" if context is None else "https"
+    deadline = time.monotonic() + HANG
+    while True:
+        with contextlib.suppress(OSError):
+            url = f"{scheme}://127.0.0.1:{port}/healthz"
+            with urllib.request.urlopen(url, timeout=1, context=context) as r:
+                if r.status == 200:
+                    return proc
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            pytest.fail(f"the remediator did not come up: {log.read_text()}")
+        time.sleep(0.1)

@@ -11,7 +11,6 @@ import http.client
 import ipaddress
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -24,7 +23,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
-from tests.remediator.configs import SECRETS, spawn_remediator, write_config
+from tests.remediator.configs import SECRETS, start_remediator, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
 from tests.support import free_port
 
@@ -87,17 +86,8 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
     base = f"https://127.0.0.1:{port}"
     context = ssl.create_default_context(cafile=str(cert))
     log = tmp_path / "remediator.out"
-    proc = spawn_remediator(config, port, log)
+    proc = start_remediator(config, port, log, context)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1, context=context):
-                    break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the remediator did not come up"
-                time.sleep(0.1)
         plain = (http.client.HTTPException, ConnectionError, urllib.error.URLError)
         with pytest.raises(plain):  # plain HTTP on the TLS port gets no answer
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
