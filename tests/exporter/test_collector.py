@@ -169,6 +169,15 @@ async def test_rejected_connections_counted(scrape, redis_server):
     assert value(await scrape(), "redis_rejected_connections_total") == 1
 
 
+def _unit_states(samples):
+    """redis_systemd_unit_state's value for each state."""
+    return {
+        dict(labels)["state"]: v
+        for (name, labels), v in samples.items()
+        if name == "redis_systemd_unit_state"
+    }
+
+
 def test_unit_state_series_one_for_the_current_state():
     result = SystemdResult(
         layer=Layer.SYSTEMD,
@@ -179,11 +188,7 @@ def test_unit_state_series_one_for_the_current_state():
         state="failed",
     )
     samples = _collect(result)
-    states = {
-        dict(labels)["state"]: v
-        for (name, labels), v in samples.items()
-        if name == "redis_systemd_unit_state"
-    }
+    states = _unit_states(samples)
     assert states == {
         "active": 0,
         "reloading": 0,
@@ -207,11 +212,7 @@ def test_unknown_unit_state_is_all_six_zero_plus_unknown():
         state="unknown",
     )
     samples = _collect(result)
-    states = {
-        dict(labels)["state"]: v
-        for (name, labels), v in samples.items()
-        if name == "redis_systemd_unit_state"
-    }
+    states = _unit_states(samples)
     assert states.pop("unknown") == 1
     assert set(states.values()) == {0}
     assert len(states) == 6
