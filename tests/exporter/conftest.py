@@ -12,8 +12,9 @@ import pytest
 import yaml
 
 from redis_autoheal.config import Config, load_config
-from tests.exporter.redis_servers import RedisServer, make_tls_files, wait_ready
+from tests.exporter.redis_servers import RedisServer, wait_ready
 from tests.support import free_port, require_binary
+from tests.tls import make_tls_files
 
 RedisFactory = Callable[..., RedisServer]
 

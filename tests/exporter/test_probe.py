@@ -26,8 +26,9 @@ from exporter.probe import (
 from redis_autoheal.commands import IsActive, Unit
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.ssh import CommandResult
-from tests.exporter.redis_servers import make_tls_files, redis_target
+from tests.exporter.redis_servers import redis_target
 from tests.support import HANG, free_port, hang_guard
+from tests.tls import make_tls_files
 
 C, S, P = Layer.CONNECTIVITY, Layer.SYSTEMD, Layer.PERFORMANCE
 PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in exporter/probe.py
