@@ -11,14 +11,17 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from redis_autoheal.config import SshEndpoint
 from testhost.pytest_plugin import missing, require_root, under_ci
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+    from testhost.host import TestHost
 
 __all__ = [
     "HANG",
@@ -29,6 +32,7 @@ __all__ = [
     "require_binary",
     "require_root",
     "service_argv",
+    "ssh_endpoint",
     "under_ci",
 ]
 
@@ -57,6 +61,19 @@ async def hang_guard(what: str, seconds: float = HANG) -> AsyncIterator[None]:
         if scope.expired():
             pytest.fail(f"{what}: still running after {seconds:g}s, a hang")
         raise
+
+
+def ssh_endpoint(host: TestHost, **overrides: Any) -> SshEndpoint:
+    """The SSH endpoint of a test host, as the config would give it."""
+    values: dict[str, Any] = {
+        "host": host.address,
+        "port": host.ssh_port,
+        "user": host.user,
+        "key_file": host.key_file,
+        "known_hosts": host.known_hosts,
+        **overrides,
+    }
+    return SshEndpoint(**values)
 
 
 def service_argv(service: str, config: Path | str, listen: str) -> list[str]:
