@@ -1,4 +1,4 @@
-"""The chaos campaign of issue 10: seeded fault sequences against the real test host and the
+"""The chaos campaign: seeded fault sequences against the real test host and the
 real remediator, judged by the invariants I1-I7 from the ground truth (see chaos/).
 
     sudo .venv/bin/python bench/chaos.py --sequences 30 --seed 1

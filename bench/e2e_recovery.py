@@ -39,11 +39,11 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alerts.generator.thresholds import parse_duration  # noqa: E402
 from demo import scenario  # noqa: E402
 from demo.configs import FAST, TARGET  # noqa: E402
 from demo.stack import Stack, StackOptions  # noqa: E402
 from demo.timeline import collect  # noqa: E402
+from redis_autoheal.thresholds import parse_duration  # noqa: E402
 
 PING_EVERY = 0.01
 PONG_LIMIT = 120.0

@@ -1,5 +1,5 @@
 """The chaos campaign: seeded sequences of faults against the real test host and remediator,
-checked afterwards against the ground truth (issue 10, "The campaign").
+checked afterwards against the ground truth.
 
 - `chaos.plan`: the seeded generator of sequences (faults and Alertmanager's behaviour);
 - `chaos.alertsim`: Alertmanager as the remediator sees it, driven by what the host does;

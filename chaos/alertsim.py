@@ -105,37 +105,34 @@ def notification(alert: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _rules() -> list[Rule]:
+    return [
+        Rule("RedisDown", "c0ffee0000000001", lambda s: not s.pong, FOR_DOWN),
+        Rule(
+            "RedisServiceDown",
+            "c0ffee0000000002",
+            lambda s: s.state in STOPPED,
+            FOR_SERVICE,
+        ),
+    ]
+
+
+@dataclass(eq=False)
 class AlertSim:
     """See the module docstring; `tick()` from one thread, deliveries in their own."""
 
-    def __init__(
-        self,
-        url: str,
-        token: str,
-        plan: AlertmanagerPlan,
-        rng: random.Random,
-        say: Callable[[str], None],
-    ) -> None:
-        self.url = url
-        self.token = token
-        self.plan = plan
-        self.rng = rng
-        self.say = say
-        self.rules = [
-            Rule("RedisDown", "c0ffee0000000001", lambda s: not s.pong, FOR_DOWN),
-            Rule(
-                "RedisServiceDown",
-                "c0ffee0000000002",
-                lambda s: s.state in STOPPED,
-                FOR_SERVICE,
-            ),
-        ]
-        self.stats = Stats()
-        self._queue: list[tuple[float, int, dict[str, Any]]] = []
-        self._order = itertools.count()
-        self._lock = threading.Lock()
-        self._inflight = 0
-        self._threads: list[threading.Thread] = []
+    url: str
+    token: str
+    plan: AlertmanagerPlan
+    rng: random.Random
+    say: Callable[[str], None]
+    rules: list[Rule] = field(default_factory=_rules, init=False)
+    stats: Stats = field(default_factory=Stats, init=False)
+    _queue: list[tuple[float, int, dict[str, Any]]] = field(default_factory=list, init=False)
+    _order: itertools.count[int] = field(default_factory=itertools.count, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _inflight: int = field(default=0, init=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
 
     # --- the rules ------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import sys
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass, field
+from dataclasses import KW_ONLY, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -207,40 +207,39 @@ class Remediator:
             return ""
 
 
+@dataclass(eq=False)
 class Sequencer:
     """One sequence's run; see the module docstring."""
 
-    def __init__(
-        self,
-        sequence: plan.Sequence,
-        workdir: Path,
-        say: Callable[[str], None] = print,
-        *,
-        full_stack: bool = False,
-        remediator_root: Path = REPO,
-    ) -> None:
-        self.remediator_root = remediator_root
-        self.seq = sequence
-        self.workdir = workdir
-        self.say = say
-        self.full_stack = full_stack
-        self.limits = STACK_LIMITS if full_stack else Limits()
-        self.audit_path = workdir / "disk" / "audit" / "audit.log"
-        self.state_dir = workdir / "state"
-        self.stack: Stack | None = None
-        self.samples: list[Sample] = []
-        self.probes: list[Probe] = []
-        self.applied: list[str] = []
-        self.skipped: list[str] = []
-        self.notes: list[str] = []
-        self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._lock = threading.Lock()
-        self.started = 0.0
-        self.host: TestHost | None = None
-        self.disk: SmallDisk | None = None
-        self.remediator: Remediator | None = None
-        self.sim: AlertSim | None = None
+    seq: plan.Sequence
+    workdir: Path
+    say: Callable[[str], None] = print
+    _: KW_ONLY
+    full_stack: bool = False
+    remediator_root: Path = REPO
+    limits: Limits = field(init=False)
+    audit_path: Path = field(init=False)
+    state_dir: Path = field(init=False)
+    stack: Stack | None = field(default=None, init=False)
+    host: TestHost | None = field(default=None, init=False)
+    disk: SmallDisk | None = field(default=None, init=False)
+    remediator: Remediator | None = field(default=None, init=False)
+    sim: AlertSim | None = field(default=None, init=False)
+    started: float = field(default=0.0, init=False)
+    # What happened, for the truth: samples and probes of the host, faults applied or skipped.
+    samples: list[Sample] = field(default_factory=list, init=False)
+    probes: list[Probe] = field(default_factory=list, init=False)
+    applied: list[str] = field(default_factory=list, init=False)
+    skipped: list[str] = field(default_factory=list, init=False)
+    notes: list[str] = field(default_factory=list, init=False)
+    _stop: threading.Event = field(default_factory=threading.Event, init=False)
+    _threads: list[threading.Thread] = field(default_factory=list, init=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+
+    def __post_init__(self) -> None:
+        self.limits = STACK_LIMITS if self.full_stack else Limits()
+        self.audit_path = self.workdir / "disk" / "audit" / "audit.log"
+        self.state_dir = self.workdir / "state"
 
     # --- setting up ---------------------------------------------------------------------
 

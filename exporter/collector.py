@@ -1,6 +1,6 @@
 """Turns one /probe's layer results into metric families, for a registry built per request.
 
-Names follow CONTRACT.md, and redis_exporter's names and units wherever it exports the same
+Names follow docs/reference.md, and redis_exporter's names and units wherever it exports the same
 quantity, so community dashboards and rules keep working. A sample for module=all (HELP and TYPE
 lines left out), where SSH works, the unit is active, and Redis answers:
 

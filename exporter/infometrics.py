@@ -31,11 +31,6 @@ name, as redis_exporter does. The fields with a structure each have a rule:
 
 plus `redis_instance_info` (role, versions, mode, os, policy, port, run id, pid, replication
 id) and, on a replica, `redis_slave_info{master_host,master_port,read_only}`.
-
-Where redis_exporter needs a flag, ours: `redis_total_system_memory_bytes`
-(--include-system-metrics) and `redis_module_info` (--include-modules-metrics) are always
-sent, one series each per instance or loaded module; db_keys of empty databases are sent as 0
-(its default since 1.45); the latency histograms need `exporter.latency_histograms: true`.
 """
 
 from __future__ import annotations
@@ -164,7 +159,7 @@ GAUGES: dict[str, str] = {
     "tracking_total_prefixes": "tracking_total_prefixes",
     "instantaneous_eventloop_cycles_per_sec": "instantaneous_eventloop_cycles_per_sec",
     "instantaneous_eventloop_duration_usec": "instantaneous_eventloop_duration_usec",
-    "instantaneous_ops_per_sec": "instantaneous_ops_per_sec",  # ours (CONTRACT.md)
+    "instantaneous_ops_per_sec": "instantaneous_ops_per_sec",  # ours (docs/reference.md)
     # Replication
     "connected_slaves": "connected_slaves",
     "repl_backlog_size": "replication_backlog_bytes",

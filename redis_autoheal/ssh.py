@@ -1,18 +1,12 @@
 """Runs the whitelisted commands over SSH, on connections kept alive per host and reused.
 
-Host keys are always checked against the configured known_hosts; an unknown or changed key is
-refused.
-
-Each host has two connections, opened when first needed, each with its own session budget
-(`max_sessions`, below sshd's MaxSessions, 10 by default, which counts per connection):
-- the action lane carries what recoveries and manual operations run: the state-changing
-  commands and the `is-active` reads that decide and verify them;
-- the probe lane carries health probes and the logs and status people ask for.
-However many probes wait or time out, an action neither queues behind them nor loses its
-connection to them. A connection that looks dead (a session that does not open in time) is
-retired: the next command opens a new one, and the old one is closed once the commands still
-running on it have ended, never under them. A command that never started because the kept
-connection had died is retried once on a new connection.
+Each host has two lanes, each a connection of its own with its own session budget
+(`max_sessions`): actions (what recoveries and manual operations run, and the `is-active` reads
+that decide and verify them) and probes (health probes, logs and status people ask for), so
+that no number of waiting or timed-out probes delays an action or costs it its connection. A
+connection that looks dead (a session that does not open in time) is retired: the next command
+opens a new one, and the old one is closed once the commands still running on it have ended. A
+command that never started because the kept connection had died is retried once.
 
 A command's bounds are all enforced here, so that no caller's outer timeout has to: a free
 session in its lane within its timeout; then the connection and the session opened within

@@ -1,24 +1,8 @@
-"""The operator API: what a person (or their tooling) asks of one target.
+"""The operator API: the routes under /api/services/{target}/ and their handlers.
 
-    GET  /api/services/{target}/health                  any user    the three layers now, the
-                                                                    breaker, last recoveries
-    POST /api/services/{target}/start|stop|restart|reload   permissions.<operation>
-    POST /api/services/{target}/reset-circuit-breaker   permissions.reset_circuit_breaker
-    GET  /api/services/{target}/logs?lines=N            any user    journalctl -u UNIT -n N
-    GET  /api/openapi.json                              no token    this API, described
-
-Each request is checked in this order, and the first refusal answers: address outside
-remediator.allowed_networks (403), no or unknown bearer token (401), role not permitted (403),
-target not configured (404), bad `lines` (400). A refusal runs nothing and is audited as a
-`security_violation` (401/403) or needs no audit (404, 400: nothing was attempted).
-
-An operation answers 200 with what it did once done and verified, 502 with the same document
-when it ran (or tried to) but failed or could not be verified, 409 when refused before running
-anything (the target is busy, dry-run mode, no `ssh`, reload of a unit that is not active), 429
-when a start or restart would go past the target's start budget (with Retry-After), and 503
-when the audit log cannot be written (nothing ran) or the remediator is shutting down (with
-Retry-After; remediator.shutdown). Every error is a problem document
-(remediator.problems). See remediator.operations for what an operation does.
+A request passes remediator.security's checks (address, token, role), then the target (404) and
+its parameters (400); operations run through remediator.operations, and every error is a problem
+document (remediator.problems). What each request answers: the README, "The operator API".
 """
 
 from __future__ import annotations

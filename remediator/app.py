@@ -64,7 +64,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The metrics of CONTRACT.md, in Prometheus' text format."""
+    """The metrics of docs/reference.md, in Prometheus' text format."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

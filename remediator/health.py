@@ -3,8 +3,9 @@ does) and judged healthy, warning or critical by the runbook's thresholds, with 
 breaker and its last recoveries. The worst judgement is the target's status and the exit code
 of `redis-autoheal health` (Nagios: 0, 1, 2); the README lists what each check judges.
 
-`Thresholds()` repeats alerts/thresholds.yml's numbers, as an installed package has no alerts/
-directory; tests/remediator/test_health.py fails if the two differ.
+The numbers are alerts/thresholds.yml's, read through redis_autoheal.thresholds as the alert
+rules' generator reads them. Recent recoveries are the latest finished `auto_recovery` events
+in the last 4 MiB of the live audit file.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from redis_autoheal.probe import (
     Reason,
     SystemdResult,
 )
+from redis_autoheal.thresholds import shipped as shipped_thresholds
 from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
@@ -36,6 +38,7 @@ if TYPE_CHECKING:
 
     from redis_autoheal.config import Audit, CircuitBreaker
     from redis_autoheal.probe import Prober
+    from redis_autoheal.thresholds import Thresholds as AlertThresholds
     from remediator.breaker import BreakerStore
 
 log = logging.getLogger(__name__)
@@ -74,14 +77,32 @@ class Band:
 
 @dataclass(frozen=True)
 class Thresholds:
-    """alerts/thresholds.yml's numbers; see the module docstring."""
+    """The numbers of alerts/thresholds.yml that judge a measurement."""
 
-    ping_latency_ms: Band = Band(5, 50)
-    memory_used_mb: Band = Band(3072, 4000)
-    connected_clients: Band = Band(8000, 9500)
-    ops_per_sec: Band = Band(10000, 50000)
-    memory_near_max_percent: float = 75
-    clients_near_max_percent: float = 80
+    ping_latency_ms: Band
+    memory_used_mb: Band
+    connected_clients: Band
+    ops_per_sec: Band
+    memory_near_max_percent: float
+    clients_near_max_percent: float
+
+    @classmethod
+    def of(cls, t: AlertThresholds) -> Thresholds:
+        def band(alert: str, low: str, high: str) -> Band:
+            return Band(float(t[alert].number(low)), float(t[alert].number(high)))
+
+        return cls(
+            ping_latency_ms=band("RedisPingLatencyHigh", "warning_ms", "critical_ms"),
+            memory_used_mb=band("RedisMemoryHigh", "warning_mb", "critical_mb"),
+            connected_clients=band("RedisClientsHigh", "warning", "critical"),
+            ops_per_sec=band("RedisOpsHigh", "warning", "critical"),
+            memory_near_max_percent=float(t["RedisMemoryNearMax"].number("above_percent")),
+            clients_near_max_percent=float(t["RedisClientsNearMax"].number("above_percent")),
+        )
+
+    @classmethod
+    def shipped(cls) -> Thresholds:
+        return cls.of(shipped_thresholds())
 
 
 @dataclass
@@ -366,7 +387,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     results = [
         await _steady_latency(prober, r) if r.layer is Layer.CONNECTIVITY else r for r in results
     ]
-    layers = judge(results, thresholds or Thresholds())
+    layers = judge(results, thresholds or Thresholds.shipped())
     breaker_status, breaker_data = await asyncio.to_thread(
         breaker_health, breaker, name, breaker_settings
     )

@@ -65,7 +65,7 @@ class _BreakerCollector(Collector):
 
 
 class Metrics:
-    """The metrics of CONTRACT.md, registered on `registry`."""
+    """The metrics of docs/reference.md, registered on `registry`."""
 
     def __init__(
         self,

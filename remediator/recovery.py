@@ -267,7 +267,7 @@ class _Run:
         return report
 
     def _finished(self, outcome: Outcome, reason: str) -> events.AutoRecovery:
-        """The recovery's terminal event; `result.outcome` says how it ended (CONTRACT.md)."""
+        """The recovery's terminal event; `result.outcome` says how it ended (docs/reference.md)."""
         return self._event(
             "recover",
             outcome in (Outcome.RECOVERED, Outcome.HEALTHY, Outcome.DRY_RUN),

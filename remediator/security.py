@@ -1,20 +1,15 @@
 """Who may call the remediator: its address (remediator.allowed_networks), bearer token and role.
 
-- the webhook takes the webhook token (`require_token`);
-- the operator API takes a user's token (`require_user`: 401 without a valid one, with
-  `WWW-Authenticate: Bearer`) and then that user's role must be permitted the operation
-  (`require_permission`: 403 otherwise);
-- a caller outside `allowed_networks` gets 403 before anything else is looked at.
+The webhook takes the webhook token (`require_token`); the operator API a user's token
+(`require_user`, 401) and then a role permitted the operation (`require_permission`, 403); an
+address outside `allowed_networks` gets 403 before anything else is looked at.
 
-Every rejection is counted in `autoheal_security_violations_total{reason}` and audited, best
-effort: the request is refused whether or not that could be written, since refusing changes
-nothing. A refusal by role is a `security_violation` event each time; those of callers without
-a valid token are aggregated per source address (remediator.violations): the first in full,
-the rest counted into `security_violation_summary` events, so that no flood of them can push
-earlier events out of the audit log. No token, right or wrong, is ever logged or audited;
-what is (the method, the path, the User-Agent) is cut to a bound and its control characters are
-escaped (`redis_autoheal.logs.printable`), so that one request writes one log line, never a
-forged second one, and a few hundred bytes at most.
+Every rejection is counted and audited, best effort: the request is refused whether or not that
+could be written, since refusing changes nothing. Those of callers without a valid token are
+aggregated per source (remediator.violations). No token, right or wrong, is ever logged or
+audited; what is (method, path, User-Agent) is cut to a bound with its control characters
+escaped (`redis_autoheal.logs.printable`), so one request writes one log line, never a forged
+second one.
 """
 
 from __future__ import annotations

@@ -1,28 +1,16 @@
 """Refused requests in the audit log, aggregated per source: a flood cannot push evidence out.
 
-Every refusal is counted in `autoheal_security_violations_total{reason}` (remediator.security).
-What the audit log gets of a caller without a valid token (no or wrong token, address not
-allowed) is bounded per source address:
-- the first violation from a source is audited at once, in full (`security_violation`);
-- further ones from that source are only counted; every `SUMMARY_SECONDS` while they go on, one
-  `security_violation_summary` event says how many there were, of which reasons, when the first
-  and last of them came, and the last request's method and path:
-
-      {"event_type": "security_violation_summary", "source_ip": "10.0.0.7", "count": 4999,
-       "first_seen": "2025-10-10T14:30:00Z", "last_seen": "2025-10-10T14:30:59Z",
-       "reasons": {"invalid_token": 4999}, "last_operation": "POST /webhook", ...}
-
-- a source quiet for a whole interval is forgotten: its next violation is audited in full again;
-- at shutdown, what is counted and not yet audited is written.
-
-So the violations of a source are its `security_violation` events plus the `count` of its
-summaries, nothing lost; a summary that cannot be written is kept and tried again. At most
-`MAX_SOURCES` sources are followed at once; violations from further ones are counted together,
-in a summary with `source_ip: null` and `other_sources: true`. Whatever arrives, refusals add
-at most 2 x (MAX_SOURCES + 1) events an interval.
+For a caller without a valid token (no or wrong token, address not allowed), the first
+violation from a source address is audited in full (`security_violation`); later ones are
+counted, and every `SUMMARY_SECONDS` while they go on one `security_violation_summary` event
+says how many, of which reasons, first and last seen. A source quiet for a whole interval is
+forgotten; at shutdown, what is counted and not yet audited is written; a summary that cannot be
+written is kept and tried again. At most `MAX_SOURCES` sources are followed; the rest are
+counted together (`source_ip: null`, `other_sources: true`), so refusals add at most
+2 x (MAX_SOURCES + 1) events an interval.
 
 A refusal by role (`forbidden_role`) comes with a valid token: it is audited in full each time,
-naming the person, as every other action of a token holder is.
+naming the person.
 """
 
 from __future__ import annotations

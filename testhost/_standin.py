@@ -215,15 +215,40 @@ def out(text: str, *, err: bool = False) -> None:
         stream.flush()
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether pid names a live (not zombie) process."""
+def proc_stat(pid: int) -> list[str] | None:
+    """The fields of /proc/PID/stat after the process name; None if there is no such process."""
     if pid <= 0:
-        return False
+        return None
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    return stat.rpartition(")")[2].split()[0] != "Z"
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether pid names a live (not zombie) process."""
+    fields = proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+@contextlib.contextmanager
+def flocked(path: Path, mode: int, timeout: float) -> Iterator[None]:
+    """Hold an exclusive flock on `path` (created with `mode`); TimeoutError after `timeout`."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, mode)
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"{path} stayed locked") from None
+                time.sleep(POLL / 2)
+        yield
+    finally:
+        os.close(fd)
 
 
 def signal_group(pid: int, sig: int) -> None:
@@ -320,22 +345,8 @@ class Unit:
         tmp.chmod(0o644)
         tmp.replace(self.paths.state)
 
-    @contextlib.contextmanager
-    def locked(self, timeout: float = 10.0) -> Iterator[None]:
-        fd = os.open(self.paths.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        try:
-            deadline = time.monotonic() + timeout
-            while True:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{self.paths.lock} stayed locked") from None
-                    time.sleep(POLL / 2)
-            yield
-        finally:
-            os.close(fd)
+    def locked(self, timeout: float = 10.0) -> contextlib.AbstractContextManager[None]:
+        return flocked(self.paths.lock, 0o600, timeout)
 
     @contextlib.contextmanager
     def updating(self) -> Iterator[UnitState]:

@@ -8,19 +8,17 @@ caller passes) and reused.
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import shutil
-import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testhost import procs
+from testhost._standin import flocked
 from testhost.netns import MAX_INDEX, Net
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    import contextlib
+    from collections.abc import Callable
 
 RUN_DIR = Path("/run/redis-autoheal-testhost")
 LOCK_TIMEOUT = 60.0
@@ -30,24 +28,10 @@ class AllocationError(RuntimeError):
     """No host index could be allocated."""
 
 
-@contextlib.contextmanager
-def machine_lock(timeout: float = LOCK_TIMEOUT) -> Iterator[None]:
-    """Hold the machine-wide allocation lock (bounded wait)."""
+def machine_lock(timeout: float = LOCK_TIMEOUT) -> contextlib.AbstractContextManager[None]:
+    """Hold the machine-wide allocation lock (bounded wait: TimeoutError)."""
     RUN_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
-    fd = os.open(RUN_DIR / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise AllocationError(f"{RUN_DIR / 'lock'} stayed locked") from None
-                time.sleep(0.01)
-        yield
-    finally:
-        os.close(fd)
+    return flocked(RUN_DIR / "lock", 0o644, timeout)
 
 
 def index_dir(index: int) -> Path:

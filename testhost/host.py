@@ -117,7 +117,7 @@ class TestHost:
         return self.layout.client / "redis_password" if self.options.password else None
 
     def target(self, name: str | None = None) -> dict[str, Any]:
-        """A `targets:` entry for the redis-autoheal config (CONTRACT.md) pointing here."""
+        """A `targets:` entry for the redis-autoheal config pointing here."""
         password = self.password_file
         return {
             "name": name or self.options.hostname,

@@ -8,28 +8,18 @@ import signal
 import time
 from pathlib import Path
 
+from testhost._standin import pid_alive, proc_stat
+
 
 def start_time(pid: int) -> int | None:
     """The process's start time in clock ticks since boot (tells a reused pid apart)."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    return int(stat.rpartition(")")[2].split()[19])
+    fields = proc_stat(pid)
+    return None if fields is None else int(fields[19])
 
 
 def alive(pid: int, started: int | None = None) -> bool:
     """Whether pid is a live, non-zombie process (and, if given, the one that started then)."""
-    if pid <= 0:
-        return False
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    fields = stat.rpartition(")")[2].split()
-    if fields[0] in ("Z", "X"):
-        return False
-    return started is None or int(fields[19]) == started
+    return pid_alive(pid) and (started is None or start_time(pid) == started)
 
 
 def command_name(pid: int) -> str | None:

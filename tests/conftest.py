@@ -1,4 +1,5 @@
-"""Shared test helpers and the skip policy.
+"""The skip policy, as pytest hooks, and fixtures for Debian's tools; the helpers tests import
+are in tests/support.py.
 
 What needs root or a Debian binary skips with a reason, and fails instead when the CI
 environment variable is set: under CI nothing skips (a skip of any other origin is turned into
@@ -9,12 +10,6 @@ require_root() fails a test that needs root without the marker.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
-import shutil
-import socket
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -23,77 +18,25 @@ import pytest
 # rewrite its asserts as pytest would have.
 pytest.register_assert_rewrite("testhost.pytest_plugin")
 
-from testhost.pytest_plugin import (  # noqa: E402 -- after register_assert_rewrite
-    mark_root_users,
-    missing,
-    require_root,
-    under_ci,
-)
+from testhost.pytest_plugin import mark_root_users, under_ci  # noqa: E402 -- after the rewrite
+from tests.support import require_binary  # noqa: E402 -- after the rewrite
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Generator
+    from collections.abc import Generator
 
-__all__ = [
-    "HANG",
-    "free_port",
-    "hang_guard",
-    "missing",
-    "require_binary",
-    "require_root",
-    "require_shared",
-    "under_ci",
-]
-
-REPO = Path(__file__).resolve().parents[1]
-# Seconds after which a test's wait counts as a hang. Only a guard: nothing here measures
-# speed (bench/ does); a test that needs a wrong behaviour to be slow makes it much slower.
-HANG = 60.0
 # Fixtures of this repository's tests that need root, besides testhost's (which it marks):
 # the end-to-end stacks (a test host each), and tests/remediator's small tmpfs disks.
 ROOT_FIXTURES = frozenset({"make_stack", "stack", "small_disk", "full_disk"})
 
 
-def require_binary(name: str) -> str:
-    """Return the path of a binary from Debian's packages; skip (or fail under CI) if absent."""
-    path = shutil.which(name)
-    if path is None:
-        missing(f"needs {name}: run scripts/setup.sh to install it")
-        raise AssertionError  # unreachable: missing() raised
-    return path
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    return require_binary("promtool")
 
 
-def require_shared(name: str) -> Path:
-    """A file of the project's shared specs (runbook.md, CONTRACT.md), which live outside the
-    repository: in $REDIS_AUTOHEAL_SHARED, or in shared/ beside the clone (where CI puts it),
-    or a developer's /work/shared. Skip (or fail under CI) when none has it."""
-    places = [REPO.parent / "shared", Path("/work/shared")]
-    if os.environ.get("REDIS_AUTOHEAL_SHARED"):
-        places.insert(0, Path(os.environ["REDIS_AUTOHEAL_SHARED"]))
-    for place in places:
-        if (place / name).is_file():
-            return place / name
-    missing(f"needs shared/{name}: set REDIS_AUTOHEAL_SHARED to the shared/ directory")
-    raise AssertionError  # unreachable: missing() raised
-
-
-@contextlib.asynccontextmanager
-async def hang_guard(what: str, seconds: float = HANG) -> AsyncIterator[None]:
-    """Fail, naming `what`, if the block has not ended after `seconds`: a hang, not slowness."""
-    try:
-        async with asyncio.timeout(seconds) as scope:
-            yield
-    except TimeoutError:
-        if scope.expired():
-            pytest.fail(f"{what}: still running after {seconds:g}s, a hang")
-        raise
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now, for a server a test starts."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+@pytest.fixture(scope="session")
+def amtool() -> str:
+    return require_binary("amtool")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

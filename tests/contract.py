@@ -1,6 +1,6 @@
-"""The public metric names of ../shared/CONTRACT.md, in one place for every test that needs them.
+"""The public metric names of docs/reference.md, in one place for every test that needs them.
 
-tests/dashboards checks this copy against CONTRACT.md whenever the file is at hand.
+tests/dashboards checks this copy against docs/reference.md.
 """
 
 from __future__ import annotations
@@ -41,6 +41,3 @@ REMEDIATOR_HISTOGRAMS = frozenset({"autoheal_recovery_duration_seconds"})
 # The exporter's own, on its /metrics (issue 11: config reload).
 EXPORTER = frozenset({"redis_autoheal_exporter_config_last_reload_successful"})
 ALL = PROBE_ALL | CONNECTIVITY | SYSTEMD | PERFORMANCE | REMEDIATOR | EXPORTER
-# Named by the contract for work not built yet: remediator replicas on etcd (issue 13).
-# Each moves into ALL when it ships.
-NOT_YET_BUILT = frozenset({"autoheal_coordination_up"})

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import HANG, free_port
+from tests.support import HANG, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence

@@ -24,7 +24,7 @@ FAILED = {"failure", "error"}  # JUnit: a failure in the test, an error in its s
 TINY = """
 import pytest
 
-from tests.conftest import require_root
+from tests.support import require_root
 
 
 @pytest.mark.root

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Literal
 
-from alerts.generator.thresholds import Thresholds, format_duration
+from redis_autoheal.thresholds import Thresholds, format_duration
 
 Severity = Literal["info", "warning", "critical"]
 

@@ -24,7 +24,7 @@ from alerts.generator.rules import (
     Severity,
     num,
 )
-from alerts.generator.thresholds import Thresholds, format_duration
+from redis_autoheal.thresholds import Thresholds, format_duration
 from redis_autoheal.units import UNIT_STATES
 
 if TYPE_CHECKING:

@@ -5,19 +5,8 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from alerts.generator.thresholds import Thresholds, load
+from redis_autoheal.thresholds import Thresholds, load
 from tests.alerts.paths import ALERTS
-from tests.conftest import require_binary
-
-
-@pytest.fixture
-def promtool() -> str:
-    return require_binary("promtool")
-
-
-@pytest.fixture
-def amtool() -> str:
-    return require_binary("amtool")
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Self
 
+from tests.support import free_port
+
 
 def get_json(url: str) -> object:
     with urllib.request.urlopen(url, timeout=5) as response:
@@ -61,6 +63,39 @@ def daemon(argv: list[str], ready_url: str, log: Path) -> Iterator[subprocess.Po
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def prometheus(binary: str, directory: Path) -> Iterator[str]:
+    """Prometheus on a free loopback port with DIRECTORY/prometheus.yml, data and log in
+    DIRECTORY, until the block ends: its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [
+        binary,
+        f"--config.file={directory / 'prometheus.yml'}",
+        f"--storage.tsdb.path={directory / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+    ]
+    with daemon(argv, f"{url}/-/ready", directory / "prometheus.log"):
+        yield url
+
+
+@contextlib.contextmanager
+def alertmanager(binary: str, directory: Path) -> Iterator[str]:
+    """A single Alertmanager (no gossip) on a free loopback port with
+    DIRECTORY/alertmanager.yml, data and debug log (DIRECTORY/alertmanager.log: muting by a
+    time interval shows only there) in DIRECTORY, until the block ends: its URL."""
+    url = f"http://127.0.0.1:{free_port()}"
+    argv = [
+        binary,
+        f"--config.file={directory / 'alertmanager.yml'}",
+        f"--storage.path={directory / 'data'}",
+        f"--web.listen-address={url.removeprefix('http://')}",
+        "--cluster.listen-address=",
+        "--log.level=debug",
+    ]
+    with daemon(argv, f"{url}/-/ready", directory / "alertmanager.log"):
+        yield url
 
 
 class Recorder:

@@ -16,10 +16,11 @@ import pytest
 import yaml
 
 from redis_autoheal.config import RemediatorSettings
-from tests.alerts.local_servers import Recorder, daemon, get_json, post_json, wait_until
+from tests.alerts.local_servers import Recorder, get_json, post_json, wait_until
+from tests.alerts.local_servers import alertmanager as local_alertmanager
 from tests.alerts.paths import ALERTS, ROOT
 from tests.alerts.timeintervals import named_contains
-from tests.conftest import HANG, free_port, require_binary
+from tests.support import HANG, require_binary
 
 REMEDIATE_AND_PAGE = ["remediator", "oncall"]
 PAGE = ["oncall"]
@@ -391,17 +392,7 @@ def alertmanager(tmp_path, am_config, request):
     with Recorder() as recorder:
         config = _loopback_config(am_config, recorder, token, maintenance=request.param)
         (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-        port = free_port()
-        argv = [
-            binary,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",  # no gossip: a single, local Alertmanager
-            "--log.level=debug",  # muting by a time interval shows only in its debug log
-        ]
-        url = f"http://127.0.0.1:{port}"
-        with daemon(argv, f"{url}/-/ready", tmp_path / "alertmanager.log"):
+        with local_alertmanager(binary, tmp_path) as url:
             yield url, recorder, tmp_path / "alertmanager.log"
 
 

@@ -12,7 +12,7 @@ import yaml
 
 from alerts.generator.__main__ import RULES, TESTS, THRESHOLDS, main
 from alerts.generator.gotemplate import TemplateError, humanize_duration, render
-from alerts.generator.thresholds import ThresholdsError, format_duration, parse, parse_duration
+from redis_autoheal.thresholds import ThresholdsError, format_duration, parse, parse_duration
 from tests.alerts.paths import ALERTS, ROOT
 
 
@@ -24,12 +24,28 @@ def test_generated_files_are_up_to_date(capsys):
 def test_check_names_a_stale_file(tmp_path, capsys):
     rules = tmp_path / "rules.yml"
     tests = tmp_path / "tests" / "test.yml"
-    assert main(["--rules", str(rules), "--tests", str(tests)]) == 0
-    assert main(["--rules", str(rules), "--tests", str(tests), "--check"]) == 0
+    argv = ["--rules", str(rules), "--tests", str(tests), "--docker", str(tmp_path / "docker")]
+    assert main(argv) == 0
+    assert main([*argv, "--check"]) == 0
     rules.write_text(rules.read_text().replace(">= 3072", ">= 3000"))
+    compose_am = tmp_path / "docker" / "alertmanager" / "alertmanager.yml"
+    compose_am.write_text(compose_am.read_text().replace("group_wait: 5s", "group_wait: 1s"))
     capsys.readouterr()
-    assert main(["--rules", str(rules), "--tests", str(tests), "--check"]) == 1
-    assert str(rules) in capsys.readouterr().err
+    assert main([*argv, "--check"]) == 1
+    err = capsys.readouterr().err
+    assert str(rules) in err
+    assert str(compose_am) in err
+
+
+def test_no_docker_leaves_the_compose_configs_alone(tmp_path):
+    # The demo generates its rules with --no-docker: it must not touch docker/.
+    # (tests/docker checks what the compose configs hold.)
+    argv = ["--rules", str(tmp_path / "r.yml"), "--tests", str(tmp_path / "t.yml")]
+    docker = tmp_path / "docker"
+    assert main([*argv, "--docker", str(docker), "--no-docker"]) == 0
+    assert not docker.exists()
+    assert main([*argv, "--docker", str(docker)]) == 0
+    assert (docker / "prometheus" / "prometheus.yml").is_file()
 
 
 def _runbook_data() -> dict:
@@ -44,9 +60,8 @@ def _variant(tmp_path, change) -> tuple:
     thresholds.write_text(yaml.safe_dump(data))
     rules = tmp_path / "rules" / "r.yml"
     tests = tmp_path / "tests" / "t.yml"
-    assert (
-        main(["--thresholds", str(thresholds), "--rules", str(rules), "--tests", str(tests)]) == 0
-    )
+    argv = ["--thresholds", str(thresholds), "--rules", str(rules), "--tests", str(tests)]
+    assert main([*argv, "--no-docker"]) == 0
     return rules, tests
 
 

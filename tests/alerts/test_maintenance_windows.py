@@ -23,9 +23,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import yaml
 
-from tests.alerts.local_servers import Recorder, daemon, post_json, wait_until
+from tests.alerts.local_servers import Recorder, alertmanager, post_json, wait_until
 from tests.alerts.timeintervals import WEEKDAYS, interval_contains
-from tests.conftest import free_port, require_binary
+from tests.support import require_binary
 
 MUTED_LOG = "Notifications not sent, route is within mute time"
 OTHER_ZONE = "Asia/Kolkata"  # UTC+05:30 all year: no DST, and an offset longer than a window
@@ -192,18 +192,8 @@ def _muted_by_alertmanager(
     directory.mkdir()
     with Recorder() as recorder:
         (directory / "alertmanager.yml").write_text(yaml.safe_dump(_config(cases, recorder)))
-        port = free_port()
-        url = f"http://127.0.0.1:{port}"
         log = directory / "alertmanager.log"
-        argv = [
-            binary,
-            f"--config.file={directory / 'alertmanager.yml'}",
-            f"--storage.path={directory / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-            "--log.level=debug",  # the only place muting shows in 0.25
-        ]
-        with daemon(argv, f"{url}/-/ready", log):
+        with alertmanager(binary, directory) as url:
             post_json(
                 f"{url}/api/v2/alerts",
                 [

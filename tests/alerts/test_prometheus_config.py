@@ -11,10 +11,11 @@ import pytest
 import yaml
 
 from alerts.generator.scenarios import EVAL
-from alerts.generator.thresholds import parse_duration
-from tests.alerts.local_servers import daemon, get_json, wait_until
+from redis_autoheal.thresholds import parse_duration
+from tests.alerts.local_servers import get_json, wait_until
+from tests.alerts.local_servers import prometheus as local_prometheus
 from tests.alerts.paths import ALERTS, ROOT
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 # job: (module, scrape interval, timeout), from the runbook's Health Monitoring.
 PROBES = {
@@ -113,15 +114,7 @@ def prometheus(tmp_path):
     for directory in ("rules", "targets"):
         shutil.copytree(ALERTS / directory, tmp_path / directory)
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    port = free_port()
-    argv = [
-        binary,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with daemon(argv, f"{url}/-/ready", tmp_path / "prometheus.log"):
+    with local_prometheus(binary, tmp_path) as url:
         yield url, exporter
 
 

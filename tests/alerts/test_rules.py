@@ -1,4 +1,4 @@
-"""The alerting rules: valid for promtool, passing their unit tests, covering CONTRACT.md, and
+"""The alerting rules: valid for promtool, passing their unit tests, covering docs/reference.md, and
 those unit tests covering every alert and every threshold boundary."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import yaml
 
 from tests.alerts.paths import ALERTS, ROOT
 
-# CONTRACT.md's table of alerts, with the severities it fixes (None: both bands).
+# docs/reference.md's table of alerts, with the severities it fixes (None: both bands).
 CONTRACT = {
     "RedisDown": "critical",
     "RedisServiceInactive": "critical",
@@ -56,7 +56,7 @@ def test_every_contract_alert_exists_with_its_severity(rules):
     for rule in rules:
         severities.setdefault(rule["alert"], set()).add(rule["labels"]["severity"])
     for alert, severity in CONTRACT.items():
-        assert alert in severities, f"{alert} of CONTRACT.md has no rule"
+        assert alert in severities, f"{alert} of docs/reference.md has no rule"
         expected = {"warning", "critical"} if severity is None else {severity}
         assert severities[alert] == expected, alert
 

@@ -9,9 +9,9 @@ import urllib.parse
 import pytest
 import yaml
 
-from tests.alerts.local_servers import daemon, get_json, wait_until
+from tests.alerts.local_servers import get_json, prometheus, wait_until
 from tests.alerts.paths import ALERTS
-from tests.conftest import free_port, require_binary
+from tests.support import free_port, require_binary
 
 SHARDS = 2
 TARGETS = [f"redis://10.9.{i // 200}.{i % 200 + 1}:6379" for i in range(300)] + [
@@ -49,16 +49,7 @@ def shards(tmp_path):
             (directory / "prometheus.yml").write_text(
                 yaml.safe_dump(shard_config(number, exporter, str(targets_file)))
             )
-            port = free_port()
-            argv = [
-                binary,
-                f"--config.file={directory / 'prometheus.yml'}",
-                f"--storage.tsdb.path={directory / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ]
-            url = f"http://127.0.0.1:{port}"
-            stack.enter_context(daemon(argv, f"{url}/-/ready", directory / "prometheus.log"))
-            urls.append(url)
+            urls.append(stack.enter_context(prometheus(binary, directory)))
         yield urls, exporter
 
 

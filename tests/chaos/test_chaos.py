@@ -14,7 +14,7 @@ import pytest
 
 from chaos import campaign, invariants, plan
 from chaos.runner import run_sequence
-from tests.conftest import require_binary, require_root
+from tests.support import require_binary, require_root
 
 # (seed, index): each a different trouble on top of an outage, short enough for the suite.
 FIXED = [

@@ -17,8 +17,8 @@ from tests import contract
 REPO = Path(__file__).resolve().parents[2]
 DASHBOARD = REPO / "dashboards" / "redis-autoheal.json"
 
-# The public metric names of CONTRACT.md (test_contract_list_matches_contract_md checks this
-# copy against shared/CONTRACT.md).
+# The public metric names of docs/reference.md (test_contract_list_matches_the_reference checks
+# this copy against it).
 CONTRACT_METRICS = contract.ALL
 CONTRACT_HISTOGRAMS = contract.REMEDIATOR_HISTOGRAMS
 

@@ -8,8 +8,6 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import require_shared
-from tests.contract import NOT_YET_BUILT
 from tests.dashboards.dashboard_json import (
     CONTRACT_HISTOGRAMS,
     CONTRACT_METRICS,
@@ -136,7 +134,7 @@ def test_metric_names_are_the_contracts(dashboard):
         names = metric_names(q.expr)
         assert names, f"{q.where}: no metric in {q.expr!r}"
         unknown = {n for n in names if not _allowed(n)}
-        assert not unknown, f"{q.where}: not in CONTRACT.md nor documented: {unknown}"
+        assert not unknown, f"{q.where}: not in docs/reference.md nor documented: {unknown}"
         used |= names
     # Each health layer and the remediation are on the dashboard.
     for name in (
@@ -162,11 +160,10 @@ def test_metric_names_are_the_contracts(dashboard):
         assert name in used, name
 
 
-def test_contract_list_matches_contract_md():
-    text = require_shared("CONTRACT.md").read_text(encoding="utf-8")
+def test_contract_list_matches_the_reference():
+    text = (REPO / "docs" / "reference.md").read_text(encoding="utf-8")
     named = set(re.findall(r"`((?:redis|autoheal)_[a-z_]+)(?:\{[^`]*\})?`", text))
-    named -= {"redis_autoheal"}
-    assert named == set(CONTRACT_METRICS) | NOT_YET_BUILT
+    assert named == set(CONTRACT_METRICS)
 
 
 def test_exporter_additions_are_still_defined():

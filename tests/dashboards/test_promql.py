@@ -13,13 +13,8 @@ import textwrap
 import pytest
 import yaml
 
-from tests.conftest import require_binary
 from tests.dashboards.dashboard_json import dashboard_exprs, substitute
-
-
-@pytest.fixture(scope="module")
-def promtool():
-    return require_binary("promtool")
+from tests.support import require_binary
 
 
 @pytest.fixture(scope="module")

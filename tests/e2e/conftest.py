@@ -13,15 +13,8 @@ from typing import Any
 
 import pytest
 
-from demo.stack import ALERTMANAGER, PROMETHEUS, Stack, StackOptions
-from tests.conftest import require_binary, require_root
-
-
-def require_stack() -> None:
-    require_root()
-    require_binary(str(PROMETHEUS))
-    require_binary(str(ALERTMANAGER))
-    require_binary("redis-server")
+from demo.stack import Stack, StackOptions
+from tests.e2e.require import require_stack
 
 
 @pytest.fixture

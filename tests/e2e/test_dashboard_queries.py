@@ -12,8 +12,8 @@ import pytest
 
 from demo import scenario
 from demo.stack import Stack
-from tests.conftest import HANG
 from tests.dashboards.dashboard_json import dashboard_exprs, substitute
+from tests.support import HANG
 
 pytestmark = pytest.mark.root
 

@@ -25,7 +25,7 @@ import pytest
 
 from demo.configs import REPO
 from testhost.host import TestHost
-from tests.e2e.conftest import require_stack
+from tests.e2e.require import require_stack
 
 pytestmark = pytest.mark.root
 STARTUP_LIMIT = 180.0  # the stack, the outage and the timeline
@@ -47,6 +47,17 @@ def read_until(lines: queue.Queue[str | None], marker: str, limit: float) -> lis
         if marker in line:
             return seen
     raise AssertionError(f"no {marker!r} within {limit}s:\n" + "".join(seen))
+
+
+def _interrupt(proc) -> None:
+    """Ctrl-C, and the demo ended within STOP_LIMIT (killed and failed if not)."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(timeout=STOP_LIMIT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
 
 
 def alive(pid: int) -> bool:
@@ -113,13 +124,7 @@ def test_demo_prints_the_recovery_keeps_running_and_cleans_up_on_ctrl_c() -> Non
         assert len(pids) == 4
         assert all(alive(p) for p in pids)
     finally:
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=STOP_LIMIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        _interrupt(proc)
     rest = "".join(read_until(lines, "Stopped", 5))
     pumper.join(timeout=10)
     assert proc.stdout is not None
@@ -272,13 +277,7 @@ def test_ctrl_c_cleans_up_when_the_reader_of_its_output_has_gone(tmp_path: Path)
         assert {f"127.0.0.1:{p} listening" for p in footprint.ports} <= left
         assert {str(footprint.workdir), str(footprint.hostdir)} <= left
 
-        proc.send_signal(signal.SIGINT)  # Ctrl-C
-        try:
-            proc.wait(timeout=STOP_LIMIT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            raise
+        _interrupt(proc)
         assert (proc.returncode, (tmp_path / "stderr").read_text()) == (130, "")
         assert footprint.left() == []
     finally:

@@ -14,7 +14,7 @@ from demo import scenario
 from demo.configs import FAST
 from demo.stack import Stack
 from demo.timeline import Timeline, parse_time
-from tests.conftest import HANG
+from tests.support import HANG
 
 pytestmark = pytest.mark.root
 REMEDIATION_ALERTS = {"RedisDown", "RedisServiceFailed", "RedisServiceInactive"}

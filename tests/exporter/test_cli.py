@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.conftest import HANG, missing
-from tests.exporter.conftest import free_port, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
+from tests.support import HANG, free_port, missing, service_argv
 
 SCRIPT = Path(sys.executable).with_name("redis-autoheal")
 
@@ -109,9 +110,7 @@ def test_listen_defaults_to_the_config(tmp_path, redis_server, start_exporter):
 
 def test_a_bad_listen_address_stops_start_up(tmp_path, start_exporter):
     config = _config_file(tmp_path, [redis_target("redis", 1)])
-    process = start_exporter(
-        sys.executable, "-m", "exporter", "--config", str(config), "--listen", "localhost"
-    )
+    process = start_exporter(*service_argv("exporter", config, "localhost"))
     assert process.wait(20) == 2
     assert "--listen: must be HOST:PORT, got 'localhost'" in process.stderr.read()
 
@@ -122,15 +121,7 @@ def test_a_port_in_use_stops_start_up(tmp_path, start_exporter):
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        process = start_exporter(
-            sys.executable,
-            "-m",
-            "exporter",
-            "--config",
-            str(config),
-            "--listen",
-            f"127.0.0.1:{port}",
-        )
+        process = start_exporter(*service_argv("exporter", config, f"127.0.0.1:{port}"))
         assert process.wait(20) == 1
     assert f"cannot listen on 127.0.0.1:{port}" in process.stderr.read()
 

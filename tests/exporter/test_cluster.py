@@ -9,8 +9,8 @@ from collections.abc import Callable
 import pytest
 
 from exporter.app import create_app
-from tests.conftest import free_port, require_binary
-from tests.exporter.conftest import RedisServer, parse_samples, redis_target, value, values_with
+from tests.exporter.redis_servers import RedisServer, redis_target
+from tests.exporter.samples import parse_samples, value, values_with
 from tests.exporter.test_infometrics import wait_until
 from tests.exporter.test_redis_exporter_parity import (
     MORE_LABELS,
@@ -19,6 +19,7 @@ from tests.exporter.test_redis_exporter_parity import (
     scrape_theirs,
     shape,
 )
+from tests.support import free_port, require_binary
 
 NODE_TIMEOUT_MS = 1000
 BUS_OFFSET = 10000  # Redis listens for its cluster bus on port + 10000

@@ -1,4 +1,4 @@
-"""Every metric of CONTRACT.md, with the value the server has, read through /probe."""
+"""Every metric of docs/reference.md, with the value the server has, read through /probe."""
 
 from __future__ import annotations
 
@@ -13,8 +13,9 @@ from exporter.app import create_app
 from exporter.collector import ProbeCollector
 from redis_autoheal.probe import Layer, Reason, SystemdResult
 from tests import contract
-from tests.conftest import HANG
-from tests.exporter.conftest import names, parse_samples, redis_target, value, values_with
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import names, parse_samples, value, values_with
+from tests.support import HANG
 
 CONTRACT_CONNECTIVITY = contract.CONNECTIVITY
 CONTRACT_PERFORMANCE = contract.PERFORMANCE
@@ -168,6 +169,15 @@ async def test_rejected_connections_counted(scrape, redis_server):
     assert value(await scrape(), "redis_rejected_connections_total") == 1
 
 
+def _unit_states(samples):
+    """redis_systemd_unit_state's value for each state."""
+    return {
+        dict(labels)["state"]: v
+        for (name, labels), v in samples.items()
+        if name == "redis_systemd_unit_state"
+    }
+
+
 def test_unit_state_series_one_for_the_current_state():
     result = SystemdResult(
         layer=Layer.SYSTEMD,
@@ -178,11 +188,7 @@ def test_unit_state_series_one_for_the_current_state():
         state="failed",
     )
     samples = _collect(result)
-    states = {
-        dict(labels)["state"]: v
-        for (name, labels), v in samples.items()
-        if name == "redis_systemd_unit_state"
-    }
+    states = _unit_states(samples)
     assert states == {
         "active": 0,
         "reloading": 0,
@@ -206,11 +212,7 @@ def test_unknown_unit_state_is_all_six_zero_plus_unknown():
         state="unknown",
     )
     samples = _collect(result)
-    states = {
-        dict(labels)["state"]: v
-        for (name, labels), v in samples.items()
-        if name == "redis_systemd_unit_state"
-    }
+    states = _unit_states(samples)
     assert states.pop("unknown") == 1
     assert set(states.values()) == {0}
     assert len(states) == 6

@@ -15,7 +15,8 @@ from exporter.infometrics import info_families
 from exporter.scrape import RedisScrape
 from redis_autoheal.config import load_config
 from redis_autoheal.redis_client import parse_info
-from tests.exporter.conftest import parse_samples, redis_target, value, values_with
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value, values_with
 
 
 def wait_until(check, what: str, seconds: float = 20.0):

@@ -29,8 +29,9 @@ from redis_autoheal.probe import (
     ssh_reason,
 )
 from redis_autoheal.ssh import CommandResult
-from tests.conftest import HANG, hang_guard
-from tests.exporter.conftest import free_port, make_tls_files, redis_target
+from tests.exporter.redis_servers import redis_target
+from tests.support import HANG, free_port, hang_guard
+from tests.tls import make_tls_files
 
 C, S, P = Layer.CONNECTIVITY, Layer.SYSTEMD, Layer.PERFORMANCE
 PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in redis_autoheal/probe.py

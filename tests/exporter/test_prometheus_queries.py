@@ -7,13 +7,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import urllib.parse
-from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.alerts.local_servers import daemon, get_json, wait_until
-from tests.conftest import free_port, require_binary
+from tests.alerts.local_servers import prometheus as local_prometheus
+from tests.support import free_port, require_binary
 
 # A redis_exporter dashboard's panels, in its vocabulary (names, labels, units).
 DASHBOARD_QUERIES = [
@@ -147,15 +147,7 @@ def prometheus(tmp_path, our_exporter, redis_pair):
         check=True,
         capture_output=True,
     )
-    port = free_port()
-    argv = [
-        binary,
-        f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'data'}",
-        f"--web.listen-address=127.0.0.1:{port}",
-    ]
-    url = f"http://127.0.0.1:{port}"
-    with daemon(argv, f"{url}/-/ready", Path(tmp_path / "prometheus.log")):
+    with local_prometheus(binary, tmp_path) as url:
         yield url
 
 

@@ -14,9 +14,9 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.app import create_app
 from exporter.infometrics import COUNTERS, GAUGES
-from tests.conftest import require_binary
-from tests.exporter.conftest import RedisServer, redis_target
+from tests.exporter.redis_servers import RedisServer, redis_target
 from tests.exporter.test_infometrics import wait_until
+from tests.support import require_binary
 
 # Families Debian's redis_exporter (1.45) sends that ours does not, and why.
 NOT_SENT = {

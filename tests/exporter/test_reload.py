@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import signal
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -17,8 +16,10 @@ import yaml
 from exporter.app import create_app
 from exporter.typedefs import STATE
 from redis_autoheal.config import load_config
-from tests.exporter.conftest import free_port, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
 from tests.exporter.test_infometrics import wait_until
+from tests.support import free_port, service_argv
 
 RELOAD_METRIC = "redis_autoheal_exporter_config_last_reload_successful"
 
@@ -138,15 +139,7 @@ def test_sighup_reloads_the_running_process(tmp_path, redis_server, redis_server
     log = tmp_path / "exporter.log"
     with log.open("w") as err:
         process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "exporter",
-                "--config",
-                str(config),
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
+            service_argv("exporter", config, f"127.0.0.1:{port}"),
             stdout=subprocess.DEVNULL,
             stderr=err,
         )

@@ -10,7 +10,9 @@ from exporter import selfmetrics
 from exporter.app import create_app
 from redis_autoheal.config import load_config
 from redis_autoheal.errors import ConfigError
-from tests.exporter.conftest import make_tls_files, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
+from tests.tls import make_tls_files
 
 
 @pytest.fixture

@@ -10,8 +10,9 @@ import pytest
 
 from exporter.app import create_app
 from exporter.views import scrape_budget
-from tests.conftest import HANG, hang_guard
-from tests.exporter.conftest import free_port, parse_samples, redis_target, value
+from tests.exporter.redis_servers import redis_target
+from tests.exporter.samples import parse_samples, value
+from tests.support import HANG, free_port, hang_guard
 
 
 @pytest.fixture

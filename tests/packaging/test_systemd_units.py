@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from redis_autoheal.cli import build_parser
-from tests.conftest import require_binary
+from tests.support import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "packaging" / "systemd"

@@ -13,7 +13,7 @@ import pytest
 from redis_autoheal.cli import main
 from redis_autoheal.config import load_config, parse_listen, read_remediator_secrets
 from redis_autoheal.errors import ConfigError
-from tests.conftest import free_port
+from tests.support import free_port
 
 
 @pytest.fixture

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import HANG, require_root
+from tests.support import HANG, require_root
 
 REPO = Path(__file__).resolve().parents[2]
 EXAMPLE = REPO / "examples" / "config.yml"

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from testhost.host import TestHost
-from tests.conftest import HANG
+from tests.support import HANG
 
 ALICE = "alice:admin:alice@example.org"
 

@@ -18,8 +18,8 @@ from redis_autoheal.config import SshEndpoint
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.ssh import CommandResult, Lane, SshHost, SshPool
 from testhost.host import TestHost
-from tests.conftest import HANG, hang_guard
 from tests.hostprocs import still_running
+from tests.support import HANG, hang_guard, ssh_endpoint
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 
@@ -27,16 +27,7 @@ UNIT = Unit("redis-server")
 
 
 def endpoint(host: TestHost, **overrides: object) -> SshEndpoint:
-    values: dict[str, object] = {
-        "host": host.address,
-        "port": host.ssh_port,
-        "user": host.user,
-        "key_file": host.key_file,
-        "known_hosts": host.known_hosts,
-        "connect_timeout_seconds": 2.0,
-    }
-    values.update(overrides)
-    return SshEndpoint(**values)  # type: ignore[arg-type]
+    return ssh_endpoint(host, **{"connect_timeout_seconds": 2.0, **overrides})
 
 
 @pytest.fixture

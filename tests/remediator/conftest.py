@@ -1,64 +1,13 @@
-"""The remediator's test helpers: a config on disk, notifications as Alertmanager sends them."""
+"""Fixtures of the remediator's tests."""
 
 from __future__ import annotations
 
-import itertools
-import os
-import subprocess
-import sys
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 
-from redis_autoheal.config import Config, load_config
-
-TOKEN = "webhook-secret-token"
-# Distinct, greppable secrets: no test output or audit event may ever contain one of them.
-ADMIN_TOKEN = "admin-tok-5f0c2e7d9a41b3c8e6f1"
-OPERATOR_TOKEN = "operator-tok-8b3d1f6a2c9e4d7b0a5e"
-WRONG_TOKEN = "wrong-tok-1c4e7a9d2f5b8c0e3a6d"
-SECRETS = (TOKEN, ADMIN_TOKEN, OPERATOR_TOKEN, WRONG_TOKEN)
-ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
-OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
-_counter = itertools.count(1)
-
-
-def _users(tmp_path: Path) -> list[dict[str, str]]:
-    """An admin and an operator, their tokens in files as the config wants them."""
-    users = []
-    for uid, email, role, token in [
-        ("user-123", "admin@autobot.local", "admin", ADMIN_TOKEN),
-        ("user-456", "operator@autobot.local", "operator", OPERATOR_TOKEN),
-    ]:
-        path = tmp_path / "tokens" / role
-        path.parent.mkdir(exist_ok=True)
-        path.write_text(token + "\n")
-        path.chmod(0o600)
-        users.append({"id": uid, "email": email, "role": role, "token_file": str(path)})
-    return users
-
-
-def write_config(tmp_path: Path, data: dict[str, Any]) -> Config:
-    """Write `data` (with the remediator's files filled in) as config.yml and load it."""
-    token = tmp_path / "webhook.token"
-    token.write_text(TOKEN + "\n")
-    token.chmod(0o600)
-    data = dict(data)
-    data.setdefault("targets", [{"name": "redis"}])
-    data.setdefault("users", _users(tmp_path))
-    remediator = {
-        "webhook_token_file": str(token),
-        "state_dir": str(tmp_path / "state"),
-        **data.get("remediator", {}),
-    }
-    data["remediator"] = remediator
-    audit = {"path": str(tmp_path / "audit" / "audit.log"), **data.get("audit", {})}
-    data["audit"] = audit
-    path = tmp_path / "config.yml"
-    path.write_text(yaml.safe_dump(data))
-    return load_config(path)
+from redis_autoheal.config import Config
+from tests.remediator.configs import write_config
 
 
 @pytest.fixture
@@ -71,70 +20,3 @@ def config(tmp_path: Path) -> Config:
             "auto_recovery": {"retry_delay_seconds": 0.01, "stable_seconds": 0},
         },
     )
-
-
-def alert(
-    target: str | None = "redis",
-    *,
-    status: str = "firing",
-    fingerprint: str | None = None,
-    starts_at: str = "2025-10-10T14:30:00.123456789Z",
-    name: str = "RedisDown",
-    remediate: bool = True,
-) -> dict[str, Any]:
-    """One alert as Alertmanager serialises it."""
-    labels = {"alertname": name, "severity": "critical"}
-    if target is not None:
-        labels["instance"] = target
-    if remediate:
-        labels["remediate"] = "true"
-    return {
-        "status": status,
-        "labels": labels,
-        "annotations": {"summary": "Redis is down", "description": "3 failed PINGs"},
-        "startsAt": starts_at,
-        "endsAt": "0001-01-01T00:00:00Z" if status == "firing" else "2025-10-10T14:40:00Z",
-        "generatorURL": "http://prometheus.example/graph",
-        "fingerprint": fingerprint or f"{next(_counter):016x}",
-    }
-
-
-def notification(*alerts: dict[str, Any], status: str | None = None) -> dict[str, Any]:
-    """A version 4 webhook body carrying `alerts`."""
-    firing = any(a["status"] == "firing" for a in alerts)
-    return {
-        "version": "4",
-        "groupKey": '{}:{alertname="RedisDown"}',
-        "truncatedAlerts": 0,
-        "status": status or ("firing" if firing else "resolved"),
-        "receiver": "redis-autoheal",
-        "groupLabels": {"alertname": "RedisDown"},
-        "commonLabels": {},
-        "commonAnnotations": {},
-        "externalURL": "http://alertmanager.example",
-        "alerts": list(alerts),
-    }
-
-
-def spawn_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[bytes]:
-    """The real `python -m remediator` on 127.0.0.1:PORT at debug level, its output in `log`.
-
-    It is not waited for: the caller knows whether to reach it over HTTP or HTTPS.
-    """
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "remediator",
-                "--config",
-                str(config.source),
-                "--listen",
-                f"127.0.0.1:{port}",
-                "--log-level",
-                "debug",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-        )

@@ -3,7 +3,7 @@ answer each combination must get (shared by test_api, test_operations and test_t
 
 from __future__ import annotations
 
-from tests.remediator.conftest import ADMIN, ADMIN_TOKEN, OPERATOR, TOKEN, WRONG_TOKEN
+from tests.remediator.configs import ADMIN, ADMIN_TOKEN, OPERATOR, TOKEN, WRONG_TOKEN
 
 ENDPOINTS = [
     ("GET", "health"),

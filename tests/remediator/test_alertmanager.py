@@ -10,7 +10,7 @@ import pytest
 
 from remediator.alertmanager import parse_notification, parse_time
 from remediator.errors import InvalidPayload
-from tests.remediator.conftest import alert, notification
+from tests.remediator.notifications import alert, notification
 
 
 def test_a_notification_parses_into_typed_alerts() -> None:

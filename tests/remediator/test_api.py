@@ -23,13 +23,7 @@ from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from remediator.keys import METRICS, OPENAPI, VIOLATIONS
 from tests.remediator.apidoc import TEMPLATE, check_answer
-from tests.remediator.conftest import (
-    ADMIN,
-    OPERATOR,
-    SECRETS,
-    TOKEN,
-    write_config,
-)
+from tests.remediator.configs import ADMIN, OPERATOR, SECRETS, TOKEN, write_config
 from tests.remediator.matrix import (
     ADMIN_ONLY,
     ENDPOINTS,

@@ -24,8 +24,8 @@ from remediator.breaker import BreakerStore
 from remediator.errors import AuditWriteError
 from remediator.events import Event
 from testhost.disk import SmallDisk
-from tests.conftest import hang_guard, require_root
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
+from tests.support import hang_guard, require_root
 
 
 def settings(tmp_path: Path, **kw: object) -> Audit:

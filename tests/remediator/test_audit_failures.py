@@ -26,7 +26,8 @@ from remediator.errors import AuditWriteError
 from remediator.events import to_json
 from remediator.keys import DISPATCHER, METRICS
 from remediator.recovery import Outcome
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 from tests.remediator.test_audit import Numbered, event
 
 if TYPE_CHECKING:

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -17,8 +14,9 @@ from redis_autoheal.cli import main
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from testhost.host import TestHost
-from tests.conftest import free_port
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, start_remediator, write_config
+from tests.remediator.notifications import alert, notification
+from tests.support import free_port
 
 
 def test_breaker_status_and_reset(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -86,31 +84,9 @@ def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> 
     config = write_config(tmp_path, {"targets": [target], "auto_recovery": {"stable_seconds": 0.5}})
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "remediator",
-            "--config",
-            str(config.source),
-            "--listen",
-            f"127.0.0.1:{port}",
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).parents[2])},
-    )
+    log = tmp_path / "remediator.log"
+    proc = start_remediator(config, port, log)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                if _request(f"{base}/healthz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "the remediator did not come up"
-            assert proc.poll() is None, proc.stdout.read() if proc.stdout else ""
-            time.sleep(0.1)
         assert _request(f"{base}/webhook", b"{bad")[0] == 400
         test_host.kill9()
         test_host.wait_state("failed", 10)
@@ -130,6 +106,7 @@ def test_the_real_process_heals_a_kill9(test_host: TestHost, tmp_path: Path) -> 
         assert 'autoheal_webhook_requests_total{code="400"} 1.0' in metrics
     finally:
         proc.send_signal(signal.SIGTERM)
-        out = proc.communicate(timeout=20)[0].decode()
+        proc.wait(timeout=20)
+    out = log.read_text()
     assert proc.returncode == 0, out
     assert "listening on 127.0.0.1" in out

@@ -23,7 +23,9 @@ from remediator.keys import CONTROLS, DISPATCHER
 from remediator.metrics import Metrics
 from remediator.verify import pong_within, unit_state
 from tests.hostprocs import still_running
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
+from tests.support import ssh_endpoint
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -83,18 +85,6 @@ async def test_the_start_budget_waits_for_a_free_slot() -> None:
     assert waits[3] == pytest.approx(9.5)  # until 11 s after the first
     for first in starts:  # never more than 3 in any 11 s
         assert sum(1 for t in starts if first <= t < first + 11.0) <= 3
-
-
-def ssh_endpoint(host: TestHost, **overrides: Any) -> SshEndpoint:
-    values: dict[str, Any] = {
-        "host": host.address,
-        "port": host.ssh_port,
-        "user": host.user,
-        "key_file": host.key_file,
-        "known_hosts": host.known_hosts,
-        **overrides,
-    }
-    return SshEndpoint(**values)
 
 
 @contextlib.asynccontextmanager

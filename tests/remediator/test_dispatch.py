@@ -18,7 +18,7 @@ from remediator.alertmanager import parse_notification
 from remediator.app import create_app
 from remediator.keys import DISPATCHER
 from remediator.recovery import Level, Outcome, RecoveryEngine, Report
-from tests.remediator.conftest import alert, notification
+from tests.remediator.notifications import alert, notification
 from tests.remediator.test_integration import (
     host_config,
     last_report,

@@ -1,4 +1,4 @@
-"""Health: the runbook's thresholds (the same numbers as alerts/thresholds.yml), each band's
+"""Health: the runbook's thresholds (read from alerts/thresholds.yml), each band's
 edges, and the API and `redis-autoheal health` against the real test host: healthy (exit 0),
 warning (exit 1), critical (exit 2), with the breaker and the last recoveries.
 """
@@ -26,31 +26,34 @@ from redis_autoheal.probe import (
     Reason,
     SystemdResult,
 )
+from redis_autoheal.thresholds import parse
 from redis_autoheal.units import RUNNING
 from remediator.app import create_app
 from remediator.breaker import BreakerStore
 from remediator.health import Band, Status, Thresholds, judge, recent_recoveries
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 THRESHOLDS = Path(__file__).parents[2] / "alerts" / "thresholds.yml"
 
 
-def test_the_thresholds_are_those_of_alerts_thresholds_yml() -> None:
-    alerts = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))["alerts"]
-
-    def band(name: str, low: str, high: str) -> Band:
-        return Band(alerts[name][low], alerts[name][high])
-
-    assert Thresholds() == Thresholds(
-        ping_latency_ms=band("RedisPingLatencyHigh", "warning_ms", "critical_ms"),
-        memory_used_mb=band("RedisMemoryHigh", "warning_mb", "critical_mb"),
-        connected_clients=band("RedisClientsHigh", "warning", "critical"),
-        ops_per_sec=band("RedisOpsHigh", "warning", "critical"),
-        memory_near_max_percent=alerts["RedisMemoryNearMax"]["above_percent"],
-        clients_near_max_percent=alerts["RedisClientsNearMax"]["above_percent"],
-    )
+def test_the_judgement_reads_alerts_thresholds_yml() -> None:
+    # The runbook's bands below hold because they are the file's; change the file, and the
+    # judgement follows.
+    data = yaml.safe_load(THRESHOLDS.read_text(encoding="utf-8"))
+    assert Thresholds.shipped() == Thresholds.of(parse(data))
+    data["alerts"]["RedisPingLatencyHigh"] |= {"warning_ms": 1, "critical_ms": 2}
+    data["alerts"]["RedisClientsNearMax"]["above_percent"] = 50
+    changed = Thresholds.of(parse(data))
+    assert changed.ping_latency_ms == Band(1, 2)
+    found = results(latency_ms=1.5, info=info(clients=51), maxclients="100")
+    assert {name: layer.status.label for name, layer in judge(found, changed).items()} == {
+        "connectivity": "warning",
+        "systemd": "healthy",
+        "performance": "warning",
+    }
 
 
 def results(
@@ -106,7 +109,7 @@ def info(
 
 
 def statuses(found: list[LayerResult]) -> dict[str, str]:
-    return {name: layer.status.label for name, layer in judge(found, Thresholds()).items()}
+    return {name: layer.status.label for name, layer in judge(found, Thresholds.shipped()).items()}
 
 
 @pytest.mark.parametrize(

@@ -24,7 +24,8 @@ from remediator.audit import read_events
 from remediator.keys import DISPATCHER, METRICS
 from remediator.recovery import Level, Outcome, Report
 from testhost.host import TestHost
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 pytestmark = pytest.mark.root
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
 from redis_autoheal.config import Config
 from testhost.host import TestHost
-from tests.conftest import free_port
-from tests.remediator.conftest import ADMIN_TOKEN, SECRETS, spawn_remediator, write_config
+from tests.remediator.configs import ADMIN_TOKEN, SECRETS, start_remediator, write_config
+from tests.support import free_port
 
 pytestmark = pytest.mark.root
 SCHEMATHESIS_SECONDS = 240  # the whole run, hard limit
@@ -38,22 +36,6 @@ def api_config(tmp_path: Path, host: TestHost) -> Config:
             "auto_recovery": {"stable_seconds": 0.3},
         },
     )
-
-
-def start_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[bytes]:
-    proc = spawn_remediator(config, port, log)
-    deadline = time.monotonic() + 20
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
-                if r.status == 200:
-                    return proc
-        except OSError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail(f"the remediator did not come up: {log.read_text()}")
-        time.sleep(0.1)
 
 
 def test_schemathesis_finds_no_5xx_and_no_schema_violation(

@@ -29,8 +29,9 @@ from remediator.keys import (
 from remediator.recovery import Outcome
 from testhost.host import TestHost
 from tests.remediator.apidoc import TEMPLATE, check_answer
-from tests.remediator.conftest import ADMIN, OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import ADMIN, OPERATOR, TOKEN, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, expected, violation_reason
+from tests.remediator.notifications import alert, notification
 
 pytestmark = pytest.mark.root
 WEBHOOK = {"Authorization": f"Bearer {TOKEN}"}

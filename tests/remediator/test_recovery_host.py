@@ -16,7 +16,7 @@ from remediator.audit import AuditWriter, read_events
 from remediator.errors import AuditWriteError
 from remediator.keys import BREAKER
 from remediator.recovery import Level, Outcome
-from tests.remediator.conftest import alert
+from tests.remediator.notifications import alert
 from tests.remediator.test_integration import (
     host_config,
     last_report,

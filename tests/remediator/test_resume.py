@@ -16,7 +16,7 @@ from remediator.auditread import unfinished
 from remediator.events import AutoRecovery, Event, ServiceOperation, Webhook
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
 from tests.remediator.test_shutdown import host_config
 
 

@@ -20,7 +20,7 @@ from redis_autoheal.config import Config
 from remediator.audit import AUTOHEAL, AuditWriter, utc_timestamp
 from remediator.events import from_json
 from remediator.review import BusinessHours, parse_since, percentile
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
 
 USERS = [
     {"id": "user-123", "email": "admin@autobot.local", "role": "admin"},

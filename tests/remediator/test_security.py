@@ -24,8 +24,8 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import METRICS, WEBHOOK_TOKEN
 from remediator.security import exposure_warning
-from tests.conftest import free_port
-from tests.remediator.conftest import ADMIN, SECRETS, TOKEN, spawn_remediator, write_config
+from tests.remediator.configs import ADMIN, SECRETS, TOKEN, spawn_remediator, write_config
+from tests.support import free_port
 
 HANG_GUARD = 20  # seconds: only ever reached when something is broken
 LOG_LINE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z [A-Z]+ [\w.]+: ")

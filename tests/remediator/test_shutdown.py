@@ -27,15 +27,9 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import DISPATCHER
 from testhost.host import TestHost
-from tests.conftest import free_port
-from tests.remediator.conftest import (
-    ADMIN,
-    TOKEN,
-    alert,
-    notification,
-    spawn_remediator,
-    write_config,
-)
+from tests.remediator.configs import ADMIN, TOKEN, spawn_remediator, write_config
+from tests.remediator.notifications import alert, notification
+from tests.support import free_port
 
 HANG_GUARD = 60.0  # seconds: only against a hang, never a timing expectation
 POLL = 0.05

@@ -5,60 +5,22 @@ answers, and not one token in anything it printed (at debug level) or audited.
 
 from __future__ import annotations
 
-import datetime as dt
 import gzip
 import http.client
-import ipaddress
 import json
 import ssl
-import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from redis_autoheal.cli import main
-from tests.conftest import free_port
-from tests.remediator.conftest import SECRETS, spawn_remediator, write_config
+from tests.remediator.configs import SECRETS, start_remediator, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, PERMITTED_NO_SSH, expected
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1 and its key, as files."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "redis-autoheal test")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "tls.crt", directory / "tls.key"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    key_file.chmod(0o600)
-    return cert_file, key_file
+from tests.support import free_port
+from tests.tls import make_tls_files
 
 
 def request(
@@ -73,7 +35,8 @@ def request(
 
 
 def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> None:
-    cert, key = self_signed(tmp_path)
+    tls = make_tls_files(tmp_path)
+    cert, key = tls["cert"], tls["key"]
     config = write_config(
         tmp_path,
         {
@@ -85,19 +48,10 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
     )
     port = free_port()
     base = f"https://127.0.0.1:{port}"
-    context = ssl.create_default_context(cafile=str(cert))
+    context = ssl.create_default_context(cafile=str(tls["ca"]))
     log = tmp_path / "remediator.out"
-    proc = spawn_remediator(config, port, log)
+    proc = start_remediator(config, port, log, context)
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/healthz", timeout=1, context=context):
-                    break
-            except OSError:
-                assert proc.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, "the remediator did not come up"
-                time.sleep(0.1)
         plain = (http.client.HTTPException, ConnectionError, urllib.error.URLError)
         with pytest.raises(plain):  # plain HTTP on the TLS port gets no answer
             urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2)
@@ -134,7 +88,8 @@ def test_https_with_every_token_and_no_token_in_its_output(tmp_path: Path) -> No
 def test_an_unusable_certificate_stops_start_up_with_the_reason(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    cert, key = self_signed(tmp_path)
+    tls = make_tls_files(tmp_path)
+    cert, key = tls["cert"], tls["key"]
     key.write_text("not a key\n")
     config = write_config(
         tmp_path, {"remediator": {"tls_cert_file": str(cert), "tls_key_file": str(key)}}

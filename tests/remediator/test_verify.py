@@ -22,7 +22,7 @@ from remediator.verify import (
     stable_for,
     unit_state,
 )
-from tests.remediator.conftest import write_config
+from tests.remediator.configs import write_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

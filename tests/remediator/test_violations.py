@@ -17,7 +17,8 @@ from remediator.audit import AuditWriter, read_events
 from remediator.events import SecurityViolation
 from remediator.keys import AUDIT, METRICS, VIOLATIONS
 from remediator.violations import ViolationLog
-from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
+from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 HANG_GUARD = 30  # seconds: only ever reached when something is broken
 FLOOD = 5000

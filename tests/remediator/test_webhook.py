@@ -23,7 +23,8 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.errors import AuditWriteError
 from remediator.keys import DISPATCHER, METRICS
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.notifications import alert, notification
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 

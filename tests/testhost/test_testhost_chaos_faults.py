@@ -10,7 +10,7 @@ import pytest
 
 from testhost import TestHost
 from testhost.disk import SmallDisk
-from tests.conftest import require_root
+from tests.support import require_root
 
 
 def ssh(host: TestHost, command: str) -> tuple[int, str, str]:

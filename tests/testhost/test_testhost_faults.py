@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import socket
 import subprocess
@@ -10,7 +11,7 @@ import time
 import pytest
 
 from testhost import TestHost
-from tests.conftest import HANG
+from tests.support import HANG
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 SLOW = 5.0  # seconds a slow start stays activating
@@ -89,18 +90,25 @@ def test_sigstop_hangs_redis_while_the_unit_stays_active_and_reload_does_not_hel
     assert test_host.ping()
 
 
+@contextlib.contextmanager
+def _starting(host):
+    """`sudo -n systemctl start` over SSH, running, and the unit seen activating."""
+    with subprocess.Popen(
+        host.ssh_argv("sudo -n systemctl start redis-server"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        host.wait_state("activating", timeout=HANG)
+        yield proc
+
+
 def test_slow_start_stays_activating_and_start_blocks_meanwhile(test_host):
     test_host.stop()
     # Long enough for the checks below to run while it lasts, on a loaded machine too.
     test_host.slow_start(SLOW)
     started = time.monotonic()
-    with subprocess.Popen(
-        test_host.ssh_argv("sudo -n systemctl start redis-server"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        test_host.wait_state("activating", timeout=HANG)
+    with _starting(test_host) as proc:
         assert ssh(test_host, "systemctl is-active redis-server") == (3, "activating\n", "")
         assert not test_host.ping(timeout=0.2)
         assert proc.poll() is None
@@ -114,13 +122,7 @@ def test_slow_start_stays_activating_and_start_blocks_meanwhile(test_host):
 def test_a_stop_cancels_a_slow_start(test_host):
     test_host.stop()
     test_host.slow_start(30)
-    with subprocess.Popen(
-        test_host.ssh_argv("sudo -n systemctl start redis-server"),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        test_host.wait_state("activating", timeout=HANG)
+    with _starting(test_host) as proc:
         assert ssh(test_host, "sudo -n systemctl stop redis-server") == (0, "", "")
         _, err = proc.communicate(timeout=30)
     assert (proc.returncode, err) == (1, "Job for redis-server.service canceled.\n")

@@ -211,19 +211,23 @@ def test_a_dead_owners_host_is_reclaimed():
     assert_gone(fp)
 
 
+def _testhost_cli(command: str, workdir: Path) -> subprocess.CompletedProcess[str]:
+    """`python -m testhost COMMAND --dir WORKDIR`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "testhost", command, "--dir", str(workdir)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        timeout=60,
+        check=False,
+    )
+
+
 def test_cli_up_leaves_a_host_running_and_down_removes_it():
     parent = Path(tempfile.mkdtemp(prefix="testhost-cli-"))
     parent.chmod(0o755)
     workdir = parent / "demo"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
-    up = subprocess.run(
-        [sys.executable, "-m", "testhost", "up", "--dir", str(workdir)],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=60,
-        check=False,
-    )
+    up = _testhost_cli("up", workdir)
     assert up.returncode == 0, up.stderr
     described = json.loads(up.stdout)
     host = TestHost.load(workdir)
@@ -236,14 +240,7 @@ def test_cli_up_leaves_a_host_running_and_down_removes_it():
         assert alloc.owner_alive(host.index)  # the host's init owns it now
         assert host.index not in alloc.collect_garbage(destroy_index)
     finally:
-        down = subprocess.run(
-            [sys.executable, "-m", "testhost", "down", "--dir", str(workdir)],
-            capture_output=True,
-            text=True,
-            env=env,
-            timeout=60,
-            check=False,
-        )
+        down = _testhost_cli("down", workdir)
     assert down.returncode == 0, down.stderr
     assert_gone(fp)
     parent.rmdir()

@@ -12,8 +12,8 @@ import pytest
 from exporter.app import create_app
 from exporter.typedefs import STATE
 from redis_autoheal.units import UNIT_STATES
-from tests.conftest import HANG, hang_guard
-from tests.exporter.conftest import parse_samples, value
+from tests.exporter.samples import parse_samples, value
+from tests.support import HANG, hang_guard
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 

@@ -1,8 +1,9 @@
 """docker-compose.yml: valid, and every file it builds from or mounts is in the repository.
 
 No Docker engine runs here: Debian's docker-compose validates and resolves the file, and the
-tests check what the engine would need. The compose-specific configs under docker/ are checked
-with the same tools as the shipped ones, and against them, so the two cannot drift apart.
+tests check what the engine would need. The compose stack's Prometheus and Alertmanager configs
+are generated from alerts/ (tests/alerts checks they are current); here they are checked with
+the same tools as the shipped ones, and against the compose file's services and mounts.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import pytest
 import yaml
 
 from redis_autoheal.config import load_config, read_remediator_secrets
-from tests.conftest import require_binary
 from tests.dashboards.dashboard_json import REPO
+from tests.support import require_binary
 
 COMPOSE = REPO / "docker-compose.yml"
 SECRETS = REPO / "docker" / "secrets"

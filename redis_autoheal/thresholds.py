@@ -1,16 +1,19 @@
-"""Load alerts/thresholds.yml: every key checked, every error naming the key and the problem."""
+"""Load alerts/thresholds.yml: every key checked, every error naming the key and the problem.
+
+The rules generator (alerts/generator) and the remediator's health judgement both read it here.
+"""
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Literal
+from importlib import resources
+from pathlib import Path
+from typing import Literal
 
 import yaml
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 Kind = Literal["count", "number", "percent", "duration", "window"]
 
@@ -183,3 +186,10 @@ def load(path: Path) -> Thresholds:
     except (OSError, yaml.YAMLError) as e:
         raise ThresholdsError("(file)", f"cannot be read: {e}") from e
     return parse(data)
+
+
+@functools.cache
+def shipped() -> Thresholds:
+    """alerts/thresholds.yml as installed with the package (package data of `alerts`)."""
+    with resources.as_file(resources.files("alerts") / "thresholds.yml") as path:
+        return load(Path(path))
