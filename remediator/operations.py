@@ -368,7 +368,7 @@ class _Run:
     async def _finish(
         self, *, success: bool, detail: str, outcome: str, reason: str | None = None
     ) -> None:
-        """The operation's terminal event; `result.outcome` says how it ended (docs/reference.md)."""
+        """The terminal event; `result.outcome` says how it ended (docs/reference.md)."""
         event = self._event(
             "finished",
             success,
