@@ -73,3 +73,9 @@ if [ ! -e "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# The checkout's own tools (python -m testhost, python -m demo) import from any directory:
+# the checkout goes last on the venv's path, after every installed package.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_path("purelib"))')
+if [ "$(cat "$site/redis-autoheal-checkout.pth" 2>/dev/null)" != "$PWD" ]; then
+  echo "$PWD" > "$site/redis-autoheal-checkout.pth"
+fi
