@@ -63,3 +63,22 @@ def test_the_default_dir_from_elsewhere(tmp_path: Path) -> None:
     assert down.returncode == 0, down.stderr
     assert_gone(fp)
     assert not DEFAULT_DIR.exists()
+
+
+def demo_section() -> str:
+    readme = (REPO / "README.md").read_text()
+    start = readme.index("**The demo**")
+    return readme[start : readme.index("\n#", start)]
+
+
+def test_the_readme_documents_every_flag_of_the_demo_and_every_fault() -> None:
+    import demo.__main__  # noqa: PLC0415 -- only this test needs the demo's parser
+    from testhost.__main__ import FAULTS, parser  # noqa: PLC0415
+
+    text = demo_section()
+    demo_parser = demo.__main__.parser()
+    flags = {s for a in demo_parser._actions for s in a.option_strings if s.startswith("--")}
+    choices = {c for a in demo_parser._actions if a.dest == "fault" for c in a.choices or ()}
+    commands = set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    wanted = (flags - {"--help"}) | {f"--fault {c}" for c in choices} | set(FAULTS) | commands
+    assert {w for w in wanted if f"`{w}" not in text} == set()
