@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import resource
-import sys
 from collections.abc import Callable
 
 from aiohttp import web
 
 from redis_autoheal.config import load_config, parse_listen
+from redis_autoheal.errors import ConfigError
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
 log = logging.getLogger("exporter")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    try:
+        return parse_listen(value)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def register(
@@ -29,6 +37,7 @@ def register(
     add_config(p)
     p.add_argument(
         "--listen",
+        type=_listen,
         metavar="HOST:PORT",
         help="where to listen, overriding exporter.listen of the config (default 127.0.0.1:9121)",
     )
@@ -56,26 +65,40 @@ def run(args: argparse.Namespace) -> int:
     from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
 
     config = load_config(args.config)
-    listen = args.listen or config.exporter.listen
-    try:
-        host, port = parse_listen(listen)
-    except ValueError as e:
-        print(f"redis-autoheal exporter: error: --listen: {e}", file=sys.stderr)
-        return 2
+    host, port = args.listen or parse_listen(config.exporter.listen)  # the config's is checked
     raise_open_files_limit()
-    log.info(
-        "listening on %s:%d for %d target(s) of %s", host, port, len(config.targets), config.source
-    )
+    app = create_app(config)
+    phase = "starting"  # then "binding" once the app's parts are open, then "serving"
+
+    async def binding(_app: web.Application) -> None:
+        nonlocal phase
+        phase = "binding"
+
+    def listening(_banner: str) -> None:  # aiohttp calls it once the port is bound
+        nonlocal phase
+        phase = "serving"
+        log.info(
+            "listening on %s:%d for %d target(s) of %s",
+            host,
+            port,
+            len(config.targets),
+            config.source,
+        )
+
+    app.on_startup.append(binding)  # runs after cleanup_ctx has opened the parts
     try:
         web.run_app(
-            create_app(config),
+            app,
             host=host,
             port=port,
             access_log=None,  # one line per scrape would cost more than the scrape
-            print=None,
+            print=listening,
             shutdown_timeout=5.0,
         )
     except OSError as e:
-        print(f"redis-autoheal exporter: error: cannot listen on {listen}: {e}", file=sys.stderr)
-        return 1
+        if phase != "binding":
+            raise
+        where = "--listen" if args.listen else "exporter.listen"
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(where, f"cannot listen on {host}:{port}: {reason}") from None
     return 0

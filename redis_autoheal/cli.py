@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
+from typing import NoReturn, cast
 
 from redis_autoheal import __version__
 from redis_autoheal.config import Config, load_config, read_remediator_secrets
@@ -12,6 +15,18 @@ from redis_autoheal.errors import AutohealError
 from redis_autoheal.logs import LEVELS, setup_logging
 
 DEFAULT_CONFIG = Path("/etc/redis-autoheal/config.yml")
+
+
+class CliParser(argparse.ArgumentParser):
+    """argparse with each usage error on one line, exiting with the subcommand's
+    `error_status` default if it sets one (`health`: 3, Nagios's UNKNOWN), else 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(_status(self.get_default("error_status"), 2), f"{self.prog}: error: {message}\n")
+
+
+def _status(wanted: object, usual: int) -> int:
+    return wanted if isinstance(wanted, int) else usual
 
 
 def _add_config(parser: argparse.ArgumentParser) -> None:
@@ -38,13 +53,17 @@ def _check_config(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
+    parser = CliParser(
         prog="redis-autoheal",
         description="Watch a systemd-managed Redis and heal it; page a person only when "
         "healing cannot work.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    # Typed as plain argparse for the services' register(): its parsers are CliParsers.
+    sub = cast(
+        "argparse._SubParsersAction[argparse.ArgumentParser]",  # noqa: SLF001 -- argparse's own type
+        parser.add_subparsers(dest="command", required=True, metavar="COMMAND"),
+    )
 
     p = sub.add_parser("check-config", help="validate the config file: exit 0, or 1 and why")
     _add_config(p)
@@ -75,16 +94,41 @@ def load(args: argparse.Namespace) -> Config:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the subcommand named in `argv`; return the process exit code."""
-    args = build_parser().parse_args(argv)
+    try:
+        return _run(argv)
+    except BrokenPipeError:
+        return _stdout_closed()
+
+
+def _run(argv: list[str] | None) -> int:
+    parser = build_parser()
+    try:
+        args, unknown = parser.parse_known_args(argv)
+    except SystemExit:  # --help, --version or a usage error: flushed here, where a closed
+        sys.stdout.flush()  # pipe can be caught, not in the interpreter's last flush
+        raise
+    if unknown:  # the subcommand's parser leaves these to this one: its status still counts
+        status = _status(getattr(args, "error_status", None), 2)
+        parser.exit(status, f"{parser.prog}: error: unrecognized arguments: {' '.join(unknown)}\n")
     setup_logging(getattr(args, "log_level", "info"))
     try:
         code: int = args.func(args)
+        sys.stdout.flush()
     except AutohealError as e:
         print(f"redis-autoheal: error: {e}", file=sys.stderr)
-        return 1
+        return _status(getattr(args, "error_status", None), 1)
     except KeyboardInterrupt:
         return 130
     return code
+
+
+def _stdout_closed() -> int:
+    """The reader of stdout has gone (`... | head`): stop quietly, as a tool that SIGPIPE
+    ended, with its status (128 + 13)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())  # what is still buffered goes nowhere, quietly
+    os.close(devnull)
+    return 128 + signal.SIGPIPE
 
 
 if __name__ == "__main__":

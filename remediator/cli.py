@@ -14,6 +14,7 @@ import functools
 import getpass
 import json
 import logging
+import os
 import ssl
 import sys
 import time
@@ -21,7 +22,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from redis_autoheal.config import Config, load_config, parse_listen
-from redis_autoheal.errors import ConfigError
+from redis_autoheal.errors import AutohealError, ConfigError
 from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import health, review, shutdown
@@ -32,9 +33,12 @@ from remediator.events import CircuitBreaker
 from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from redis_autoheal.config import Target
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
+UNKNOWN = 3  # the Nagios exit code of a check that cannot tell
 log = logging.getLogger(__name__)
 
 
@@ -59,16 +63,39 @@ def _serve(args: argparse.Namespace) -> int:
             problem = f"cannot load {cert} and {key}: {e}"
             raise ConfigError("remediator.tls_cert_file", problem) from None
     app = create_app(config)
-    warning = exposure_warning(host, tls=context is not None)
-    if warning:
-        log.warning("%s", warning)
     mode = " (dry run: only read-only commands)" if settings.dry_run else ""
     scheme = "HTTPS" if context else "HTTP"
-    print(
-        f"remediator: {len(config.targets)} target(s), listening on {host}:{port} over "
-        f"{scheme}{mode}"
-    )
-    asyncio.run(shutdown.serve(app, host, port, context, functools.partial(drain, app)))
+    phase = "starting"  # then "binding" once the app's parts are open, then "serving"
+
+    async def binding(_app: web.Application) -> None:
+        nonlocal phase
+        phase = "binding"
+
+    def listening() -> None:
+        nonlocal phase
+        phase = "serving"
+        warning = exposure_warning(host, tls=context is not None)
+        if warning:
+            log.warning("%s", warning)
+        print(
+            f"remediator: {len(config.targets)} target(s), listening on {host}:{port} over "
+            f"{scheme}{mode}",
+            flush=True,
+        )
+
+    app.on_startup.append(binding)  # runs after cleanup_ctx has opened the parts
+    try:
+        asyncio.run(
+            shutdown.serve(
+                app, host, port, context, functools.partial(drain, app), listening=listening
+            )
+        )
+    except OSError as e:
+        if phase != "binding":
+            raise
+        where = "--listen" if args.listen else "remediator.listen"
+        reason = os.strerror(e.errno) if e.errno else str(e)
+        raise ConfigError(where, f"cannot listen on {host}:{port}: {reason}") from None
     return 0
 
 
@@ -148,6 +175,23 @@ async def _check(config: Config, targets: list[Target]) -> list[health.TargetHea
 
 
 def _health(args: argparse.Namespace) -> int:
+    """The health report and its status as exit code; 3 (Nagios's UNKNOWN) with the reason as
+    the status line when the health cannot be told: no config, an unknown target, a crash."""
+    try:
+        return _report_health(args)
+    except BrokenPipeError:
+        raise
+    except Exception as e:  # whatever stopped the check, the state is unknown
+        log.debug("the health check failed", exc_info=True)
+        reason = str(e) if isinstance(e, AutohealError) else f"{type(e).__name__}: {e}"
+        if args.json:  # stdout is for JSON: say it where every command's errors go
+            print(f"redis-autoheal: error: {reason}", file=sys.stderr)
+        else:
+            print(f"REDIS UNKNOWN: {reason}")
+        return UNKNOWN
+
+
+def _report_health(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.log_level != "debug":  # each failure is in the report: no second copy on stderr
         logging.getLogger("redis_autoheal.probe").setLevel(logging.ERROR)
@@ -173,12 +217,24 @@ def _since(value: str) -> str:
     return value
 
 
+def _business(part: str) -> Callable[[str], str]:
+    """An argparse type checking one of the business-hours flags on its own, so that its
+    error names that flag."""
+    usual = {"hours": "08:00-18:00", "days": "mon-fri", "zone": "UTC"}
+
+    def check(value: str) -> str:
+        try:
+            review.BusinessHours.parse(**(usual | {part: value}))
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+        return value
+
+    return check
+
+
 def _audit_summary(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    try:
-        hours = review.BusinessHours.parse(args.business_hours, args.business_days, args.timezone)
-    except ValueError as e:
-        raise ConfigError("--business-hours", str(e)) from None
+    hours = review.BusinessHours.parse(args.business_hours, args.business_days, args.timezone)
     summary = review.summarize(config, args.since, hours=hours)
     if args.json:
         json.dump(summary, sys.stdout, indent=2)
@@ -212,11 +268,12 @@ def register(
 
     p = sub.add_parser(
         "health",
-        help="probe the three health layers now; exit 0 healthy, 1 warning, 2 critical",
+        help="probe the three health layers now; exit 0 healthy, 1 warning, 2 critical, 3 unknown",
         description="Probe each target's connectivity, systemd and performance layers now "
         "(no running remediator needed), judge them by the runbook's thresholds, and show the "
         "circuit breaker and the last recoveries. Exit code: the worst status (Nagios: 0 "
-        "healthy, 1 warning, 2 critical).",
+        "healthy, 1 warning, 2 critical), or 3 unknown when it cannot tell (a config that "
+        "does not load, an unknown target, a bad flag).",
     )
     add_config(p)
     p.add_argument("--target", metavar="NAME", help="only this target (default: all)")
@@ -226,7 +283,7 @@ def register(
         help="print a list of the API's health documents, one a target (without the "
         "recovery_in_progress and operation_in_progress only a running remediator knows)",
     )
-    p.set_defaults(func=_health)
+    p.set_defaults(func=_health, error_status=UNKNOWN)  # usage errors too (redis_autoheal.cli)
 
     p = sub.add_parser("audit", help="review the audit log")
     audit_sub = p.add_subparsers(dest="audit_command", required=True, metavar="COMMAND")
@@ -249,18 +306,21 @@ def register(
     p.add_argument(
         "--business-hours",
         default="08:00-18:00",
+        type=_business("hours"),
         metavar="HH:MM-HH:MM",
         help="operations outside these hours are listed (default 08:00-18:00)",
     )
     p.add_argument(
         "--business-days",
         default="mon-fri",
+        type=_business("days"),
         metavar="DAYS",
         help="business days, like mon-fri or mon,tue,thu (default mon-fri)",
     )
     p.add_argument(
         "--timezone",
         default="UTC",
+        type=_business("zone"),
         metavar="ZONE",
         help="the time zone of the business hours, e.g. Europe/Berlin (default UTC)",
     )

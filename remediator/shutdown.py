@@ -100,15 +100,17 @@ class Shutdown:
         await cancel()
 
 
-async def serve(
+async def serve(  # noqa: PLR0913 -- listening is keyword-only, the rest as before
     app: web.Application,
     host: str,
     port: int,
     ssl_context: ssl.SSLContext | None,
     drain: Callable[[asyncio.Event], Awaitable[None]],
+    *,
+    listening: Callable[[], object] = lambda: None,
 ) -> None:
     """Serve `app` until SIGTERM or SIGINT, then `drain(hurry)` before closing the listener;
-    `hurry` is set by a second signal."""
+    `hurry` is set by a second signal. `listening()` is called once the port is bound."""
     runner = web.AppRunner(
         app, handle_signals=False, access_log=None, shutdown_timeout=HANDLER_TIMEOUT_SECONDS
     )
@@ -128,6 +130,7 @@ async def serve(
             loop.add_signal_handler(sig, on_signal, sig)
         await runner.setup()
         await web.TCPSite(runner, host, port, ssl_context=ssl_context).start()
+        listening()
         await signalled.wait()
         await drain(hurry)
     finally:

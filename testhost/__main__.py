@@ -1,7 +1,8 @@
 """python -m testhost up|down|fault|status|gc: a test host for demos and manual poking (root).
 
-``up --dir DIR`` builds a host whose files live in DIR, prints its description as JSON and
-leaves it running (its init owns the allocation from then on); ``down --dir DIR`` tears it down.
+``up [--dir DIR]`` builds a host whose files live in DIR, prints its description as JSON and
+leaves it running (its init owns the allocation from then on); ``down [--dir DIR]`` tears it
+down. DIR defaults to /var/lib/redis-autoheal-testhost: one host needs no --dir at all.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from testhost import alloc
-from testhost.files import HostOptions
+from testhost.files import HostOptions, Layout
 from testhost.host import BuildError, TeardownError, TestHost, destroy_index
 
 if TYPE_CHECKING:
@@ -38,21 +39,35 @@ FAULTS: dict[str, Callable[[TestHost, list[str]], object]] = {
 }
 
 
+# Where only root writes (a fixed name under /tmp would be anyone's), and not under /run, which
+# the host replaces with a tmpfs of its own.
+DEFAULT_DIR = Path("/var/lib/redis-autoheal-testhost")
+
+
+def _add_dir(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument(
+        "--dir",
+        type=Path,
+        default=DEFAULT_DIR,
+        help=f"{what} (default: {DEFAULT_DIR})",
+    )
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m testhost", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     up = sub.add_parser("up", help="build a host and leave it running; print it as JSON")
-    up.add_argument("--dir", type=Path, required=True, help="work directory (new or empty)")
+    _add_dir(up, "the host's work directory, new or empty")
     up.add_argument("--hostname", default="vm3")
     up.add_argument("--rdb", action="store_true", help="the runbook's save points, not save ''")
     up.add_argument("--password", help="requirepass (and protected-mode yes)")
     up.add_argument("--stopped", action="store_true", help="leave redis-server inactive")
     down = sub.add_parser("down", help="tear down the host in DIR")
-    down.add_argument("--dir", type=Path, required=True)
+    _add_dir(down, "the work directory `up` was given")
     status = sub.add_parser("status", help="print the host in DIR and its unit state as JSON")
-    status.add_argument("--dir", type=Path, required=True)
+    _add_dir(status, "the work directory `up` was given")
     fault = sub.add_parser("fault", help="inject a fault into the host in DIR")
-    fault.add_argument("--dir", type=Path, required=True)
+    _add_dir(fault, "the work directory `up` was given")
     fault.add_argument("fault", choices=sorted(FAULTS))
     fault.add_argument("args", nargs="*")
     sub.add_parser("gc", help="tear down hosts whose owner process died")
@@ -70,6 +85,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     if args.command == "up":
+        if Layout(args.dir).description.exists():
+            print(
+                f"testhost: a test host is up in {args.dir}: `python -m testhost down` first, "
+                "or give another --dir",
+                file=sys.stderr,
+            )
+            return 1
         options = HostOptions(
             hostname=args.hostname,
             rdb=args.rdb,
@@ -83,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
     if args.command == "gc":
         print(json.dumps({"reclaimed": alloc.collect_garbage(destroy_index)}))
         return 0
+    if not Layout(args.dir).description.exists():
+        print(f"testhost: no test host in {args.dir} (python -m testhost up)", file=sys.stderr)
+        return 1
     host = TestHost.load(args.dir)
     if args.command == "down":
         host.teardown()

@@ -116,14 +116,26 @@ def test_a_bad_listen_address_stops_start_up(tmp_path, start_exporter):
 
 
 def test_a_port_in_use_stops_start_up(tmp_path, start_exporter):
-    config = _config_file(tmp_path, [redis_target("redis", 1)])
+    """One line naming where the address came from, and no "listening on" before the bind."""
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        process = start_exporter(*service_argv("exporter", config, f"127.0.0.1:{port}"))
-        assert process.wait(20) == 1
-    assert f"cannot listen on 127.0.0.1:{port}" in process.stderr.read()
+        flag = _config_file(tmp_path, [redis_target("redis", 1)])
+        (tmp_path / "key").mkdir()
+        key = _config_file(
+            tmp_path / "key", [redis_target("redis", 1)], exporter={"listen": f"127.0.0.1:{port}"}
+        )
+        by_flag = start_exporter(
+            sys.executable, "-m", "exporter", "--config", str(flag), "--listen", f"127.0.0.1:{port}"
+        )
+        by_key = start_exporter(sys.executable, "-m", "exporter", "--config", str(key))
+        assert (by_flag.wait(HANG), by_key.wait(HANG)) == (1, 1)
+    for process, where in ((by_flag, "--listen"), (by_key, "exporter.listen")):
+        assert process.stderr.read() == (
+            f"redis-autoheal: error: {where}: cannot listen on 127.0.0.1:{port}: "
+            "Address already in use\n"
+        )
 
 
 def test_a_bad_config_stops_start_up(tmp_path, start_exporter):
