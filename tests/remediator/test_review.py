@@ -375,21 +375,31 @@ def test_a_damaged_backup_is_an_error_naming_it(
 
 
 @pytest.mark.parametrize(
-    ("hours", "days", "zone"),
+    ("hours", "days", "zone", "blamed"),
     [
-        ("8-18", "mon-fri", "UTC"),
-        ("18:00-08:00", "mon-fri", "UTC"),
-        ("08:00-18:00", "funday", "UTC"),
-        ("08:00-18:00", "mon-fri", "Mars/Olympus"),
+        ("8-18", "mon-fri", "UTC", "--business-hours"),
+        ("18:00-08:00", "mon-fri", "UTC", "--business-hours"),
+        ("08:00-18:00", "funday", "UTC", "--business-days"),
+        ("08:00-18:00", "mon-fri", "Mars/Olympus", "--timezone"),
     ],
 )
-def test_bad_business_hours_are_refused(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], hours: str, days: str, zone: str
+def test_bad_business_hours_are_refused_naming_the_flag(  # noqa: PLR0917 -- one case
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    hours: str,
+    days: str,
+    zone: str,
+    blamed: str,
 ) -> None:
     config = write_config(tmp_path, {})
     argv = ["audit", "summary", "--config", str(config.source), "--business-hours", hours]
-    assert main([*argv, "--business-days", days, "--timezone", zone]) == 1
-    assert "--business-hours" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main([*argv, "--business-days", days, "--timezone", zone])
+    assert exit_.value.code == 2  # argparse's usage error
+    (line,) = capsys.readouterr().err.splitlines()
+    assert f"{blamed}:" in line
+    for other in {"--business-hours", "--business-days", "--timezone"} - {blamed}:
+        assert other not in line
 
 
 def test_since_and_percentile() -> None:
