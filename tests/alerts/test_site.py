@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from alerts.generator.__main__ import main
 from redis_autoheal.config import load_settings
 from tests.alerts.paths import ALERTS, ROOT
 from tests.support import HANG
@@ -127,17 +128,11 @@ def test_a_bad_value_stops_it_with_one_line_and_writes_nothing(tmp_path, health_
     assert not out.exists()
 
 
-def test_config_without_out_is_refused(tmp_path):
-    result = subprocess.run(
-        [sys.executable, "-m", "alerts.generator", "--config", str(tmp_path / "config.yml")],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=HANG,
-        check=False,
-    )
-    assert result.returncode == 2
-    assert "--config needs --out DIR" in result.stderr
+def test_config_without_out_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["--config", str(tmp_path / "config.yml")])
+    assert exited.value.code == 2
+    assert "--config needs --out DIR" in capsys.readouterr().err
 
 
 def test_the_compose_config_says_what_the_compose_prometheus_and_rules_do():
