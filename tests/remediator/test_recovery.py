@@ -42,6 +42,8 @@ class FakeTarget:
     drop_next: Exception | None = None  # raised once, by the next command
     states_to_come: list[str] = field(default_factory=list)
     commands: list[str] = field(default_factory=list)
+    # Given: a state-changing command sets it, then runs until the test cancels it.
+    acting: asyncio.Event | None = None
 
     async def run(
         self,
@@ -58,6 +60,9 @@ class FakeTarget:
             error, self.drop_next = self.drop_next, None
             raise error
         self.commands.append(command.name)
+        if self.acting is not None and isinstance(command, ServiceControl):
+            self.acting.set()
+            await asyncio.Event().wait()  # until cancelled
         code = 0
         if isinstance(command, IsActive):
             if self.states_to_come:
