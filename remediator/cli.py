@@ -197,14 +197,21 @@ def _since(value: str) -> str:
     return value
 
 
+BUSINESS_DEFAULTS = {"hours": "08:00-18:00", "days": "mon-fri", "zone": "UTC"}
+BUSINESS_FLAGS = {  # flag -> (its part of review.BusinessHours.parse, metavar, help)
+    "--business-hours": ("hours", "HH:MM-HH:MM", "operations outside these hours are listed"),
+    "--business-days": ("days", "DAYS", "business days, like mon-fri or mon,tue,thu"),
+    "--timezone": ("zone", "ZONE", "the time zone of the business hours, e.g. Europe/Berlin"),
+}
+
+
 def _business(part: str) -> Callable[[str], str]:
     """An argparse type checking one of the business-hours flags on its own, so that its
     error names that flag."""
-    usual = {"hours": "08:00-18:00", "days": "mon-fri", "zone": "UTC"}
 
     def check(value: str) -> str:
         try:
-            review.BusinessHours.parse(**(usual | {part: value}))
+            review.BusinessHours.parse(**(BUSINESS_DEFAULTS | {part: value}))
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
         return value
@@ -278,25 +285,13 @@ def register(
         help="how far back: the daily, weekly or monthly review, or any N h/d/w (default 24h)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument(
-        "--business-hours",
-        default="08:00-18:00",
-        type=_business("hours"),
-        metavar="HH:MM-HH:MM",
-        help="operations outside these hours are listed (default 08:00-18:00)",
-    )
-    p.add_argument(
-        "--business-days",
-        default="mon-fri",
-        type=_business("days"),
-        metavar="DAYS",
-        help="business days, like mon-fri or mon,tue,thu (default mon-fri)",
-    )
-    p.add_argument(
-        "--timezone",
-        default="UTC",
-        type=_business("zone"),
-        metavar="ZONE",
-        help="the time zone of the business hours, e.g. Europe/Berlin (default UTC)",
-    )
+    for flag, (part, metavar, help_text) in BUSINESS_FLAGS.items():
+        default = BUSINESS_DEFAULTS[part]
+        p.add_argument(
+            flag,
+            default=default,
+            type=_business(part),
+            metavar=metavar,
+            help=f"{help_text} (default {default})",
+        )
     p.set_defaults(func=_audit_summary)
