@@ -15,7 +15,7 @@ from redis_autoheal.commands import Action, Command
 from redis_autoheal.config import Audit
 from redis_autoheal.ssh import CommandResult
 from remediator.audit import read_events
-from remediator.recovery import Outcome, RecoveryEngine
+from remediator.recovery import Outcome, RecoveryEngine, Report
 from tests.remediator.test_recovery import (
     FakeTarget,
     _no_help,
@@ -33,14 +33,22 @@ def finished(audit: Audit) -> dict[str, Any]:
     return event
 
 
-async def test_a_recovery_cancelled_mid_command_audits_its_interruption(
-    engine: RecoveryEngine, audit: Audit
-) -> None:
+async def recovery_held_mid_command(
+    engine: RecoveryEngine,
+) -> tuple[FakeTarget, asyncio.Task[Report]]:
+    """A hard recovery started, its restart running until the task is cancelled."""
     acting = asyncio.Event()
     target = FakeTarget(state="failed", pong=False, acting=acting)
     task = asyncio.create_task(engine.recover(target, trigger()))
     async with asyncio.timeout(10):
         await acting.wait()
+    return target, task
+
+
+async def test_a_recovery_cancelled_mid_command_audits_its_interruption(
+    engine: RecoveryEngine, audit: Audit
+) -> None:
+    target, task = await recovery_held_mid_command(engine)
     task.cancel()
     async with asyncio.timeout(10):
         try:
@@ -135,11 +143,7 @@ async def test_a_dry_run_audits_its_decision_and_counts_it(
 async def test_an_interruption_the_audit_log_cannot_take_is_written_when_it_can(
     engine: RecoveryEngine, audit: Audit, caplog: pytest.LogCaptureFixture
 ) -> None:
-    acting = asyncio.Event()
-    target = FakeTarget(state="failed", pong=False, acting=acting)
-    task = asyncio.create_task(engine.recover(target, trigger()))
-    async with asyncio.timeout(10):
-        await acting.wait()
+    _, task = await recovery_held_mid_command(engine)
     aside = audit.path.with_name("aside.log")
     audit.path.rename(aside)
     audit.path.mkdir()  # the log cannot be written now
