@@ -15,9 +15,7 @@ from redis_autoheal.cli import main
 from redis_autoheal.config import load_config, parse_listen, read_remediator_secrets
 from redis_autoheal.errors import ConfigError
 from redis_autoheal.thresholds import parse_duration
-from tests.support import free_port
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.support import REPO, free_port
 
 
 @pytest.fixture
