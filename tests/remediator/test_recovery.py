@@ -111,18 +111,25 @@ def audit(tmp_path: Path) -> Audit:
 
 @pytest.fixture
 async def engine(tmp_path: Path, audit: Audit) -> RecoveryEngine:
-    writer = AuditWriter(audit)
-    writer.open()
-    breaker = BreakerStore(tmp_path / "state", CircuitBreaker(max_recoveries=100))
-    breaker.check()
-    metrics = Metrics(["redis"], breaker.is_open)
     settings = AutoRecovery(
         max_attempts=3,
         retry_delay_seconds=0.01,
         stable_seconds=0,
         transition_timeout_seconds=0.3,
     )
-    return RecoveryEngine(settings, breaker, writer, metrics, ping_timeout_seconds=0.05)
+    return make_engine(tmp_path, audit, settings, CircuitBreaker(max_recoveries=100))
+
+
+def make_engine(
+    tmp_path: Path, audit: Audit, settings: AutoRecovery, breaker: CircuitBreaker | None = None
+) -> RecoveryEngine:
+    """An engine for the target `redis` with its audit log open and its breaker in tmp_path."""
+    writer = AuditWriter(audit)
+    writer.open()
+    store = BreakerStore(tmp_path / "state", breaker or CircuitBreaker())
+    store.check()
+    metrics = Metrics(["redis"], store.is_open)
+    return RecoveryEngine(settings, store, writer, metrics, ping_timeout_seconds=0.05)
 
 
 def trigger() -> Trigger:
@@ -259,14 +266,7 @@ async def test_a_changed_host_key_stops_at_once(engine: RecoveryEngine) -> None:
 
 
 async def test_resolved_alert_stops_escalation(tmp_path: Path, audit: Audit) -> None:
-    writer = AuditWriter(audit)
-    writer.open()
-    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
-    breaker.check()
-    settings = AutoRecovery(retry_delay_seconds=30, stable_seconds=0)
-    engine = RecoveryEngine(
-        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
-    )
+    engine = make_engine(tmp_path, audit, AutoRecovery(retry_delay_seconds=30, stable_seconds=0))
     target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
     t = trigger()
     task = asyncio.create_task(engine.recover(target, t))
@@ -309,13 +309,8 @@ async def test_no_ssh_is_refused_saying_why(engine: RecoveryEngine) -> None:
 
 
 async def test_a_hard_recovery_must_stay_up(tmp_path: Path, audit: Audit) -> None:
-    writer = AuditWriter(audit)
-    writer.open()
-    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
-    breaker.check()
-    settings = AutoRecovery(max_attempts=2, retry_delay_seconds=0.01, stable_seconds=0.3)
-    engine = RecoveryEngine(
-        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
+    engine = make_engine(
+        tmp_path, audit, AutoRecovery(max_attempts=2, retry_delay_seconds=0.01, stable_seconds=0.3)
     )
     restarts = 0
 
@@ -410,14 +405,7 @@ async def test_alerts_resolved_and_a_new_one_joined_at_once_do_not_stop_escalati
     """One audit batch commits two notifications in one go: every alert resolved, then a new
     firing one joined. The flag is set and cleared before the recovery wakes from its delay:
     it must see a firing alert, and go on."""
-    writer = AuditWriter(audit)
-    writer.open()
-    breaker = BreakerStore(tmp_path / "state", CircuitBreaker())
-    breaker.check()
-    settings = AutoRecovery(retry_delay_seconds=1, stable_seconds=0)
-    engine = RecoveryEngine(
-        settings, breaker, writer, Metrics(["redis"], breaker.is_open), ping_timeout_seconds=0.05
-    )
+    engine = make_engine(tmp_path, audit, AutoRecovery(retry_delay_seconds=1, stable_seconds=0))
     target = FakeTarget(state="active", pong=False, effects={Action.RELOAD: _no_help})
     resolved = WatchedEvent()
     t = Trigger("r1", [], "127.0.0.1", resolved)
