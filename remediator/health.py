@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.probe import (
@@ -32,6 +31,7 @@ from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
 from remediator.errors import AuditReadError, BreakerStateError
 from remediator.events import AutoRecovery
+from remediator.ranked import Ranked
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -48,16 +48,12 @@ RECOVERIES_SHOWN = 5
 LATENCY_PINGS = 3
 
 
-class Status(IntEnum):
+class Status(Ranked):
     """A judgement; the value is the Nagios exit code."""
 
     HEALTHY = 0
     WARNING = 1
     CRITICAL = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 @dataclass(frozen=True)
