@@ -90,6 +90,20 @@ def wait_for_restart_running(host: TestHost, proc: subprocess.Popen[bytes]) -> N
     )
 
 
+def recovery_mid_restart(
+    host: TestHost, port: int, proc: subprocess.Popen[bytes], restart_seconds: float
+) -> None:
+    """Redis killed and its unit failed; on return the alert's recovery is running its restart,
+    which takes `restart_seconds`."""
+    host.slow_start(restart_seconds)
+    host.kill9()
+    host.wait_state("failed", 10)
+    status, _, body = webhook(port, alert("vm3"))
+    assert status == 200, body
+    assert json.loads(body)["alerts"][0]["disposition"] == "recovery_started"
+    wait_for_restart_running(host, proc)
+
+
 def start(config: Config, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
     """The real remediator, up and answering /healthz."""
     port = free_port()
@@ -139,13 +153,8 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
     config = host_config(tmp_path, test_host)
     proc, port = start(config, tmp_path, "remediator")
     try:
-        test_host.slow_start(8)  # the drain outlasts the checks below, even under load
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        status, _, body = webhook(port, alert("vm3"))
-        assert status == 200, body
-        assert json.loads(body)["alerts"][0]["disposition"] == "recovery_started"
-        wait_for_restart_running(test_host, proc)
+        # 8 s: the drain outlasts the checks below, even under load
+        recovery_mid_restart(test_host, port, proc, 8)
 
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
@@ -232,12 +241,7 @@ def test_sigkill_mid_recovery_then_the_next_start_closes_it_and_heals(
     config = host_config(tmp_path, test_host)
     proc, port = start(config, tmp_path, "first")
     try:
-        test_host.slow_start(3)
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        status, _, body = webhook(port, alert("vm3"))
-        assert status == 200, body
-        wait_for_restart_running(test_host, proc)
+        recovery_mid_restart(test_host, port, proc, 3)
         proc.kill()
         proc.wait(HANG_GUARD)
     finally:
@@ -328,11 +332,7 @@ def test_a_second_signal_cuts_the_grace_short(test_host: TestHost, tmp_path: Pat
     config = host_config(tmp_path, test_host)  # the default grace, 30 s, outlasts the restart
     proc, port = start(config, tmp_path, "remediator")
     try:
-        test_host.slow_start(8)
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        assert webhook(port, alert("vm3"))[0] == 200
-        wait_for_restart_running(test_host, proc)
+        recovery_mid_restart(test_host, port, proc, 8)
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
         proc.send_signal(signal.SIGINT)
