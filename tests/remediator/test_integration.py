@@ -65,6 +65,12 @@ def make_client(aiohttp_client: Any) -> MakeClient:
     return make
 
 
+@pytest.fixture
+async def client(make_client: MakeClient, test_host: TestHost, tmp_path: Path) -> TestClient:
+    """The remediator's app acting on the test host as its one target, vm3."""
+    return await make_client(host_config(tmp_path, {"vm3": test_host}))
+
+
 async def post(client: TestClient, *alerts: dict[str, Any]) -> list[str]:
     response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
     assert response.status == 200, await response.text()
@@ -132,9 +138,8 @@ async def test_kill9_is_failed_and_gets_a_hard_restart(
 
 
 async def test_stopped_unit_is_inactive_and_gets_a_start(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     await asyncio.to_thread(test_host.stop)
     assert test_host.unit_state() == "inactive"
     await post(client, alert("vm3"))
@@ -147,9 +152,8 @@ async def test_stopped_unit_is_inactive_and_gets_a_start(
 
 
 async def test_hung_redis_reload_does_not_help_restart_does(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.sigstop()
     assert test_host.unit_state() == "active"
     assert not test_host.ping(timeout=0.3)
@@ -164,9 +168,8 @@ async def test_hung_redis_reload_does_not_help_restart_does(
 
 
 async def test_a_start_that_always_fails_is_exhausted_then_left_alone(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.start_fails()
     test_host.kill9()
     await wait_state(test_host, "failed")
@@ -186,9 +189,8 @@ async def test_a_start_that_always_fails_is_exhausted_then_left_alone(
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "kept-alive-connection"])
 async def test_unreachable_host_is_exhausted_within_the_ssh_timeouts(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path, warm: bool
+    test_host: TestHost, client: TestClient, warm: bool
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     if warm:  # a connection is open when the host drops off
         assert await post(client, alert("vm3", fingerprint="f0")) == ["recovery_started"]
         await settle(client)
@@ -271,9 +273,8 @@ async def test_the_circuit_breaker_opens_survives_a_restart_and_is_reset_by_a_pe
 
 
 async def test_duplicate_deliveries_run_one_recovery(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.kill9()
     await wait_state(test_host, "failed")
     body = notification(alert("vm3", fingerprint="d00d"))
