@@ -66,9 +66,15 @@ def make_client(aiohttp_client: Any) -> MakeClient:
 
 
 @pytest.fixture
-async def client(make_client: MakeClient, test_host: TestHost, tmp_path: Path) -> TestClient:
-    """The remediator's app acting on the test host as its one target, vm3."""
-    return await make_client(host_config(tmp_path, {"vm3": test_host}))
+def config(test_host: TestHost, tmp_path: Path) -> Config:
+    """The test host as the one target, vm3."""
+    return host_config(tmp_path, {"vm3": test_host})
+
+
+@pytest.fixture
+async def client(make_client: MakeClient, config: Config) -> TestClient:
+    """The remediator's app acting on `config`."""
+    return await make_client(config)
 
 
 async def post(client: TestClient, *alerts: dict[str, Any]) -> list[str]:
@@ -101,10 +107,8 @@ async def wait_state(host: TestHost, state: str) -> None:
 
 
 async def test_kill9_is_failed_and_gets_a_hard_restart(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     old_pid = test_host.kill9()
     await wait_state(test_host, "failed")
     assert await post(client, alert("vm3", fingerprint="a1")) == ["recovery_started"]
@@ -214,10 +218,8 @@ async def test_unreachable_host_is_exhausted_within_the_ssh_timeouts(
 
 
 async def test_the_circuit_breaker_opens_survives_a_restart_and_is_reset_by_a_person(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient, make_client: MakeClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     for i in range(3):
         test_host.kill9()
         await wait_state(test_host, "failed")
@@ -320,10 +322,8 @@ async def test_two_targets_recover_in_parallel(
 
 
 async def test_bad_requests_run_nothing_on_the_host(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     test_host.kill9()
     await wait_state(test_host, "failed")
     good = notification(alert("vm3"))
@@ -352,10 +352,8 @@ async def test_bad_requests_run_nothing_on_the_host(
 
 
 async def test_unwritable_audit_log_runs_nothing_until_it_is_back(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     test_host.kill9()
     await wait_state(test_host, "failed")
     config.audit.path.unlink()
