@@ -136,6 +136,7 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
     secret_files: Secrets,
     state_dir: Path,
     audit_path: Path,
+    cadence: Cadence,
     circuit_breaker: dict[str, float] | None = None,
     auto_recovery: dict[str, float] | None = None,
 ) -> Path:
@@ -149,6 +150,9 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
     data: dict[str, Any] = {
         "targets": [target],
         "health_check": {
+            # The PING interval of the stack's Prometheus and rules (`prometheus_config`,
+            # `rules`); failure_threshold is left at thresholds.yml's, which the rules count.
+            "interval_seconds": cadence.connectivity,
             # Prometheus' scrape timeouts, less the exporter's 0.5 s offset, cap the exporter's
             # probes below these (a 0.5 s PING); the remediator's verification PING uses 1 s.
             "ping_timeout_seconds": 1,

@@ -131,6 +131,7 @@ class Stack:
             secret_files=secret_files,
             state_dir=self.workdir / "state",
             audit_path=self.audit_path,
+            cadence=o.cadence,
             circuit_breaker=o.circuit_breaker,
             auto_recovery=o.auto_recovery,
         )

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import resource
 from collections.abc import Callable
 
 from aiohttp import web
 
-from redis_autoheal.config import load_config, parse_listen
-from redis_autoheal.errors import ConfigError
+from redis_autoheal.config import load_config
+from redis_autoheal.flags import Listen, add_listen
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
 log = logging.getLogger("exporter")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    try:
-        return parse_listen(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def register(
@@ -35,12 +27,7 @@ def register(
         "Prometheus: GET /probe?target=NAME&module=connectivity|systemd|performance|all.",
     )
     add_config(p)
-    p.add_argument(
-        "--listen",
-        type=_listen,
-        metavar="HOST:PORT",
-        help="where to listen, overriding exporter.listen of the config (default 127.0.0.1:9121)",
-    )
+    add_listen(p, "exporter.listen", "127.0.0.1:9121")
     p.set_defaults(func=run)
 
 
@@ -65,40 +52,28 @@ def run(args: argparse.Namespace) -> int:
     from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
 
     config = load_config(args.config)
-    host, port = args.listen or parse_listen(config.exporter.listen)  # the config's is checked
+    listen = Listen(args.listen, "exporter.listen", config.exporter.listen)
     raise_open_files_limit()
     app = create_app(config)
-    phase = "starting"  # then "binding" once the app's parts are open, then "serving"
-
-    async def binding(_app: web.Application) -> None:
-        nonlocal phase
-        phase = "binding"
+    listen.watch(app)
 
     def listening(_banner: str) -> None:  # aiohttp calls it once the port is bound
-        nonlocal phase
-        phase = "serving"
+        listen.serving()
         log.info(
             "listening on %s:%d for %d target(s) of %s",
-            host,
-            port,
+            listen.host,
+            listen.port,
             len(config.targets),
             config.source,
         )
 
-    app.on_startup.append(binding)  # runs after cleanup_ctx has opened the parts
-    try:
+    with listen.bind_errors():
         web.run_app(
             app,
-            host=host,
-            port=port,
+            host=listen.host,
+            port=listen.port,
             access_log=None,  # one line per scrape would cost more than the scrape
             print=listening,
             shutdown_timeout=5.0,
         )
-    except OSError as e:
-        if phase != "binding":
-            raise
-        where = "--listen" if args.listen else "exporter.listen"
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(where, f"cannot listen on {host}:{port}: {reason}") from None
     return 0

@@ -16,10 +16,11 @@ import re
 import stat
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import Literal
 
 import yaml
 
+from redis_autoheal import thresholds
 from redis_autoheal.commands import Unit, validate_unit
 from redis_autoheal.errors import CommandRejected, ConfigError
 from redis_autoheal.schema import build, field, in_range, internal
@@ -130,25 +131,29 @@ class Target:
         return Unit(self.unit)
 
 
+def _whole_seconds(value: float) -> str | None:
+    if value != int(value) or value < 3:
+        return f"must be a whole number of seconds, at least 3, got {value:g}"
+    return None
+
+
 @dataclass(frozen=True)
 class HealthCheck:
-    """How long each of the runbook's three health layers may take.
+    """The runbook's three health layers: how often Redis is PINGed, how many failed PINGs in
+    a row start a recovery, and how long each layer's probe may take.
 
-    How often they run and how many failed PINGs start a recovery are Prometheus' scrape
-    intervals and the RedisDown rule, both from alerts/thresholds.yml: the two keys that once
-    claimed them here did nothing, so a file that still has them is refused, with where the
-    setting lives, rather than silently keeping a knob that does not turn.
+    The first two are settings of Prometheus and its rules, which `python -m alerts.generator
+    --config FILE --out DIR` writes from this file; their defaults are alerts/thresholds.yml's.
     """
 
-    REMOVED: ClassVar[dict[str, str]] = {
-        "interval_seconds": "how often Redis is PINGed is Prometheus' scrape interval: "
-        "scrape_intervals.connectivity in alerts/thresholds.yml (30s), the redis-connectivity "
-        "job of alerts/prometheus.yml; delete this key",
-        "failure_threshold": "how many failed PINGs in a row start a recovery is "
-        "alerts.RedisDown.failed_pings in alerts/thresholds.yml (3), then regenerate the rules "
-        "(python -m alerts.generator); delete this key",
-    }
-
+    interval_seconds: float = field(
+        default_factory=lambda: float(thresholds.shipped().intervals["connectivity"]),
+        check=_whole_seconds,
+    )
+    failure_threshold: int = field(
+        default_factory=lambda: thresholds.shipped()["RedisDown"].count("failed_pings"),
+        check=in_range(1, 100),
+    )
     ping_timeout_seconds: float = field(5.0, check=_positive)
     systemd_timeout_seconds: float = field(10.0, check=_positive)
     performance_timeout_seconds: float = field(15.0, check=_positive)
@@ -454,9 +459,7 @@ def config_from_data(data: object, source: Path) -> Config:
     return Config(**{**config.__dict__, "targets": targets, "exporter": exporter, "source": source})
 
 
-def load_config(path: Path | str) -> Config:
-    """Load and validate the config file at `path`; raise ConfigError with one line on error."""
-    path = Path(path).expanduser()
+def _read(path: Path) -> object:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as e:
@@ -464,7 +467,20 @@ def load_config(path: Path | str) -> Config:
     data = parse_yaml(text, str(path))
     if data is None:
         raise ConfigError("", f"{path}: empty config file: targets is required")
-    return config_from_data(data, path.resolve())
+    return data
+
+
+def load_config(path: Path | str) -> Config:
+    """Load and validate the config file at `path`; raise ConfigError with one line on error."""
+    path = Path(path).expanduser()
+    return config_from_data(_read(path), path.resolve())
+
+
+def load_settings(path: Path | str) -> Config:
+    """The config file's keys and values, checked, without opening the files it names: for a
+    tool that runs where the services' keys and secrets are not (the rules generator)."""
+    path = Path(path).expanduser()
+    return build(Config, _read(path), "", path.resolve().parent)
 
 
 def read_remediator_secrets(config: Config) -> tuple[str, dict[str, str]]:

@@ -3,8 +3,7 @@
 The dataclass is the schema: its type hints say what each key accepts, its defaults are the
 defaults, and a field's metadata may carry a `check` that returns a problem (or None) and a
 `convert` that turns the checked value into something richer. Unknown keys are errors, so a
-typo cannot pass silently, and a class's `REMOVED` maps each key it no longer has to where that
-setting now lives. Errors read `targets[1].redis.port: must be 1-65535, got 70000`.
+typo cannot pass silently. Errors read `targets[1].redis.port: must be 1-65535, got 70000`.
 """
 
 # ruff: noqa: ANN401  -- a schema walker takes and returns values of any configured type
@@ -95,9 +94,6 @@ def _checked(f: dataclasses.Field[Any], value: Any, key: str) -> Any:
 
 
 def _refuse_key(cls: type[Any], name: str, known: list[str], key: str) -> None:
-    removed: dict[str, str] = getattr(cls, "REMOVED", {})
-    if name in removed:
-        raise ConfigError(_join(key, name), f"no longer a setting here: {removed[name]}")
     for f in dataclasses.fields(cls):
         if f.name == name and "refuse" in f.metadata:
             raise ConfigError(_join(key, name), f"not allowed here: {f.metadata['refuse']}")

@@ -110,6 +110,15 @@ class Thresholds:
     def __getitem__(self, alert: str) -> AlertSettings:
         return self.alerts[alert]
 
+    def for_site(self, ping_interval: int, failed_pings: int) -> Thresholds:
+        """These thresholds with a site's PING interval (scrape_intervals.connectivity) and
+        RedisDown's count: a config's health_check.interval_seconds and failure_threshold."""
+        down = AlertSettings(
+            "RedisDown", {**self["RedisDown"].values, "failed_pings": failed_pings}
+        )
+        intervals = {**self.intervals, "connectivity": ping_interval}
+        return Thresholds(self.runbook_url, intervals, {**self.alerts, "RedisDown": down})
+
 
 def _mapping(value: object, key: str) -> dict[str, object]:
     if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):

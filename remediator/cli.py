@@ -14,15 +14,15 @@ import functools
 import getpass
 import json
 import logging
-import os
 import ssl
 import sys
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from redis_autoheal.config import Config, load_config, parse_listen
+from redis_autoheal.config import Config, load_config
 from redis_autoheal.errors import AutohealError, ConfigError
+from redis_autoheal.flags import Listen, add_listen
 from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import health, review, shutdown
@@ -33,8 +33,6 @@ from remediator.events import CircuitBreaker
 from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
-    from aiohttp import web
-
     from redis_autoheal.config import Target
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
@@ -42,16 +40,9 @@ UNKNOWN = 3  # the Nagios exit code of a check that cannot tell
 log = logging.getLogger(__name__)
 
 
-def _listen(value: str) -> tuple[str, int]:
-    try:
-        return parse_listen(value)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def _serve(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    host, port = args.listen or parse_listen(config.remediator.listen)
+    listen = Listen(args.listen, "remediator.listen", config.remediator.listen)
     settings = config.remediator
     context = None
     cert, key = settings.tls_cert_file, settings.tls_key_file
@@ -65,15 +56,11 @@ def _serve(args: argparse.Namespace) -> int:
     app = create_app(config)
     mode = " (dry run: only read-only commands)" if settings.dry_run else ""
     scheme = "HTTPS" if context else "HTTP"
-    phase = "starting"  # then "binding" once the app's parts are open, then "serving"
-
-    async def binding(_app: web.Application) -> None:
-        nonlocal phase
-        phase = "binding"
+    host, port = listen.host, listen.port
+    listen.watch(app)
 
     def listening() -> None:
-        nonlocal phase
-        phase = "serving"
+        listen.serving()
         warning = exposure_warning(host, tls=context is not None)
         if warning:
             log.warning("%s", warning)
@@ -83,19 +70,12 @@ def _serve(args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    app.on_startup.append(binding)  # runs after cleanup_ctx has opened the parts
-    try:
+    with listen.bind_errors():
         asyncio.run(
             shutdown.serve(
                 app, host, port, context, functools.partial(drain, app), listening=listening
             )
         )
-    except OSError as e:
-        if phase != "binding":
-            raise
-        where = "--listen" if args.listen else "remediator.listen"
-        reason = os.strerror(e.errno) if e.errno else str(e)
-        raise ConfigError(where, f"cannot listen on {host}:{port}: {reason}") from None
     return 0
 
 
@@ -217,14 +197,21 @@ def _since(value: str) -> str:
     return value
 
 
+BUSINESS_DEFAULTS = {"hours": "08:00-18:00", "days": "mon-fri", "zone": "UTC"}
+BUSINESS_FLAGS = {  # flag -> (its part of review.BusinessHours.parse, metavar, help)
+    "--business-hours": ("hours", "HH:MM-HH:MM", "operations outside these hours are listed"),
+    "--business-days": ("days", "DAYS", "business days, like mon-fri or mon,tue,thu"),
+    "--timezone": ("zone", "ZONE", "the time zone of the business hours, e.g. Europe/Berlin"),
+}
+
+
 def _business(part: str) -> Callable[[str], str]:
     """An argparse type checking one of the business-hours flags on its own, so that its
     error names that flag."""
-    usual = {"hours": "08:00-18:00", "days": "mon-fri", "zone": "UTC"}
 
     def check(value: str) -> str:
         try:
-            review.BusinessHours.parse(**(usual | {part: value}))
+            review.BusinessHours.parse(**(BUSINESS_DEFAULTS | {part: value}))
         except ValueError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
         return value
@@ -252,12 +239,7 @@ def register(
         "remediator", help="receive Alertmanager's webhooks and heal the targets over SSH"
     )
     add_config(p)
-    p.add_argument(
-        "--listen",
-        type=_listen,
-        metavar="HOST:PORT",
-        help="where to listen (default: remediator.listen of the config, 127.0.0.1:9122)",
-    )
+    add_listen(p, "remediator.listen", "127.0.0.1:9122")
     p.set_defaults(func=_serve)
 
     p = sub.add_parser("breaker", help="show or reset a target's circuit breaker")
@@ -303,25 +285,13 @@ def register(
         help="how far back: the daily, weekly or monthly review, or any N h/d/w (default 24h)",
     )
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    p.add_argument(
-        "--business-hours",
-        default="08:00-18:00",
-        type=_business("hours"),
-        metavar="HH:MM-HH:MM",
-        help="operations outside these hours are listed (default 08:00-18:00)",
-    )
-    p.add_argument(
-        "--business-days",
-        default="mon-fri",
-        type=_business("days"),
-        metavar="DAYS",
-        help="business days, like mon-fri or mon,tue,thu (default mon-fri)",
-    )
-    p.add_argument(
-        "--timezone",
-        default="UTC",
-        type=_business("zone"),
-        metavar="ZONE",
-        help="the time zone of the business hours, e.g. Europe/Berlin (default UTC)",
-    )
+    for flag, (part, metavar, help_text) in BUSINESS_FLAGS.items():
+        default = BUSINESS_DEFAULTS[part]
+        p.add_argument(
+            flag,
+            default=default,
+            type=_business(part),
+            metavar=metavar,
+            help=f"{help_text} (default {default})",
+        )
     p.set_defaults(func=_audit_summary)

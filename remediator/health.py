@@ -15,7 +15,6 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.probe import (
@@ -32,6 +31,7 @@ from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
 from remediator.errors import AuditReadError, BreakerStateError
 from remediator.events import AutoRecovery
+from remediator.ranked import Ranked
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -48,16 +48,12 @@ RECOVERIES_SHOWN = 5
 LATENCY_PINGS = 3
 
 
-class Status(IntEnum):
+class Status(Ranked):
     """A judgement; the value is the Nagios exit code."""
 
     HEALTHY = 0
     WARNING = 1
     CRITICAL = 2
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
 
 @dataclass(frozen=True)
@@ -222,6 +218,14 @@ def _performance_facts(result: PerformanceResult) -> dict[str, Any]:
     }
 
 
+def _near_max(name: str, value: float, maximum: float, limit: float, of: str) -> Check:
+    """Warning above `limit` % of `maximum` (Decision Tree 2's memory and connection pressure)."""
+    pct = 100 * value / maximum
+    status = Status.WARNING if pct > limit else Status.HEALTHY
+    detail = f"{pct:.1f} % of {of} (warning above {limit:g} %)"
+    return Check(name, status, detail, round(pct, 2), limit)
+
+
 def judge_performance(result: LayerResult, t: Thresholds, pong: bool) -> LayerHealth:
     layer = LayerHealth(result)
     if not isinstance(result, PerformanceResult) or not result.success:
@@ -234,21 +238,17 @@ def judge_performance(result: LayerResult, t: Thresholds, pong: bool) -> LayerHe
     if used is not None:
         checks.append(_band_check("memory_used_mb", used, t.memory_used_mb, f"{used:.1f} MB used"))
         if maxmemory:
-            pct = 100 * used / maxmemory
-            near = Status.WARNING if pct > t.memory_near_max_percent else Status.HEALTHY
             limit = t.memory_near_max_percent
-            detail = f"{pct:.1f} % of maxmemory (warning above {limit:g} %)"
-            checks.append(Check("memory_percent_of_max", near, detail, round(pct, 2), limit))
+            checks.append(_near_max("memory_percent_of_max", used, maxmemory, limit, "maxmemory"))
     clients, maxclients = facts["connected_clients"], facts["maxclients"]
     if clients is not None:
         band = t.connected_clients
         checks.append(_band_check("connected_clients", clients, band, f"{clients:g} clients"))
         if maxclients:
-            pct = 100 * clients / maxclients
-            near = Status.WARNING if pct > t.clients_near_max_percent else Status.HEALTHY
             limit = t.clients_near_max_percent
-            detail = f"{pct:.1f} % of maxclients (warning above {limit:g} %)"
-            checks.append(Check("clients_percent_of_max", near, detail, round(pct, 2), limit))
+            checks.append(
+                _near_max("clients_percent_of_max", clients, maxclients, limit, "maxclients")
+            )
     ops = facts["ops_per_sec"]
     if ops is not None:
         checks.append(_band_check("ops_per_sec", ops, t.ops_per_sec, f"{ops:g} ops/s"))

@@ -21,7 +21,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from enum import IntEnum, StrEnum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.commands import Action, ServiceControl
@@ -33,6 +33,7 @@ from remediator.act import Acting, Expect, Target, breaker_opened, write_or_owe
 from remediator.audit import AUTOHEAL, AuditWriter
 from remediator.control import RISK
 from remediator.errors import AuditWriteError, BreakerStateError
+from remediator.ranked import Ranked
 from remediator.verify import pong_within, stable_for
 
 if TYPE_CHECKING:
@@ -45,16 +46,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class Level(IntEnum):
+class Level(Ranked):
     """The recovery levels, in escalation order."""
 
     SOFT = 1
     STANDARD = 2
     HARD = 3
-
-    @property
-    def label(self) -> str:
-        return self.name.lower()
 
     @property
     def action(self) -> Action:

@@ -29,7 +29,7 @@ import time
 import traceback
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -77,8 +77,22 @@ SUB_DISPLAY |= {"deactivating": "stop-sigterm", "inactive": "dead", "failed": "f
 POLL = 0.01
 
 
+T = TypeVar("T")
+
+
 class UsageError(Exception):
     """A command line the real tool would refuse; the message is what it prints."""
+
+
+def parsed(parse: Callable[[Sequence[str]], T | None], argv: Sequence[str]) -> T | int:
+    """`parse(argv)`, or the exit code when there is nothing to run: a refused command line
+    (its message on stderr) or one that only asked for help."""
+    try:
+        found = parse(argv)
+    except UsageError as exc:
+        out(str(exc), err=True)
+        return EXIT_FAILURE
+    return EXIT_SUCCESS if found is None else found
 
 
 @dataclasses.dataclass(frozen=True)
@@ -850,13 +864,9 @@ class Ctl:
 
 def systemctl_main(paths: Paths, argv: Sequence[str], *, record: bool = True) -> int:
     """systemctl VERB [UNIT...] with systemd 252's output and exit codes."""
-    try:
-        ctl = parse_systemctl(argv)
-    except UsageError as exc:
-        out(str(exc), err=True)
-        return EXIT_FAILURE
-    if ctl is None:
-        return EXIT_SUCCESS
+    ctl = parsed(parse_systemctl, argv)
+    if isinstance(ctl, int):
+        return ctl
     ctl.record = record
     unit = Unit(paths)
     if ctl.verb in ("is-active", "is-failed"):
@@ -1221,13 +1231,9 @@ class JournalQuery:
 
 def journalctl_main(paths: Paths, argv: Sequence[str]) -> int:
     """journalctl [-u UNIT] [-n N] ... over the unit's journal, as systemd 252 prints it."""
-    try:
-        query = parse_journalctl(argv)
-    except UsageError as exc:
-        out(str(exc), err=True)
-        return EXIT_FAILURE
-    if query is None:
-        return EXIT_SUCCESS
+    query = parsed(parse_journalctl, argv)
+    if isinstance(query, int):
+        return query
     if os.getuid() != 0:
         if not query.quiet:
             out(

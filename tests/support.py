@@ -28,6 +28,7 @@ __all__ = [
     "REPO",
     "free_port",
     "hang_guard",
+    "install_steps",
     "missing",
     "require_binary",
     "require_root",
@@ -87,3 +88,16 @@ def free_port() -> int:
         s.bind(("127.0.0.1", 0))
         port: int = s.getsockname()[1]
         return port
+
+
+def install_steps(printed: str) -> dict[int, str]:
+    """The shell lines of each numbered step `redis-autoheal init` printed for the (one) host."""
+    found: dict[int, str] = {}
+    number = 0
+    for line in printed.split("\nOn ", 1)[1].splitlines()[1:]:
+        if line.startswith("# ") and line[2:3].isdigit():
+            number = int(line[2])
+            found[number] = ""
+        elif number:
+            found[number] += line + "\n"
+    return found

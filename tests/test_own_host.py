@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.support import HANG, free_port
+from tests.support import HANG, free_port, install_steps
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -261,18 +261,6 @@ def host_fingerprint(host: TestHost) -> str:
     return out.stdout.split()[1]
 
 
-def printed_steps(printed: str) -> dict[int, str]:
-    found: dict[int, str] = {}
-    number = 0
-    for line in printed.split("\nOn ", 1)[1].splitlines()[1:]:
-        if line.startswith("# ") and line[2:3].isdigit():
-            number = int(line[2])
-            found[number] = ""
-        elif number:
-            found[number] += line + "\n"
-    return found
-
-
 def test_the_readme_path_heals_a_kill_9(tmp_path, test_host, private_root, services):
     root = private_root
     install(root, tmp_path)
@@ -293,7 +281,7 @@ def test_the_readme_path_heals_a_kill_9(tmp_path, test_host, private_root, servi
     # Step 3, on the Redis host as root: only init's key and sudoers file from now on.
     test_host.run(["rm", "/etc/sudoers.d/autobot-redis"])
     test_host.layout.authorized_keys.write_text("")
-    steps = printed_steps(printed)
+    steps = install_steps(printed)
     for number in (1, 2):
         ran = test_host.run(["bash", "-euc", steps[number]])
         assert ran.returncode == 0, ran.stderr

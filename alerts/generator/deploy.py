@@ -8,10 +8,13 @@ stops it with its name: better than a silently different routing.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import yaml
+
+from redis_autoheal.thresholds import format_duration, parse_duration
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -112,6 +115,37 @@ def prometheus(shipped: dict[str, Any], site: PrometheusSite) -> dict[str, Any]:
             raise ShapeError(f"alerts/prometheus.yml: job {name!r} unknown to {__name__}")
     if seen != {*PROBE_JOBS, *SERVICE_JOBS}:
         raise ShapeError(f"alerts/prometheus.yml: jobs {sorted(seen)}, expected five known ones")
+    return config
+
+
+def site_prometheus(shipped: dict[str, Any], ping_interval: int) -> dict[str, Any]:
+    """The shipped config with its connectivity job PINGing every `ping_interval` seconds.
+
+    A hung Redis's failed PING becomes a sample only when its scrape times out, and RedisDown
+    counts it only in a rule evaluation before the next PING is due (less 1 s): the scrape
+    timeout is kept below half the interval, and rules are evaluated at most that gap apart,
+    in a step that divides every scrape interval (so the generated promtool tests, evaluated at
+    the same step, hold). At the shipped 30 s all stays as shipped (timeout 5 s, rules 15 s).
+    """
+    config: dict[str, Any] = _unshared(shipped)
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "redis-connectivity"]
+    timeout = min(parse_duration(job["scrape_timeout"], "scrape_timeout"), (ping_interval - 1) // 2)
+    if timeout < 1:
+        raise ShapeError(f"a PING interval of {ping_interval}s leaves no time for a scrape timeout")
+    job["scrape_interval"] = format_duration(ping_interval)
+    job["scrape_timeout"] = format_duration(timeout)
+    every = config["global"]
+    intervals = [every["scrape_interval"]] + [
+        j.get("scrape_interval", "0s") for j in config["scrape_configs"]
+    ]
+    step = math.gcd(*(parse_duration(i, "scrape_interval") for i in intervals))
+    limit = min(
+        parse_duration(every["evaluation_interval"], "evaluation_interval"),
+        ping_interval - 1 - timeout,
+    )
+    every["evaluation_interval"] = format_duration(
+        max(d for d in range(1, limit + 1) if step % d == 0)
+    )
     return config
 
 

@@ -30,10 +30,10 @@ from redis_autoheal.units import UNIT_STATES
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
-    Timeline = list[bool]  # one entry per EVAL seconds; True: the alert's condition holds
+    Timeline = list[bool]  # one entry per evaluation; True: the alert's condition holds
     SeriesOf = Callable[[Timeline], dict[str, list[str]]]
 
-EVAL = 15  # seconds: the tests' evaluation_interval, equal to prometheus.yml's
+EVAL = 15  # seconds: the tests' evaluation_interval, equal to alerts/prometheus.yml's
 MIB = 1024 * 1024
 TARGET = "redis"
 UNIT = "redis-server"
@@ -70,9 +70,9 @@ def selector(metric: str, **labels: str) -> str:
     return f"{metric}{{{inner}}}"
 
 
-def fire_at(start: int, for_seconds: int) -> int:
+def fire_at(start: int, for_seconds: int, evaluation: int) -> int:
     """The first evaluation at which a condition true from `start` on has held for `for`."""
-    return start + math.ceil(for_seconds / EVAL) * EVAL
+    return start + math.ceil(for_seconds / evaluation) * evaluation
 
 
 def compress(values: Sequence[str]) -> str:
@@ -99,8 +99,9 @@ def counter(op_times: Sequence[float], samples: int, interval: int) -> list[str]
 class Suite:
     """Collects the cases and turns them into a promtool test file."""
 
-    def __init__(self, t: Thresholds, groups: list[Group]) -> None:
+    def __init__(self, t: Thresholds, groups: list[Group], evaluation: int) -> None:
         self.t = t
+        self.eval = evaluation  # seconds between rule evaluations
         self.rules: dict[tuple[str, str], Rule] = {
             (r.alert, r.severity): r for g in groups for r in g.rules
         }
@@ -113,7 +114,7 @@ class Suite:
 
     def never(self, alert: str, until: int) -> list[Check]:
         """`alert` is not firing at any evaluation from 0 to `until`."""
-        return [Check(at, alert) for at in range(0, until + 1, EVAL)]
+        return [Check(at, alert) for at in range(0, until + 1, self.eval)]
 
     def held(
         self,
@@ -127,30 +128,30 @@ class Suite:
 
         `series` turns a timeline into the input series.
         """
-        steps = math.ceil(for_seconds / EVAL)
+        steps = math.ceil(for_seconds / self.eval)
         if steps:
-            # True at evaluations EVAL .. steps*EVAL: pending for for-EVAL at most, never firing.
+            # True at evaluations 1 .. steps: pending for one evaluation short of for, never firing.
             timeline = [False] + [True] * steps + [False] * 2
             self.add(
                 Case(
                     f"{name}: true for one evaluation less than for: {format_duration(for_seconds)}"
                     ", no alert",
-                    EVAL,
+                    self.eval,
                     series(timeline),
-                    self.never(alert, EVAL * (len(timeline) - 1)),
+                    self.never(alert, self.eval * (len(timeline) - 1)),
                 )
             )
         timeline = [False] + [True] * (steps + 2) + [False] * 2
-        fires = fire_at(EVAL, for_seconds)
-        clears = EVAL * (steps + 3)
+        fires = fire_at(self.eval, for_seconds, self.eval)
+        clears = self.eval * (steps + 3)
         checks = [Check(0, alert)]
         if steps:
-            checks.append(Check(fires - EVAL, alert))
+            checks.append(Check(fires - self.eval, alert))
         checks += [Check(fires, alert, expected), Check(clears, alert)]
         self.add(
             Case(
                 f"{name}: true for {format_duration(for_seconds)} fires, then resolves",
-                EVAL,
+                self.eval,
                 series(timeline),
                 checks,
             )
@@ -164,15 +165,15 @@ class Suite:
         points: list[tuple[str, dict[str, str], list[Expected]]],
     ) -> None:
         """One case per boundary point: constant series, checked just before and at `for`."""
-        fires = fire_at(0, for_seconds)
-        samples = fires // EVAL + 2
+        fires = fire_at(0, for_seconds, self.eval)
+        samples = fires // self.eval + 2
         for label, series, expected in points:
-            checks = [Check(fires - EVAL, alert)] if fires else []
+            checks = [Check(fires - self.eval, alert)] if fires else []
             checks.append(Check(fires, alert, expected))
             self.add(
                 Case(
                     f"{name} {label}",
-                    EVAL,
+                    self.eval,
                     {sel: [value] * samples for sel, value in series.items()},
                     checks,
                 )
@@ -209,7 +210,7 @@ class Suite:
         ]
         return {
             "rule_files": [rule_file],
-            "evaluation_interval": format_duration(EVAL),
+            "evaluation_interval": format_duration(self.eval),
             "tests": tests,
         }
 
@@ -237,10 +238,10 @@ def redis_down(s: Suite) -> None:
         f"{n} failed PINGs in a row fire; a PONG resolves one interval later (keep_firing_for)",
         ["1"] + ["0"] * n + ["1", "1"],
         [
-            Check(n * iv - EVAL, "RedisDown"),
+            Check(n * iv - s.eval, "RedisDown"),
             # Between scrapes too: the window must reach back to the first failure, and
             # keep_firing_for bridges an evaluation that does not see the latest sample yet.
-            *(Check(at, "RedisDown", down) for at in range(n * iv, (n + 2) * iv, EVAL)),
+            *(Check(at, "RedisDown", down) for at in range(n * iv, (n + 2) * iv, s.eval)),
             Check((n + 2) * iv, "RedisDown"),
         ],
     )
@@ -248,7 +249,7 @@ def redis_down(s: Suite) -> None:
         f"down from the first scrape: {n} failed PINGs fire",
         ["0"] * (n + 1),
         [
-            *s.never("RedisDown", (n - 1) * iv - EVAL),
+            *s.never("RedisDown", (n - 1) * iv - s.eval),
             Check((n - 1) * iv, "RedisDown", down),
         ],
     )
@@ -258,7 +259,7 @@ def redis_down(s: Suite) -> None:
         f"{n - 1} failed PINGs, a missed scrape, {n} failed PINGs: only these {n} fire",
         gap,
         [
-            *s.never("RedisDown", iv * (len(gap) - 1) - EVAL),
+            *s.never("RedisDown", iv * (len(gap) - 1) - s.eval),
             Check(iv * (len(gap) - 1), "RedisDown", down),
         ],
     )
@@ -344,7 +345,7 @@ def unit_states(s: Suite) -> None:
             unit_series(steady),
             [
                 Check(at, alert)
-                for at in range(0, iv * len(steady), EVAL)
+                for at in range(0, iv * len(steady), s.eval)
                 for alert in (
                     "RedisServiceInactive",
                     "RedisServiceFailed",
@@ -378,9 +379,12 @@ def unit_states(s: Suite) -> None:
             iv,
             unit_series(["inactive", "inactive", "failed", "failed"]),
             [
-                Check(fire_at(0, s.t["RedisServiceInactive"].seconds("for")), "RedisServiceFailed"),
                 Check(
-                    fire_at(2 * iv, s.t["RedisServiceFailed"].seconds("for")),
+                    fire_at(0, s.t["RedisServiceInactive"].seconds("for"), s.eval),
+                    "RedisServiceFailed",
+                ),
+                Check(
+                    fire_at(2 * iv, s.t["RedisServiceFailed"].seconds("for"), s.eval),
                     "RedisServiceInactive",
                 ),
             ],
@@ -410,11 +414,11 @@ def ssh_unreachable(s: Suite) -> None:
             iv,
             {sel: ["1"] + ["0"] * n + ["1", "1"]},
             [
-                Check(n * iv - EVAL, "RedisSshUnreachable"),
+                Check(n * iv - s.eval, "RedisSshUnreachable"),
                 # Between scrapes too: the window must reach back to the first failure.
                 *(
                     Check(at, "RedisSshUnreachable", fired)
-                    for at in range(n * iv, (n + 2) * iv, EVAL)
+                    for at in range(n * iv, (n + 2) * iv, s.eval)
                 ),
                 Check((n + 2) * iv, "RedisSshUnreachable"),
             ],
@@ -647,7 +651,7 @@ def operations_burst(s: Suite) -> None:
             iv,
             series(burst, seen // iv + 4),
             [
-                *s.never("RedisOperationsBurst", seen - EVAL),
+                *s.never("RedisOperationsBurst", seen - s.eval),
                 Check(seen, "RedisOperationsBurst", [Expected("warning", labels, float(n))]),
             ],
         )
@@ -725,9 +729,11 @@ def self_monitoring(s: Suite) -> None:
         )
 
 
-def build(t: Thresholds, groups: list[Group], rule_file: str) -> dict[str, object]:
-    """The promtool test file for the rules of `groups`."""
-    suite = Suite(t, groups)
+def build(
+    t: Thresholds, groups: list[Group], rule_file: str, evaluation: int = EVAL
+) -> dict[str, object]:
+    """The promtool test file for the rules of `groups`, evaluated every `evaluation` s."""
+    suite = Suite(t, groups, evaluation)
     for scenario in (
         redis_down,
         ping_latency,

@@ -16,6 +16,7 @@ import yaml
 from demo import configs
 from demo.configs import ALERTS, FAST, Ports
 from demo.loopback import NotLoopback, check_loopback
+from redis_autoheal.config import load_settings
 
 PORTS = Ports(exporter=19121, remediator=19122, prometheus=19090, alertmanager=19093)
 SINK = "http://127.0.0.1:19999"
@@ -106,6 +107,28 @@ def test_the_fast_cadence_fits_the_counting_window():
     ping_budget = FAST.connectivity_timeout - 0.5  # the exporter answers 0.5 s early
     assert FAST.evaluation <= FAST.connectivity - 1 - ping_budget
     assert FAST.connectivity >= 2  # the generator's minimum
+
+
+def test_the_stack_config_says_what_its_prometheus_and_rules_do(generated, tmp_path):
+    secrets = configs.Secrets(tmp_path / "webhook.token", tmp_path / "admin.token")
+    path = configs.autoheal_config(
+        tmp_path / "config.yml",
+        {"redis": {"port": 6379}, "ssh": {"user": "autobot"}},
+        PORTS,
+        secret_files=secrets,
+        state_dir=tmp_path / "state",
+        audit_path=tmp_path / "audit.log",
+        cadence=FAST,
+    )
+    health = load_settings(path).health_check
+    (job,) = [
+        j
+        for j in _load(generated["prometheus"])["scrape_configs"]
+        if j["job_name"] == "redis-connectivity"
+    ]
+    assert job["scrape_interval"] == f"{health.interval_seconds:g}s"
+    rules = {r["alert"]: r for g in _load(generated["rules"])["groups"] for r in g["rules"]}
+    assert f">= {health.failure_threshold}\n" in rules["RedisDown"]["expr"] + "\n"
 
 
 def _passes(*argv: str) -> None:

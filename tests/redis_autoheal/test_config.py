@@ -9,11 +9,13 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from redis_autoheal.cli import main
 from redis_autoheal.config import load_config, parse_listen, read_remediator_secrets
 from redis_autoheal.errors import ConfigError
-from tests.support import free_port
+from redis_autoheal.thresholds import parse_duration
+from tests.support import REPO, free_port
 
 
 @pytest.fixture
@@ -61,6 +63,11 @@ def test_minimal_file_gets_the_runbook_defaults(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, "targets: [{name: redis}]\n"))
     (t,) = config.targets
     assert (t.redis.host, t.redis.port, t.unit, t.ssh) == ("127.0.0.1", 6379, "redis-server", None)
+    # How often Redis is PINGed and after how many failures it is down: thresholds.yml's.
+    shipped = yaml.safe_load((REPO / "alerts" / "thresholds.yml").read_text())
+    ping_interval = parse_duration(shipped["scrape_intervals"]["connectivity"], "")
+    assert config.health_check.interval_seconds == ping_interval == 30
+    assert config.health_check.failure_threshold == shipped["alerts"]["RedisDown"]["failed_pings"]
     assert config.health_check.ping_timeout_seconds == 5
     assert config.health_check.systemd_timeout_seconds == 10
     assert config.health_check.performance_timeout_seconds == 15
@@ -112,22 +119,13 @@ def test_tilde_expands_and_relative_paths_follow_the_file(home: Path, tmp_path: 
             "targets[0].redis.hots: unknown key (did you mean 'host'?)",
         ),
         ("targets: [{name: a}]\nhealth_chek: {}\n", "health_chek: unknown key (did you mean "),
-        # Keys that never did anything: refused with where the setting lives, not ignored.
         (
-            "targets: [{name: a}]\nhealth_check: {interval_seconds: 30}\n",
-            (
-                "health_check.interval_seconds: no longer a setting here: how often Redis is "
-                "PINGed is Prometheus' scrape interval: scrape_intervals.connectivity in "
-                "alerts/thresholds.yml"
-            ),
+            "targets: [{name: a}]\nhealth_check: {interval_seconds: 0.5}\n",
+            "health_check.interval_seconds: must be a whole number of seconds, at least 3, got 0.5",
         ),
         (
-            "targets: [{name: a}]\nhealth_check: {failure_threshold: 3}\n",
-            (
-                "health_check.failure_threshold: no longer a setting here: how many failed PINGs "
-                "in a row start a recovery is alerts.RedisDown.failed_pings in "
-                "alerts/thresholds.yml"
-            ),
+            "targets: [{name: a}]\nhealth_check: {failure_threshold: 101}\n",
+            "health_check.failure_threshold: must be 1-100, got 101",
         ),
         ("targets: []\n", "targets: must list at least one"),
         ("exporter: {}\n", "targets: is required"),

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from testhost.host import TestHost
-from tests.support import HANG
+from tests.support import HANG, install_steps
 
 ALICE = "alice:admin:alice@example.org"
 
@@ -372,19 +372,6 @@ def test_what_it_prints_installs_on_the_host_and_the_key_logs_in(tmp_path, test_
     assert test_host.invocations(["restart"])[-1].sudo_user == "autobot"
     other = ssh_with(config, test_host, "sudo -n systemctl restart ssh")
     assert other.returncode != 0  # outside the whitelist
-
-
-def install_steps(printed: str) -> dict[int, str]:
-    """The shell lines of each numbered step printed for the (one) host."""
-    found: dict[int, str] = {}
-    number = 0
-    for line in printed.split("\nOn ", 1)[1].splitlines()[1:]:
-        if line.startswith("# ") and line[2:3].isdigit():
-            number = int(line[2])
-            found[number] = ""
-        elif number:
-            found[number] += line + "\n"
-    return found
 
 
 def ssh_with(config: Path, host: TestHost, command: str) -> subprocess.CompletedProcess[str]:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jsonschema_rs
+
+from remediator.keys import OPENAPI
+
+if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
 
 TEMPLATE = "/api/services/{target}"
 
@@ -37,3 +42,23 @@ def check_answer(
     assert media in content, f"{method} {template} {status}: {media} not in {list(content)}"
     schema = {**content[media]["schema"], "components": doc["components"]}
     jsonschema_rs.Draft202012Validator(schema).validate(body)
+
+
+async def call(
+    client: TestClient, method: str, endpoint: str, headers: dict[str, str], target: str = "redis"
+) -> tuple[int, Any]:
+    """Call /api/services/TARGET/ENDPOINT (a query string may follow) and check the answer
+    against the remediator's OpenAPI document; a 401 must name the Bearer scheme."""
+    response = await client.request(method, f"/api/services/{target}/{endpoint}", headers=headers)
+    body = await response.json()
+    check_answer(
+        client.app[OPENAPI],
+        method,
+        f"{TEMPLATE}/{endpoint.partition('?')[0]}",
+        status=response.status,
+        content_type=response.headers["Content-Type"],
+        body=body,
+    )
+    if response.status == 401:
+        assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    return response.status, body

@@ -22,7 +22,7 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.breaker import BreakerStore
 from remediator.keys import METRICS, OPENAPI, VIOLATIONS
-from tests.remediator.apidoc import TEMPLATE, check_answer
+from tests.remediator.apidoc import TEMPLATE, call, check_answer
 from tests.remediator.configs import ADMIN, OPERATOR, SECRETS, TOKEN, write_config
 from tests.remediator.matrix import (
     ADMIN_ONLY,
@@ -52,25 +52,6 @@ def sample(client: TestClient, name: str, **labels: str) -> float:
     value = client.app[METRICS].registry.get_sample_value(name, labels)
     assert value is not None, (name, labels)
     return value
-
-
-async def call(
-    client: TestClient, method: str, endpoint: str, headers: dict[str, str], target: str = "redis"
-) -> tuple[int, Any]:
-    """Call an endpoint and check the answer against the OpenAPI document."""
-    response = await client.request(method, f"/api/services/{target}/{endpoint}", headers=headers)
-    body = await response.json()
-    check_answer(
-        client.app[OPENAPI],
-        method,
-        f"{TEMPLATE}/{endpoint}",
-        status=response.status,
-        content_type=response.headers["Content-Type"],
-        body=body,
-    )
-    if response.status == 401:
-        assert response.headers["WWW-Authenticate"].startswith("Bearer")
-    return response.status, body
 
 
 @pytest.mark.parametrize(("method", "endpoint"), ENDPOINTS)

@@ -14,7 +14,6 @@ import redis
 from redis_autoheal.commands import Action, Journal, ServiceControl, Unit
 from redis_autoheal.config import Audit, HealthCheck, SshEndpoint, Target
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
-from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshHost
 from remediator.app import create_app
 from remediator.audit import AuditWriter, read_events
@@ -24,6 +23,7 @@ from remediator.metrics import Metrics
 from remediator.verify import pong_within, unit_state
 from tests.hostprocs import still_running
 from tests.remediator.configs import OPERATOR, TOKEN, write_config
+from tests.remediator.controls import target_control
 from tests.remediator.notifications import alert, notification
 from tests.support import ssh_endpoint
 
@@ -40,17 +40,7 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
     metrics = Metrics(["redis"], lambda _: False)
     endpoint = SshEndpoint(host="127.0.0.1", port=1, connect_timeout_seconds=0.2)
     target, ssh = Target(name="redis", ssh=endpoint), SshHost(endpoint)
-    prober = Prober(target, HealthCheck(ping_timeout_seconds=0.1), ssh)
-    control = TargetControl(
-        target,
-        ssh,
-        writer,
-        metrics,
-        dry_run=False,
-        prober=prober,
-        lock=asyncio.Lock(),
-        start_budget=StartBudget(),
-    )
+    control = target_control(target, ssh, writer, metrics, HealthCheck(ping_timeout_seconds=0.1))
     command = ServiceControl(Action.RESTART, Unit("redis-server"))
     object.__setattr__(command.unit, "name", "redis-server; rm -rf /")
     with pytest.raises(CommandRejected):
@@ -62,7 +52,7 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
     (event,) = read_events(audit)
     assert event["event_type"] == "security_violation"
     assert event["security"]["command_validated"] is False
-    await prober.close()
+    await control.prober.close()
     await writer.close()
 
 
@@ -97,22 +87,10 @@ async def audited(
     writer.open()
     metrics = Metrics(names, lambda _: False)
     health = HealthCheck(ping_timeout_seconds=1.0)
-    controls = []
-    for name in names:
-        target = Target(name=name, ssh=ssh.endpoint)
-        prober = Prober(target, health, ssh)
-        controls.append(
-            TargetControl(
-                target,
-                ssh,
-                writer,
-                metrics,
-                dry_run=False,
-                prober=prober,
-                lock=asyncio.Lock(),
-                start_budget=StartBudget(),
-            )
-        )
+    controls = [
+        target_control(Target(name=name, ssh=ssh.endpoint), ssh, writer, metrics, health)
+        for name in names
+    ]
     try:
         yield audit, metrics, controls
     finally:

@@ -65,6 +65,18 @@ def make_client(aiohttp_client: Any) -> MakeClient:
     return make
 
 
+@pytest.fixture
+def config(test_host: TestHost, tmp_path: Path) -> Config:
+    """The test host as the one target, vm3."""
+    return host_config(tmp_path, {"vm3": test_host})
+
+
+@pytest.fixture
+async def client(make_client: MakeClient, config: Config) -> TestClient:
+    """The remediator's app acting on `config`."""
+    return await make_client(config)
+
+
 async def post(client: TestClient, *alerts: dict[str, Any]) -> list[str]:
     response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
     assert response.status == 200, await response.text()
@@ -95,10 +107,8 @@ async def wait_state(host: TestHost, state: str) -> None:
 
 
 async def test_kill9_is_failed_and_gets_a_hard_restart(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     old_pid = test_host.kill9()
     await wait_state(test_host, "failed")
     assert await post(client, alert("vm3", fingerprint="a1")) == ["recovery_started"]
@@ -132,9 +142,8 @@ async def test_kill9_is_failed_and_gets_a_hard_restart(
 
 
 async def test_stopped_unit_is_inactive_and_gets_a_start(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     await asyncio.to_thread(test_host.stop)
     assert test_host.unit_state() == "inactive"
     await post(client, alert("vm3"))
@@ -147,9 +156,8 @@ async def test_stopped_unit_is_inactive_and_gets_a_start(
 
 
 async def test_hung_redis_reload_does_not_help_restart_does(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.sigstop()
     assert test_host.unit_state() == "active"
     assert not test_host.ping(timeout=0.3)
@@ -164,9 +172,8 @@ async def test_hung_redis_reload_does_not_help_restart_does(
 
 
 async def test_a_start_that_always_fails_is_exhausted_then_left_alone(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.start_fails()
     test_host.kill9()
     await wait_state(test_host, "failed")
@@ -186,9 +193,8 @@ async def test_a_start_that_always_fails_is_exhausted_then_left_alone(
 
 @pytest.mark.parametrize("warm", [False, True], ids=["cold", "kept-alive-connection"])
 async def test_unreachable_host_is_exhausted_within_the_ssh_timeouts(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path, warm: bool
+    test_host: TestHost, client: TestClient, warm: bool
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     if warm:  # a connection is open when the host drops off
         assert await post(client, alert("vm3", fingerprint="f0")) == ["recovery_started"]
         await settle(client)
@@ -212,10 +218,8 @@ async def test_unreachable_host_is_exhausted_within_the_ssh_timeouts(
 
 
 async def test_the_circuit_breaker_opens_survives_a_restart_and_is_reset_by_a_person(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient, make_client: MakeClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     for i in range(3):
         test_host.kill9()
         await wait_state(test_host, "failed")
@@ -271,9 +275,8 @@ async def test_the_circuit_breaker_opens_survives_a_restart_and_is_reset_by_a_pe
 
 
 async def test_duplicate_deliveries_run_one_recovery(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, client: TestClient
 ) -> None:
-    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
     test_host.kill9()
     await wait_state(test_host, "failed")
     body = notification(alert("vm3", fingerprint="d00d"))
@@ -319,10 +322,8 @@ async def test_two_targets_recover_in_parallel(
 
 
 async def test_bad_requests_run_nothing_on_the_host(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     test_host.kill9()
     await wait_state(test_host, "failed")
     good = notification(alert("vm3"))
@@ -351,10 +352,8 @@ async def test_bad_requests_run_nothing_on_the_host(
 
 
 async def test_unwritable_audit_log_runs_nothing_until_it_is_back(
-    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+    test_host: TestHost, config: Config, client: TestClient
 ) -> None:
-    config = host_config(tmp_path, {"vm3": test_host})
-    client = await make_client(config)
     test_host.kill9()
     await wait_state(test_host, "failed")
     config.audit.path.unlink()

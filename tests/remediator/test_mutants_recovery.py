@@ -7,16 +7,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
 from typing import Any
 
 import pytest
 
-from redis_autoheal.commands import Action, Command, ServiceControl
+from redis_autoheal.commands import Action, Command
 from redis_autoheal.config import Audit
 from redis_autoheal.ssh import CommandResult
-from remediator.audit import AUTOHEAL, Actor, read_events
-from remediator.recovery import Outcome, RecoveryEngine
+from remediator.audit import read_events
+from remediator.recovery import Outcome, RecoveryEngine, Report
 from tests.remediator.test_recovery import (
     FakeTarget,
     _no_help,
@@ -29,40 +28,27 @@ from tests.remediator.test_recovery import (
 __all__ = ["audit", "engine"]  # the fixtures, shared with test_recovery.py
 
 
-class HeldTarget(FakeTarget):
-    """A target whose state-changing command runs until the test cancels it."""
-
-    def __init__(self, **kw: Any) -> None:
-        super().__init__(**kw)
-        self.acting = asyncio.Event()
-
-    async def run(
-        self,
-        command: Command,
-        *,
-        actor: Actor = AUTOHEAL,
-        source_ip: str | None = None,
-        context: Mapping[str, Any] | None = None,
-    ) -> CommandResult:
-        if isinstance(command, ServiceControl):
-            self.commands.append(command.name)
-            self.acting.set()
-            await asyncio.Event().wait()  # until cancelled
-        return await super().run(command, actor=actor, source_ip=source_ip, context=context)
-
-
 def finished(audit: Audit) -> dict[str, Any]:
     (event,) = [e for e in read_events(audit) if e.get("phase") == "finished"]
     return event
 
 
+async def recovery_held_mid_command(
+    engine: RecoveryEngine,
+) -> tuple[FakeTarget, asyncio.Task[Report]]:
+    """A hard recovery started, its restart running until the task is cancelled."""
+    acting = asyncio.Event()
+    target = FakeTarget(state="failed", pong=False, acting=acting)
+    task = asyncio.create_task(engine.recover(target, trigger()))
+    async with asyncio.timeout(10):
+        await acting.wait()
+    return target, task
+
+
 async def test_a_recovery_cancelled_mid_command_audits_its_interruption(
     engine: RecoveryEngine, audit: Audit
 ) -> None:
-    target = HeldTarget(state="failed", pong=False)
-    task = asyncio.create_task(engine.recover(target, trigger()))
-    async with asyncio.timeout(10):
-        await target.acting.wait()
+    target, task = await recovery_held_mid_command(engine)
     task.cancel()
     async with asyncio.timeout(10):
         try:
@@ -157,10 +143,7 @@ async def test_a_dry_run_audits_its_decision_and_counts_it(
 async def test_an_interruption_the_audit_log_cannot_take_is_written_when_it_can(
     engine: RecoveryEngine, audit: Audit, caplog: pytest.LogCaptureFixture
 ) -> None:
-    target = HeldTarget(state="failed", pong=False)
-    task = asyncio.create_task(engine.recover(target, trigger()))
-    async with asyncio.timeout(10):
-        await target.acting.wait()
+    _, task = await recovery_held_mid_command(engine)
     aside = audit.path.with_name("aside.log")
     audit.path.rename(aside)
     audit.path.mkdir()  # the log cannot be written now

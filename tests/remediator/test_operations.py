@@ -22,13 +22,12 @@ from remediator.keys import (
     CONTROLS,
     DISPATCHER,
     METRICS,
-    OPENAPI,
     OPERATIONS,
     VIOLATIONS,
 )
 from remediator.recovery import Outcome
 from testhost.host import TestHost
-from tests.remediator.apidoc import TEMPLATE, check_answer
+from tests.remediator.apidoc import call
 from tests.remediator.configs import ADMIN, OPERATOR, TOKEN, write_config
 from tests.remediator.matrix import ENDPOINTS, IDENTITIES, expected, violation_reason
 from tests.remediator.notifications import alert, notification
@@ -53,22 +52,6 @@ def host_config(tmp_path: Path, host: TestHost, **sections: Any) -> Config:
 @pytest.fixture
 async def client(aiohttp_client: Any, test_host: TestHost, tmp_path: Path) -> TestClient:
     return await aiohttp_client(create_app(host_config(tmp_path, test_host)))
-
-
-async def call(
-    client: TestClient, method: str, endpoint: str, headers: dict[str, str]
-) -> tuple[int, Any]:
-    response = await client.request(method, f"/api/services/redis/{endpoint}", headers=headers)
-    body = await response.json()
-    check_answer(
-        client.app[OPENAPI],
-        method,
-        f"{TEMPLATE}/{endpoint.partition('?')[0]}",
-        status=response.status,
-        content_type=response.headers["Content-Type"],
-        body=body,
-    )
-    return response.status, body
 
 
 def verbs(host: TestHost) -> list[str]:

@@ -18,7 +18,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -30,6 +30,9 @@ from testhost.host import TestHost
 from tests.remediator.configs import ADMIN, TOKEN, spawn_remediator, write_config
 from tests.remediator.notifications import alert, notification
 from tests.support import free_port
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 HANG_GUARD = 60.0  # seconds: only against a hang, never a timing expectation
 POLL = 0.05
@@ -90,8 +93,25 @@ def wait_for_restart_running(host: TestHost, proc: subprocess.Popen[bytes]) -> N
     )
 
 
-def start(config: Config, tmp_path: Path, name: str) -> tuple[subprocess.Popen[bytes], int]:
-    """The real remediator, up and answering /healthz."""
+def recovery_mid_restart(
+    host: TestHost, port: int, proc: subprocess.Popen[bytes], restart_seconds: float
+) -> None:
+    """Redis killed and its unit failed; on return the alert's recovery is running its restart,
+    which takes `restart_seconds`."""
+    host.slow_start(restart_seconds)
+    host.kill9()
+    host.wait_state("failed", 10)
+    status, _, body = webhook(port, alert("vm3"))
+    assert status == 200, body
+    assert json.loads(body)["alerts"][0]["disposition"] == "recovery_started"
+    wait_for_restart_running(host, proc)
+
+
+@contextlib.contextmanager
+def running(
+    config: Config, tmp_path: Path, name: str
+) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """The real remediator, up and answering /healthz; killed on the way out if still running."""
     port = free_port()
     proc = spawn_remediator(config, port, tmp_path / f"{name}.log")
 
@@ -100,8 +120,11 @@ def start(config: Config, tmp_path: Path, name: str) -> tuple[subprocess.Popen[b
             return request(port, "/healthz")[0] == 200
         return False
 
-    wait_for(up, "the remediator answering /healthz", proc)
-    return proc, port
+    try:
+        wait_for(up, "the remediator answering /healthz", proc)
+        yield proc, port
+    finally:
+        stop(proc)
 
 
 def shutting_down(port: int) -> bool:
@@ -137,15 +160,9 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
     test_host: TestHost, tmp_path: Path
 ) -> None:
     config = host_config(tmp_path, test_host)
-    proc, port = start(config, tmp_path, "remediator")
-    try:
-        test_host.slow_start(8)  # the drain outlasts the checks below, even under load
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        status, _, body = webhook(port, alert("vm3"))
-        assert status == 200, body
-        assert json.loads(body)["alerts"][0]["disposition"] == "recovery_started"
-        wait_for_restart_running(test_host, proc)
+    with running(config, tmp_path, "remediator") as (proc, port):
+        # 8 s: the drain outlasts the checks below, even under load
+        recovery_mid_restart(test_host, port, proc, 8)
 
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
@@ -157,8 +174,6 @@ def test_sigterm_during_a_slow_restart_lets_it_finish_and_admits_nothing_more(
         assert json.loads(body)["reason"] == "shutting_down"
         assert int(headers["Retry-After"]) >= 1
         assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
-    finally:
-        stop(proc)
 
     (restart,) = test_host.invocations(["restart"])
     assert restart.end_ts is not None
@@ -188,10 +203,9 @@ def test_a_recovery_admitted_while_its_webhook_write_is_in_flight_at_sigterm(
     tmp_path: Path,
 ) -> None:
     config = ssh_never_used(tmp_path)  # the recovery ends before it would act
-    proc, port = start(config, tmp_path, "remediator")
     answers: list[tuple[int, dict[str, str], bytes]] = []
     lock_path = config.audit.path.with_name(config.audit.path.name + ".lock")
-    try:
+    with running(config, tmp_path, "remediator") as (proc, port):
         with lock_path.open("a") as lock:
             # Holding the audit log's lock keeps the webhook's audit write in flight.
             fcntl.flock(lock, fcntl.LOCK_EX)
@@ -206,8 +220,6 @@ def test_a_recovery_admitted_while_its_webhook_write_is_in_flight_at_sigterm(
             assert first.is_alive()  # still waiting for its audit write
         first.join(HANG_GUARD)
         assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
-    finally:
-        stop(proc)
 
     ((status, _, body),) = answers
     assert status == 200, body
@@ -230,18 +242,10 @@ def test_sigkill_mid_recovery_then_the_next_start_closes_it_and_heals(
     test_host: TestHost, tmp_path: Path
 ) -> None:
     config = host_config(tmp_path, test_host)
-    proc, port = start(config, tmp_path, "first")
-    try:
-        test_host.slow_start(3)
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        status, _, body = webhook(port, alert("vm3"))
-        assert status == 200, body
-        wait_for_restart_running(test_host, proc)
+    with running(config, tmp_path, "first") as (proc, port):
+        recovery_mid_restart(test_host, port, proc, 3)
         proc.kill()
         proc.wait(HANG_GUARD)
-    finally:
-        stop(proc)
     (cut,) = terminal_events(config)
     assert terminal_events(config)[cut] == []  # SIGKILL: nothing could write an end
 
@@ -253,15 +257,14 @@ def test_sigkill_mid_recovery_then_the_next_start_closes_it_and_heals(
         test_host.wait_state("failed", 10)
     commands_before = len(test_host.invocations())
 
-    proc, port = start(config, tmp_path, "second")
-    try:
-        wait_for(lambda: len(terminal_events(config)) == 2, "a new recovery", proc)
-        wait_for(lambda: all(terminal_events(config).values()), "every recovery ended", proc)
-        wait_for(test_host.ping, "PONG", proc)
-    finally:
-        proc.send_signal(signal.SIGTERM)
-        proc.wait(HANG_GUARD)
-        stop(proc)
+    with running(config, tmp_path, "second") as (proc, port):
+        try:
+            wait_for(lambda: len(terminal_events(config)) == 2, "a new recovery", proc)
+            wait_for(lambda: all(terminal_events(config).values()), "every recovery ended", proc)
+            wait_for(test_host.ping, "PONG", proc)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(HANG_GUARD)
 
     ends = terminal_events(config)
     assert [f["outcome"] for f in ends[cut]] == ["interrupted"]
@@ -279,9 +282,8 @@ def test_a_step_still_running_after_the_grace_ends_interrupted(
     test_host: TestHost, tmp_path: Path, kind: str
 ) -> None:
     config = host_config(tmp_path, test_host, remediator={"shutdown_grace_seconds": 1})
-    proc, port = start(config, tmp_path, "remediator")
     answers: list[tuple[int, dict[str, str], bytes]] = []
-    try:
+    with running(config, tmp_path, "remediator") as (proc, port):
         test_host.slow_start(8)
         if kind == "recovery":
             test_host.kill9()
@@ -298,8 +300,6 @@ def test_a_step_still_running_after_the_grace_ends_interrupted(
         assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
         if caller is not None:
             caller.join(HANG_GUARD)
-    finally:
-        stop(proc)
 
     if kind == "recovery":
         ((rid, ends),) = terminal_events(config).items()
@@ -326,20 +326,13 @@ def test_a_step_still_running_after_the_grace_ends_interrupted(
 
 def test_a_second_signal_cuts_the_grace_short(test_host: TestHost, tmp_path: Path) -> None:
     config = host_config(tmp_path, test_host)  # the default grace, 30 s, outlasts the restart
-    proc, port = start(config, tmp_path, "remediator")
-    try:
-        test_host.slow_start(8)
-        test_host.kill9()
-        test_host.wait_state("failed", 10)
-        assert webhook(port, alert("vm3"))[0] == 200
-        wait_for_restart_running(test_host, proc)
+    with running(config, tmp_path, "remediator") as (proc, port):
+        recovery_mid_restart(test_host, port, proc, 8)
         proc.send_signal(signal.SIGTERM)
         wait_for(lambda: shutting_down(port), "/healthz saying shutting down", proc)
         proc.send_signal(signal.SIGINT)
         assert proc.wait(HANG_GUARD) == 0, (tmp_path / "remediator.log").read_text()
         restarts = test_host.invocations(["restart"])
-    finally:
-        stop(proc)
     assert [i.end_ts for i in restarts] == [None]  # it left before the restart ended
     ((rid, ends),) = terminal_events(config).items()
     assert [e["result"]["outcome"] for e in ends] == ["interrupted"], rid

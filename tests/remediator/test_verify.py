@@ -3,16 +3,15 @@ the target's one prober and its audited `is-active`."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from typing import TYPE_CHECKING
 
 import pytest
 
-from redis_autoheal.probe import Prober, Reason
+from redis_autoheal.probe import Reason
 from redis_autoheal.ssh import SshPool
 from remediator.audit import AuditWriter, read_events
-from remediator.control import StartBudget, TargetControl
+from remediator.control import TargetControl
 from remediator.metrics import Metrics
 from remediator.verify import (
     UnitReading,
@@ -23,6 +22,7 @@ from remediator.verify import (
     unit_state,
 )
 from tests.remediator.configs import write_config
+from tests.remediator.controls import target_control
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -46,21 +46,13 @@ async def control_of(test_host: TestHost, tmp_path: Path) -> AsyncIterator[Targe
     ssh = pool.host(target.ssh)
     writer = AuditWriter(config.audit)
     writer.open()
-    prober = Prober(target, config.health_check, ssh)
-    metrics = Metrics([target.name], lambda _: False)
+    control = target_control(
+        target, ssh, writer, Metrics([target.name], lambda _: False), config.health_check
+    )
     try:
-        yield TargetControl(
-            target,
-            ssh,
-            writer,
-            metrics,
-            dry_run=False,
-            prober=prober,
-            lock=asyncio.Lock(),
-            start_budget=StartBudget(),
-        )
+        yield control
     finally:
-        await prober.close()
+        await control.prober.close()
         await pool.close()
         await writer.close()
 
