@@ -6,6 +6,7 @@ import argparse
 import os
 import signal
 import sys
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import NoReturn, cast
 
@@ -15,6 +16,10 @@ from redis_autoheal.errors import AutohealError
 from redis_autoheal.logs import LEVELS, setup_logging
 
 DEFAULT_CONFIG = Path("/etc/redis-autoheal/config.yml")
+# Each service adds its subcommands through this entry-point group (pyproject.toml), so that the
+# shared core names neither service; listed in this order, any others after them by name.
+COMMANDS_GROUP = "redis_autoheal.commands"
+ORDER = ("exporter", "remediator", "init")
 
 
 class CliParser(argparse.ArgumentParser):
@@ -75,15 +80,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_check_config)
 
-    # Each service adds its own subcommands; imported here, not at module level, so that
-    # `check-config` works even if a service's dependencies are broken.
-    from exporter import cli as exporter_cli  # noqa: PLC0415
-    from redis_autoheal.init import cli as init_cli  # noqa: PLC0415
-    from remediator import cli as remediator_cli  # noqa: PLC0415
-
-    exporter_cli.register(sub, _add_config)
-    remediator_cli.register(sub, _add_config)
-    init_cli.register(sub, _add_config)
+    # Loaded here, not at module level, so that `check-config` works even if a service's
+    # dependencies are broken.
+    providers = sorted(
+        entry_points(group=COMMANDS_GROUP),
+        key=lambda ep: (ORDER.index(ep.name) if ep.name in ORDER else len(ORDER), ep.name),
+    )
+    if not providers:
+        parser.exit(
+            1,
+            f"{parser.prog}: error: not installed: no {COMMANDS_GROUP} entry points "
+            "(run scripts/setup.sh, or pip install the package)\n",
+        )
+    for provider in providers:
+        provider.load()(sub, _add_config)
     return parser
 
 

@@ -4,9 +4,12 @@ core imports neither. Every import counts, those under TYPE_CHECKING too."""
 from __future__ import annotations
 
 import ast
+from importlib.metadata import entry_points
 from pathlib import Path
 
 import pytest
+
+from redis_autoheal.cli import COMMANDS_GROUP, build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 FORBIDDEN = {
@@ -14,9 +17,6 @@ FORBIDDEN = {
     "remediator": {"exporter"},
     "exporter": {"remediator"},
 }
-# The console script assembles every service's subcommands, so it sits above them all; while it
-# lives in the shared package it is the one exception (tested below, so it goes when it moves).
-ENTRY_POINT = "redis_autoheal/cli.py"
 
 
 def imported_packages(path: Path) -> set[str]:
@@ -48,11 +48,19 @@ def test_a_package_imports_only_what_it_may(package: str) -> None:
         for path in files
         if (found := imported_packages(path) & FORBIDDEN[package])
     }
-    wrong.pop(ENTRY_POINT, None)
     assert wrong == {}
 
 
-def test_the_entry_point_is_still_an_exception() -> None:
-    entry = ROOT / ENTRY_POINT
-    if entry.exists():  # once it moves out of redis_autoheal/, drop ENTRY_POINT
-        assert imported_packages(entry) & FORBIDDEN["redis_autoheal"]
+def test_the_console_script_finds_each_services_commands_by_entry_point() -> None:
+    """The core's CLI names no service: each adds its subcommands through pyproject's
+    entry-point group, which the installed package carries."""
+    found = {ep.name: ep.value for ep in entry_points(group=COMMANDS_GROUP)}
+    assert found == {
+        "exporter": "exporter.cli:register",
+        "remediator": "remediator.cli:register",
+        "init": "redis_autoheal.init.cli:register",
+    }
+    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert {"check-config", "exporter", "remediator", "health", "audit", "breaker", "init"} <= set(
+        commands
+    )
