@@ -21,9 +21,8 @@ from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import api, openapi, resume, webhook
 from remediator.audit import AuditWriter
-from remediator.breaker import BreakerStore
 from remediator.control import TargetControl
-from remediator.coordination import LocalCoordination
+from remediator.coordination import breaker_store, coordination_for
 from remediator.dispatch import Dispatcher
 from remediator.keys import (
     AUDIT,
@@ -201,10 +200,10 @@ def create_app(config: Config) -> web.Application:
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
     names = [t.name for t in config.targets]
-    breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
+    breaker = breaker_store(config)
     app[METRICS] = Metrics(names, breaker.is_open)
     audit = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
-    coordination = LocalCoordination(names, audit, breaker)
+    coordination = coordination_for(config, audit, breaker, app[METRICS].coordination_up.set)
     app[COORDINATION] = coordination
     app[BREAKER] = coordination.breaker  # the names the rest of the app reads them by
     app[AUDIT] = coordination.audit

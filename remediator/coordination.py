@@ -4,8 +4,10 @@ That is: which recovery holds each target and which alerts were handled (admissi
 per-target lock, the start budget, the circuit breaker and the audit trail. `admit` decides
 about one firing alert in one step (duplicate memory, the target's holder, the breaker), so
 that a shared store can make it one transaction; what it reserves stands once `commit`ted and
-is given back by `release`. `LocalCoordination` is the one process's own: in memory, with the
-breaker's state file and the audit log on local disk.
+is given back by `release`. A shared store answers over the network, so `prepare` (awaited
+just before `admit`) asks it which targets this process may start a recovery of. The
+`LocalCoordination` is the one process's own: in memory, with the breaker's state file and the
+audit log on local disk; remediator.etcd has the replicas' (`coordination.backend: etcd`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from remediator.breaker import BreakerStore
 from remediator.control import StartBudget
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Collection, Iterable, Mapping
 
+    from redis_autoheal.config import Config
     from remediator.alertmanager import AlertKey
     from remediator.audit import AuditWriter
-    from remediator.breaker import BreakerStore
 
 SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
 SEEN_MAX = 10_000
@@ -66,6 +69,11 @@ class Coordination(Protocol):
         """Make sure the shared state can be read and written: a failure stops start-up."""
 
     async def close(self) -> None: ...
+
+    async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:
+        """Just before `admit`, for the targets its firing alerts may start a recovery of:
+        settle with the other replicas which of them this one may start. CoordinationUnavailable
+        if that cannot be known: nothing is admitted (the webhook answers 503)."""
 
     def lock(self, target: str) -> asyncio.Lock:
         """One recovery or manual operation on the target at a time."""
@@ -134,6 +142,9 @@ class LocalCoordination:
     async def close(self) -> None:
         await self.audit.close()
 
+    async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:  # noqa: ARG002
+        return None  # one process: `admit` decides alone
+
     def lock(self, target: str) -> asyncio.Lock:
         return self._locks[target]
 
@@ -148,8 +159,9 @@ class LocalCoordination:
             return Claim(Verdict.DECLINED, target, key)
         verdict = Verdict.JOINED
         if hold is None:
-            if self.breaker.is_open(target):
-                return Claim(Verdict.SUPPRESSED, target, key)
+            refusal = self._refusal(target, recovery_id)
+            if refusal is not None:
+                return Claim(refusal, target, key)
             hold = self._holds[target] = _Hold(recovery_id)
             verdict = Verdict.STARTED
         hold.keys.add(key)
@@ -194,6 +206,10 @@ class LocalCoordination:
                 break
             del self._seen[oldest]
 
+    def _refusal(self, target: str, recovery_id: str) -> Verdict | None:  # noqa: ARG002
+        """Why a new recovery of the target may not start, if it may not."""
+        return Verdict.SUPPRESSED if self.breaker.is_open(target) else None
+
     def _seen_recently(self, key: AlertKey) -> bool:
         expiry = self._seen.get(key)
         return expiry is not None and expiry > self._clock()
@@ -204,3 +220,26 @@ class LocalCoordination:
         if claim.reserved and hold is not None and hold.recovery_id == claim.recovery_id:
             return hold
         return None
+
+
+def breaker_store(config: Config) -> BreakerStore:
+    """The breakers of the configured backend: the state file, or the replicas' etcd key."""
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.breaker import EtcdBreakerStore  # noqa: PLC0415 -- etcd only
+        from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
+
+        return EtcdBreakerStore(SyncGateway(config.coordination.etcd), config.circuit_breaker)
+    return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+
+
+def coordination_for(
+    config: Config, audit: AuditWriter, breaker: BreakerStore, up: Callable[[float], None]
+) -> Coordination:
+    """The configured backend's coordination; `up` is told 1 while it can be reached, else 0."""
+    names = [t.name for t in config.targets]
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.coordination import EtcdCoordination  # noqa: PLC0415 -- etcd only
+
+        return EtcdCoordination(names, audit, breaker, config.coordination.etcd, up=up)
+    up(1)
+    return LocalCoordination(names, audit, breaker)

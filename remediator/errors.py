@@ -6,6 +6,7 @@ RemediatorError
 ├── AuditReadError      the audit log or one of its backups cannot be read (review)
 ├── InvalidPayload      a webhook body that is not an Alertmanager v4 notification
 ├── BreakerStateError   the persisted circuit-breaker state cannot be read or written
+├── CoordinationUnavailable  no etcd member with quorum answered: this replica may not act
 ├── NoSshConfigured     the target has no `ssh` section: nothing can be run on it
 └── OperationRefused    a manual operation that cannot run now; nothing was run
     └── TargetBusy      another operation or a recovery holds the target
@@ -34,6 +35,10 @@ class InvalidPayload(RemediatorError, ValueError):
 
 class BreakerStateError(RemediatorError):
     """The circuit-breaker state file is unreadable, corrupt or cannot be saved."""
+
+
+class CoordinationUnavailable(RemediatorError):
+    """No etcd member answered with quorum: this replica decides and acts on nothing."""
 
 
 class NoSshConfigured(RemediatorError):
