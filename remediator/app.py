@@ -112,6 +112,7 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
             prober=probers[t.name],
             lock=coordination.lock(t.name),
             start_budget=coordination.start_budget(t.name),
+            fence=coordination.check_fence,
         )
         for t in config.targets
     }
@@ -134,6 +135,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     controls = app[CONTROLS]
     dispatcher = Dispatcher(controls, engine, coordination, enabled=config.auto_recovery.enabled)
     app[DISPATCHER] = dispatcher
+    coordination.adopt(dispatcher.resume)
     yield
     await dispatcher.close()
 
@@ -203,7 +205,8 @@ def create_app(config: Config) -> web.Application:
     breaker = breaker_store(config)
     app[METRICS] = Metrics(names, breaker.is_open)
     audit = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
-    coordination = coordination_for(config, audit, breaker, app[METRICS].coordination_up.set)
+    coordination = coordination_for(config, audit, breaker)
+    app[METRICS].coordination_up.set_function(lambda: float(coordination.up))
     app[COORDINATION] = coordination
     app[BREAKER] = coordination.breaker  # the names the rest of the app reads them by
     app[AUDIT] = coordination.audit

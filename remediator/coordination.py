@@ -64,6 +64,9 @@ class Coordination(Protocol):
     def audit(self) -> AuditWriter: ...
     @property
     def breaker(self) -> BreakerStore: ...
+    @property
+    def up(self) -> bool:
+        """This process may decide and act (`autoheal_coordination_up`)."""
 
     async def open(self) -> None:
         """Make sure the shared state can be read and written: a failure stops start-up."""
@@ -74,6 +77,14 @@ class Coordination(Protocol):
         """Just before `admit`, for the targets its firing alerts may start a recovery of:
         settle with the other replicas which of them this one may start. CoordinationUnavailable
         if that cannot be known: nothing is admitted (the webhook answers 503)."""
+
+    async def check_fence(self, target: str) -> None:
+        """Before each state-changing command: Fenced if this process held the target for a
+        recovery and holds it no more (another replica took over)."""
+
+    def adopt(self, resume: Callable[[str, str], bool]) -> None:
+        """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
+        uses it to take over the recovery of one whose lease expired."""
 
     def lock(self, target: str) -> asyncio.Lock:
         """One recovery or manual operation on the target at a time."""
@@ -142,8 +153,18 @@ class LocalCoordination:
     async def close(self) -> None:
         await self.audit.close()
 
+    @property
+    def up(self) -> bool:
+        return True
+
     async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:  # noqa: ARG002
         return None  # one process: `admit` decides alone
+
+    async def check_fence(self, target: str) -> None:  # noqa: ARG002
+        return None  # nobody else could take the target
+
+    def adopt(self, resume: Callable[[str, str], bool]) -> None:  # noqa: ARG002
+        return None  # nobody else to take over from
 
     def lock(self, target: str) -> asyncio.Lock:
         return self._locks[target]
@@ -232,14 +253,11 @@ def breaker_store(config: Config) -> BreakerStore:
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
 
 
-def coordination_for(
-    config: Config, audit: AuditWriter, breaker: BreakerStore, up: Callable[[float], None]
-) -> Coordination:
-    """The configured backend's coordination; `up` is told 1 while it can be reached, else 0."""
+def coordination_for(config: Config, audit: AuditWriter, breaker: BreakerStore) -> Coordination:
+    """The configured backend's coordination."""
     names = [t.name for t in config.targets]
     if config.coordination.backend == "etcd":
         from remediator.etcd.coordination import EtcdCoordination  # noqa: PLC0415 -- etcd only
 
-        return EtcdCoordination(names, audit, breaker, config.coordination.etcd, up=up)
-    up(1)
+        return EtcdCoordination(names, audit, breaker, config.coordination.etcd)
     return LocalCoordination(names, audit, breaker)

@@ -1,6 +1,7 @@
 """Every target's circuit breaker in one etcd key, in the state file's format: the same
 `BreakerStore`, read afresh at each use and saved only if nobody saved it since it was read
-(compare-and-swap on its revision, retried), so replicas count and reset one breaker.
+(compare-and-swap on its revision, retried), so replicas count and reset one breaker. A
+recovery is counted only while its replica still holds the target (its fence, `fence_of`).
 
 A breaker that cannot be read is open, as with the file: refusing to act is the safe failure.
 """
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from remediator.breaker import FORMAT_VERSION, BreakerState, BreakerStore, parse_states
-from remediator.errors import BreakerStateError, CoordinationUnavailable
+from remediator.errors import BreakerStateError, CoordinationUnavailable, Fenced
 from remediator.etcd import gateway as g
+from remediator.etcd.keys import BREAKER, claim_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -22,7 +25,7 @@ if TYPE_CHECKING:
     from redis_autoheal.config import CircuitBreaker
     from remediator.etcd.gateway import SyncGateway
 
-KEY = "/redis-autoheal/breaker"
+KEY = BREAKER
 SAVE_TRIES = 5
 
 
@@ -38,13 +41,20 @@ class EtcdBreakerStore(BreakerStore):
         self.path = Path(f"etcd:{KEY}")  # as the messages name it
         self._gateway = gateway
         self._read_revision = 0
+        self.fence_of: Callable[[str], int | None] = lambda _target: None
+        self._saving = threading.local()  # .fence: the claim a record_recovery's save needs
 
     def check(self) -> None:
         with self._locked():
             self._read()
 
     def record_recovery(self, target: str) -> BreakerState:
-        return self._retry(lambda: super(EtcdBreakerStore, self).record_recovery(target))
+        fence = self.fence_of(target)
+        self._saving.fence = None if fence is None else (claim_key(target), fence)
+        try:
+            return self._retry(lambda: super(EtcdBreakerStore, self).record_recovery(target))
+        finally:
+            self._saving.fence = None
 
     def trip(self, target: str, reason: str) -> BreakerState:
         return self._retry(lambda: super(EtcdBreakerStore, self).trip(target, reason))
@@ -78,13 +88,19 @@ class EtcdBreakerStore(BreakerStore):
             "version": FORMAT_VERSION,
             "targets": {name: s.as_json() for name, s in sorted(states.items())},
         }
-        body = g.txn(
-            [g.compare(KEY, "MOD", self._read_revision)],
-            [g.put(KEY, json.dumps(data, indent=2) + "\n")],
-        )
+        compares = [g.compare(KEY, "MOD", self._read_revision)]
+        fence: tuple[str, int] | None = getattr(self._saving, "fence", None)
+        if fence is not None:
+            compares.append(g.compare(fence[0], "CREATE", fence[1]))
+        body = g.txn(compares, [g.put(KEY, json.dumps(data, indent=2) + "\n")])
         try:
             answer = self._gateway.call("kv/txn", body)
+            if answer.get("succeeded"):
+                return
+            if fence is not None:
+                held = self._gateway.call("kv/txn", g.txn([compares[1]], []))
+                if not held.get("succeeded"):
+                    raise Fenced("this replica no longer holds the target: not counted")
         except CoordinationUnavailable as e:
             raise BreakerStateError(f"cannot save the breakers in etcd: {e}") from None
-        if not answer.get("succeeded"):
-            raise _Conflict("the breakers changed in etcd meanwhile")
+        raise _Conflict("the breakers changed in etcd meanwhile")

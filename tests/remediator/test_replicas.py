@@ -1,6 +1,7 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
 receiving every notification, against the real test host: one recovery per outage, a breaker
-counted once and reset from any replica.
+counted once and reset from any replica, a paused holder taken over and then refused, and no
+quorum: 503 and nothing done.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -9,16 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import signal
 from typing import TYPE_CHECKING, Any
 
+import aiohttp
 import pytest
 
+from remediator.audit import read_events
 from remediator.keys import BREAKER, METRICS
-from tests.remediator.configs import ADMIN
+from tests.remediator.configs import ADMIN, start_remediator
 from tests.remediator.notifications import alert, notification
 from tests.remediator.test_integration import AUTH, host_config, make_client, settle, verbs
+from tests.support import HANG, free_port
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from aiohttp.test_utils import TestClient
@@ -56,11 +63,19 @@ def now() -> str:
     return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
-async def post_all(clients: list[TestClient], *alerts: dict[str, Any]) -> list[list[str]]:
-    """The same notification to every replica at once, as each Alertmanager peer sends it."""
+async def post_all(
+    clients: list[TestClient], *alerts: dict[str, Any], retry: bool = False
+) -> list[list[str]]:
+    """The same notification to every replica at once, as each Alertmanager peer sends it;
+    with `retry`, sent again after a 503, as Alertmanager does."""
 
     async def post(client: TestClient) -> list[str]:
-        response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
+        async with asyncio.timeout(HANG):
+            while True:
+                response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
+                if not (retry and response.status == 503):
+                    break
+                await asyncio.sleep(0.2)
         assert response.status == 200, await response.text()
         return [a["disposition"] for a in (await response.json())["alerts"]]
 
@@ -128,3 +143,99 @@ async def test_the_breaker_is_counted_once_and_reset_from_any_replica(
     await settle_all(clients)
     assert verbs(test_host) == ["restart"] * 3
     assert test_host.ping()
+
+
+async def event(config: Config, wanted: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+    """The first audit event `wanted` in the replica's log, once it is there."""
+    async with asyncio.timeout(HANG):
+        while True:
+            found = [e for e in read_events(config.audit) if wanted(e)]
+            if found:
+                return found[0]
+            await asyncio.sleep(0.1)
+
+
+def finished(e: dict[str, Any]) -> bool:
+    return e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
+
+
+async def test_a_paused_holder_is_taken_over_and_then_refused_its_next_step(
+    test_host: TestHost, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """The replica recovering Redis is SIGSTOPped between two attempts, past its lease: the
+    other takes over and recovers. Redis fails again; the paused one, continued, decides its
+    next step and is refused it (fenced): nothing it does reaches the host."""
+    configs = replica_configs(
+        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 12}
+    )
+    ports = [free_port() for _ in configs]
+    procs = [
+        start_remediator(c, p, tmp_path / f"r{i}" / "out.log")
+        for i, (c, p) in enumerate(zip(configs, ports, strict=True))
+    ]
+    try:
+        test_host.start_fails()
+        starts_at = await outage(test_host)
+        async with aiohttp.ClientSession() as http:
+
+            async def post(port: int) -> str:
+                url = f"http://127.0.0.1:{port}/webhook"
+                body = notification(alert("vm3", starts_at=starts_at))
+                async with http.post(url, json=body, headers=AUTH) as r:
+                    assert r.status == 200, await r.text()
+                    return str((await r.json())["alerts"][0]["disposition"])
+
+            answers = await asyncio.gather(*(post(p) for p in ports))
+        assert sorted(answers) == ["duplicate", "recovery_started"]
+        holder = answers.index("recovery_started")
+        other = 1 - holder
+        await event(configs[holder], lambda e: e.get("phase") == "verified")  # attempt 1 failed
+        test_host.start_fails(False)
+        os.kill(procs[holder].pid, signal.SIGSTOP)
+        try:
+            taken = await event(configs[other], lambda e: e.get("operation") == "resume")
+            assert "taking over" in taken["reason"]
+            ended = await event(configs[other], finished)
+            assert ended["result"]["outcome"] == "recovered", ended
+            assert verbs(test_host) == ["restart", "restart"]
+            await outage(test_host)  # fails again: the paused replica's next attempt would act
+        finally:
+            os.kill(procs[holder].pid, signal.SIGCONT)
+        stale = await event(configs[holder], finished)
+        assert stale["result"]["outcome"] == "fenced", stale
+        assert verbs(test_host) == ["restart", "restart"]  # nothing more reached the host
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(HANG)
+
+
+async def coordination_up(client: TestClient, value: float) -> None:
+    """Until the replica's `autoheal_coordination_up` is `value`."""
+    registry = client.app[METRICS].registry
+    async with asyncio.timeout(HANG):
+        while registry.get_sample_value("autoheal_coordination_up") != value:  # noqa: ASYNC110 -- the metric is the event
+            await asyncio.sleep(0.1)
+
+
+async def test_without_quorum_every_replica_answers_503_and_nothing_acts(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    clients = [await make_client(c) for c in replica_configs(tmp_path, test_host, etcd, n=2)]
+    etcd.stop(1, 2)
+
+    await asyncio.gather(*(coordination_up(c, 0) for c in clients))
+    body = notification(alert("vm3", starts_at=await outage(test_host)))
+    for client in clients:
+        response = await client.post("/webhook", json=body, headers=AUTH)
+        assert response.status == 503, await response.text()
+    await settle_all(clients)
+    assert verbs(test_host) == []
+
+    etcd.start(1, 2)  # quorum back: Alertmanager's retries are admitted, and act once
+    await asyncio.gather(*(coordination_up(c, 1) for c in clients))
+    answers = await post_all(clients, alert("vm3", starts_at=now()), retry=True)
+    assert sorted(answers) == [["duplicate"], ["recovery_started"]]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"]
