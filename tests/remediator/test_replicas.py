@@ -1,7 +1,7 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
-receiving every notification, against the real test host: one recovery per outage, a breaker
-counted once and reset from any replica, a paused holder taken over and then refused, and no
-quorum: 503 and nothing done.
+receiving every notification, against the real test host: one recovery per outage (with an etcd
+member down too), a breaker counted once, latched across restarts and reset from any replica, a
+paused holder taken over and then refused, and no quorum: 503 and nothing done.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -116,6 +116,24 @@ async def test_each_outage_is_recovered_once_by_one_of_three_replicas(
     assert verbs(test_host) == ["restart"] * rounds
 
 
+async def test_with_one_etcd_member_down_recoveries_still_run_and_it_rejoins(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    clients = [await make_client(c) for c in replica_configs(tmp_path, test_host, etcd)]
+    etcd.stop(0)  # the first endpoint of every replica
+    answers = await post_all(clients, alert("vm3", starts_at=await outage(test_host)), retry=True)
+    assert sorted(answers) == [["duplicate"], ["duplicate"], ["recovery_started"]]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"]
+    etcd.start(0)  # rejoins: healthy, with a leader
+    etcd.stop(1)  # and the cluster keeps its quorum with it
+    answers = await post_all(clients, alert("vm3", starts_at=await outage(test_host)), retry=True)
+    assert sorted(answers) == [["duplicate"], ["duplicate"], ["recovery_started"]]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"] * 2
+    assert test_host.ping()
+
+
 async def test_the_breaker_is_counted_once_and_reset_from_any_replica(
     test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
 ) -> None:
@@ -131,6 +149,13 @@ async def test_the_breaker_is_counted_once_and_reset_from_any_replica(
     assert state.open
     assert len(state.recoveries) == 2  # counted by the one replica that recovered
     body = alert("vm3", starts_at=await outage(test_host))
+    assert await post_all(clients, body) == [["suppressed_circuit_open"]] * 3
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"] * 2
+
+    for client in clients:  # every replica restarted: the latch holds
+        await client.close()
+    clients = [await make_client(c) for c in configs]
     assert await post_all(clients, body) == [["suppressed_circuit_open"]] * 3
     await settle_all(clients)
     assert verbs(test_host) == ["restart"] * 2
