@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from remediator.etcd.gateway import SyncGateway
 
 KEY = BREAKER
-SAVE_TRIES = 5
+SAVE_TRIES = 20  # compare-and-swap rounds lost to other replicas before giving up
 
 
 class _Conflict(BreakerStateError):
