@@ -20,9 +20,8 @@ from redis_autoheal.config import Config, read_remediator_secrets
 from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import api, openapi, resume, webhook
-from remediator.audit import AuditWriter
 from remediator.control import TargetControl
-from remediator.coordination import breaker_store, coordination_for
+from remediator.coordination import audit_writer, breaker_store, coordination_for
 from remediator.dispatch import Dispatcher
 from remediator.keys import (
     AUDIT,
@@ -204,7 +203,7 @@ def create_app(config: Config) -> web.Application:
     names = [t.name for t in config.targets]
     breaker = breaker_store(config)
     app[METRICS] = Metrics(names, breaker.is_open)
-    audit = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
+    audit = audit_writer(config, app[METRICS].audit_write_errors.inc)
     coordination = coordination_for(config, audit, breaker)
     app[METRICS].coordination_up.set_function(lambda: float(coordination.up))
     app[COORDINATION] = coordination

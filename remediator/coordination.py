@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
 from remediator.control import StartBudget
 
@@ -27,7 +28,6 @@ if TYPE_CHECKING:
 
     from redis_autoheal.config import Config
     from remediator.alertmanager import AlertKey
-    from remediator.audit import AuditWriter
 
 SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
 SEEN_MAX = 10_000
@@ -251,6 +251,15 @@ def breaker_store(config: Config) -> BreakerStore:
 
         return EtcdBreakerStore(SyncGateway(config.coordination.etcd), config.circuit_breaker)
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+
+
+def audit_writer(config: Config, on_error: Callable[[], None]) -> AuditWriter:
+    """The audit log's writer; with etcd, one that also publishes to the replicas' trail."""
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.audit import PublishingAuditWriter  # noqa: PLC0415 -- etcd only
+
+        return PublishingAuditWriter(config.audit, on_error)
+    return AuditWriter(config.audit, on_error)
 
 
 def coordination_for(config: Config, audit: AuditWriter, breaker: BreakerStore) -> Coordination:

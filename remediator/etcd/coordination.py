@@ -33,6 +33,7 @@ from remediator.breaker import BreakerState, parse_states
 from remediator.coordination import LocalCoordination, Verdict
 from remediator.errors import AuditWriteError, BreakerStateError, CoordinationUnavailable, Fenced
 from remediator.etcd import gateway as g
+from remediator.etcd.audit import AuditTrail, PublishingAuditWriter
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.gateway import Gateway
 from remediator.etcd.keys import BREAKER as BREAKER_KEY
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CLAIM_TRIES = 3  # a claim transaction that lost a race is decided again on a fresh read
+TRAIL_SECONDS = 1.0  # how often the audit trail is published and copied
 FREE_TRIES = 10  # a claim that cannot be deleted yet is retried, then left to its lease
 
 
@@ -100,6 +102,8 @@ class EtcdCoordination(LocalCoordination):
         self.lease = 0
         self._lease_valid_until = 0.0  # monotonic: past it, the lease may have expired
         self._keeper: asyncio.Task[None] | None = None
+        self.trail: AuditTrail | None = None
+        self._trail: asyncio.Task[None] | None = None
         self._arbitrated: dict[str, Arbitration] = {}
         self._taken: dict[str, Arbitration] = {}  # taken over, until its recovery starts
         self.fences: dict[str, Held] = {}
@@ -124,14 +128,22 @@ class EtcdCoordination(LocalCoordination):
         with contextlib.suppress(CoordinationUnavailable):
             await self._renew()
         self._keeper = asyncio.create_task(self._keep(), name="etcd-lease")
+        if isinstance(self.audit, PublishingAuditWriter):
+            self.trail = AuditTrail(self.audit, self.gateway, self.replica)
+            self._trail = asyncio.create_task(self.trail.run(TRAIL_SECONDS), name="etcd-audit")
 
     async def close(self) -> None:
-        if self._keeper is not None:
-            self._keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._keeper
+        for task in (self._keeper, self._trail):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.trail is not None:  # what the last events of this run published, if etcd can
+            with contextlib.suppress(CoordinationUnavailable, TimeoutError):
+                async with asyncio.timeout(self._ttl):
+                    await self.trail.sync()
         if self.lease:
             with contextlib.suppress(CoordinationUnavailable):
                 await self.gateway.call("lease/revoke", {"ID": str(self.lease)})

@@ -1,7 +1,8 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
 receiving every notification, against the real test host: one recovery per outage (with an etcd
 member down too), a breaker counted once, latched across restarts and reset from any replica, a
-paused holder taken over and then refused, and no quorum: 503 and nothing done.
+paused holder taken over and then refused, no quorum: 503 and nothing done, and every
+replica's copy of the whole audit trail.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -10,15 +11,17 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 import os
 import signal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import aiohttp
 import pytest
 
 from remediator.audit import read_events
-from remediator.keys import BREAKER, METRICS
+from remediator.etcd.audit import copy_path
+from remediator.keys import BREAKER, COORDINATION, METRICS
 from tests.remediator.configs import ADMIN, start_remediator
 from tests.remediator.notifications import alert, notification
 from tests.remediator.test_integration import AUTH, host_config, make_client, settle, verbs
@@ -31,6 +34,7 @@ if TYPE_CHECKING:
     from aiohttp.test_utils import TestClient
 
     from redis_autoheal.config import Config
+    from remediator.etcd.coordination import EtcdCoordination
     from testhost.host import TestHost
     from tests.etcd_cluster import EtcdCluster
     from tests.remediator.test_integration import MakeClient
@@ -264,3 +268,41 @@ async def test_without_quorum_every_replica_answers_503_and_nothing_acts(
     assert sorted(answers) == [["duplicate"], ["recovery_started"]]
     await settle_all(clients)
     assert verbs(test_host) == ["restart"]
+
+
+async def test_every_replica_keeps_the_whole_audit_trail_and_rebuilds_a_lost_copy(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    configs = replica_configs(tmp_path, test_host, etcd, n=2)
+    clients = [await make_client(c) for c in configs]
+    answers = await post_all(clients, alert("vm3", starts_at=await outage(test_host)))
+    holder = configs[answers.index(["recovery_started"])]
+    await settle_all(clients)
+    copies = [copy_path(c.audit) for c in configs]
+
+    async def same_copies() -> list[dict[str, Any]]:
+        """Both copies, once they are identical and hold every event of both replicas' own
+        logs (each written as before)."""
+        texts: list[str] = []
+        try:
+            async with asyncio.timeout(HANG):
+                while True:
+                    count = sum(len(read_events(c.audit)) for c in configs)
+                    texts = [p.read_text() if p.exists() else "" for p in copies]
+                    if texts[0] == texts[1] and len(texts[0].splitlines()) == count:
+                        return [json.loads(line) for line in texts[0].splitlines()]
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            pytest.fail(f"copies differ: {count} events; {texts}")
+
+    events = await same_copies()
+    revisions = [e["revision"] for e in events]
+    assert revisions == sorted(revisions)
+    replicas = {cast("EtcdCoordination", c.app[COORDINATION]).replica for c in clients}
+    assert {e["replica"] for e in events} == replicas
+    recovered = [e for e in events if finished(e)]
+    assert [e["result"]["outcome"] for e in recovered] == ["recovered"]
+    assert read_events(holder.audit)[-1]["timestamp"] == recovered[0]["timestamp"]
+
+    copies[1].unlink()  # lost: rebuilt from etcd, identical to the other replica's
+    assert await same_copies() == events
