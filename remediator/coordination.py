@@ -249,7 +249,11 @@ def breaker_store(config: Config) -> BreakerStore:
         from remediator.etcd.breaker import EtcdBreakerStore  # noqa: PLC0415 -- etcd only
         from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
 
-        return EtcdBreakerStore(SyncGateway(config.coordination.etcd), config.circuit_breaker)
+        etcd = config.coordination.etcd
+        # Read on the event loop too (a scrape, a recovery's first look): a member that does
+        # not answer is given up on within a third of the lease, then skipped for a lease.
+        gateway = SyncGateway(etcd, min(2.0, etcd.lease_ttl_seconds / 3), etcd.lease_ttl_seconds)
+        return EtcdBreakerStore(gateway, config.circuit_breaker)
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
 
 
