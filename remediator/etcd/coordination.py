@@ -381,6 +381,11 @@ class EtcdCoordination(LocalCoordination):
                 return
             await asyncio.sleep(min(2.0**attempt * 0.1, self._ttl / 3))
 
+    async def idle(self) -> None:
+        """Until the claims given back are freed in etcd (for tests and the benchmark)."""
+        while self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
     def _spawn(self, work: Coroutine[None, None, None]) -> None:
         task = asyncio.create_task(work)
         self._tasks.add(task)
