@@ -1,8 +1,9 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
 receiving every notification, against the real test host: one recovery per outage (with an etcd
 member down too), a breaker counted once, latched across restarts and reset from any replica, a
-paused holder taken over and then refused, no quorum: 503 and nothing done, and every
-replica's copy of the whole audit trail.
+paused holder taken over and then refused, a replica cut off from etcd answering 503 while
+the other heals, no quorum: 503 and nothing done, and every replica's copy of the whole audit
+trail.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -306,3 +307,32 @@ async def test_every_replica_keeps_the_whole_audit_trail_and_rebuilds_a_lost_cop
 
     copies[1].unlink()  # lost: rebuilt from etcd, identical to the other replica's
     assert await same_copies() == events
+
+
+async def test_a_replica_cut_off_from_etcd_answers_503_while_the_others_heal(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """Replica 0 reaches etcd only through member 0 (its endpoints); member 0 goes away: that
+    replica is on the minority side, the other reaches the majority."""
+    (tmp_path / "cut").mkdir()
+    cut = host_config(
+        tmp_path / "cut",
+        {"vm3": test_host},
+        coordination={
+            "backend": "etcd",
+            "etcd": {"endpoints": etcd.endpoints[:1], "lease_ttl_seconds": LEASE_TTL},
+        },
+    )
+    (majority,) = replica_configs(tmp_path, test_host, etcd, n=1)
+    clients = [await make_client(cut), await make_client(majority)]
+    etcd.stop(0)
+    await coordination_up(clients[0], 0)
+    body = notification(alert("vm3", starts_at=await outage(test_host)))
+    response = await clients[0].post("/webhook", json=body, headers=AUTH)
+    assert response.status == 503, await response.text()
+    response = await clients[1].post("/webhook", json=body, headers=AUTH)
+    assert response.status == 200, await response.text()
+    assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"]
+    assert test_host.ping()
