@@ -262,6 +262,35 @@ class RemediatorSettings:
     shutdown_grace_seconds: float = field(30.0, check=in_range(0, 600))
 
 
+def _endpoint(value: str) -> str | None:
+    if not re.fullmatch(r"https?://[^/\s]+", value):
+        return f"must be a URL like https://10.0.0.1:2379, got {value!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class EtcdSettings:
+    """The etcd cluster remediator replicas share (`coordination.backend: etcd`)."""
+
+    endpoints: tuple[str, ...] = field(
+        ("http://127.0.0.1:2379",),
+        check=lambda v: next(filter(None, map(_endpoint, v)), None) if v else "must list one",
+    )
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # How long a replica that stopped answering (paused, cut off) holds its claims.
+    lease_ttl_seconds: int = field(10, check=in_range(2, 300))
+
+
+@dataclass(frozen=True)
+class CoordinationSettings:
+    """Whether this remediator is alone (`local`) or one of replicas acting as one (`etcd`)."""
+
+    backend: Literal["local", "etcd"] = "local"
+    etcd: EtcdSettings = field(default_factory=EtcdSettings)
+
+
 @dataclass(frozen=True)
 class User:
     """A person (or tool) allowed to use the operator API."""
@@ -284,6 +313,7 @@ class Config:
     audit: Audit = field(default_factory=Audit)
     exporter: ExporterSettings = field(default_factory=ExporterSettings)
     remediator: RemediatorSettings = field(default_factory=RemediatorSettings)
+    coordination: CoordinationSettings = field(default_factory=CoordinationSettings)
     users: tuple[User, ...] = ()
     source: Path = internal(Path("config.yml"), refuse="it is set to the file's own path")
 
@@ -438,6 +468,16 @@ def _finish_exporter(e: ExporterSettings) -> ExporterSettings:
     return ExporterSettings(**{**e.__dict__, "allowed_targets": allowed})
 
 
+def _check_etcd(e: EtcdSettings) -> None:
+    key = "coordination.etcd"
+    for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
+        path = getattr(e, name)
+        if path is not None:
+            _check_readable(path, f"{key}.{name}")
+    if (e.tls_cert_file is None) != (e.tls_key_file is None):
+        raise ConfigError(f"{key}.tls_cert_file", "tls_cert_file and tls_key_file go together")
+
+
 def _check_unique(values: list[str], key: str, what: str) -> None:
     seen: set[str] = set()
     for i, v in enumerate(values):
@@ -456,6 +496,7 @@ def config_from_data(data: object, source: Path) -> Config:
     if (r.tls_cert_file is None) != (r.tls_key_file is None):
         raise ConfigError("remediator.tls_cert_file", "needs tls_key_file too")
     exporter = _finish_exporter(config.exporter)
+    _check_etcd(config.coordination.etcd)
     return Config(**{**config.__dict__, "targets": targets, "exporter": exporter, "source": source})
 
 

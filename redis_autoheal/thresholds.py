@@ -41,6 +41,7 @@ SCHEMA: dict[str, dict[str, Kind]] = {
     "RedisProbeFailed": {"for": "duration"},
     "RedisAutohealExporterDown": {"for": "duration"},
     "RedisRemediatorDown": {"for": "duration"},
+    "RedisRemediatorCoordinationDown": {"for": "duration"},
 }
 BANDS = {
     "RedisPingLatencyHigh": ("warning_ms", "critical_ms"),

@@ -20,10 +20,8 @@ from redis_autoheal.config import Config, read_remediator_secrets
 from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import api, openapi, resume, webhook
-from remediator.audit import AuditWriter
-from remediator.breaker import BreakerStore
 from remediator.control import TargetControl
-from remediator.coordination import LocalCoordination
+from remediator.coordination import audit_writer, breaker_store, coordination_for
 from remediator.dispatch import Dispatcher
 from remediator.keys import (
     AUDIT,
@@ -113,6 +111,7 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
             prober=probers[t.name],
             lock=coordination.lock(t.name),
             start_budget=coordination.start_budget(t.name),
+            fence=coordination.check_fence,
         )
         for t in config.targets
     }
@@ -135,6 +134,7 @@ async def _dispatcher(app: web.Application) -> AsyncIterator[None]:
     controls = app[CONTROLS]
     dispatcher = Dispatcher(controls, engine, coordination, enabled=config.auto_recovery.enabled)
     app[DISPATCHER] = dispatcher
+    coordination.adopt(dispatcher.resume)
     yield
     await dispatcher.close()
 
@@ -201,10 +201,11 @@ def create_app(config: Config) -> web.Application:
     app[USERS] = UserDirectory(config.users, user_tokens, config.permissions)
     app[OPENAPI] = openapi.build(config, app[USERS])
     names = [t.name for t in config.targets]
-    breaker = BreakerStore(settings.state_dir, config.circuit_breaker)
+    breaker = breaker_store(config)
     app[METRICS] = Metrics(names, breaker.is_open)
-    audit = AuditWriter(config.audit, on_error=app[METRICS].audit_write_errors.inc)
-    coordination = LocalCoordination(names, audit, breaker)
+    audit = audit_writer(config, app[METRICS].audit_write_errors.inc)
+    coordination = coordination_for(config, audit, breaker)
+    app[METRICS].coordination_up.set_function(lambda: float(coordination.up))
     app[COORDINATION] = coordination
     app[BREAKER] = coordination.breaker  # the names the rest of the app reads them by
     app[AUDIT] = coordination.audit

@@ -28,12 +28,13 @@ from redis_autoheal.ssh import SshPool
 from remediator import health, review, shutdown
 from remediator.app import create_app, drain
 from remediator.audit import Actor, AuditWriter
-from remediator.breaker import BreakerState, BreakerStore
+from remediator.coordination import breaker_store
 from remediator.events import CircuitBreaker
 from remediator.security import exposure_warning
 
 if TYPE_CHECKING:
     from redis_autoheal.config import Target
+    from remediator.breaker import BreakerState
 
 AddConfig = Callable[[argparse.ArgumentParser], None]
 UNKNOWN = 3  # the Nagios exit code of a check that cannot tell
@@ -98,7 +99,7 @@ def _describe(name: str, state: BreakerState, window: float) -> str:
 
 def _breaker(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+    store = breaker_store(config)
     window = config.circuit_breaker.window_seconds
     if args.action == "status":
         names = (
@@ -133,7 +134,7 @@ def _breaker(args: argparse.Namespace) -> int:
 
 async def _check(config: Config, targets: list[Target]) -> list[health.TargetHealth]:
     pool = SshPool()
-    store = BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+    store = breaker_store(config)
     probers = [Prober(t, config.health_check, pool.host(t.ssh) if t.ssh else None) for t in targets]
     try:
         return list(

@@ -118,6 +118,7 @@ class TargetControl:
         prober: Prober,
         lock: asyncio.Lock,
         start_budget: StartBudget,
+        fence: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         self.target = target
         self.unit = target.systemd_unit
@@ -128,6 +129,7 @@ class TargetControl:
         self.prober = prober  # the target's one Redis client, shared with its health checks
         self.lock = lock
         self.start_budget = start_budget
+        self.fence = fence  # raises Fenced if this replica no longer holds the target
 
     @property
     def name(self) -> str:
@@ -151,7 +153,8 @@ class TargetControl:
         """Run one whitelisted command, audited before and after.
 
         Raises AuditWriteError (the command did not run), NoSshConfigured, CommandRejected
-        (a state-changing command in dry-run mode) and the SshError family.
+        (a state-changing command in dry-run mode), Fenced (a replica that lost the target)
+        and the SshError family.
         """
         if self.ssh is None:
             raise NoSshConfigured(self.refusal)
@@ -174,6 +177,8 @@ class TargetControl:
             raise
         if self.dry_run and not command.read_only:
             raise CommandRejected(f"dry-run mode: {command.name} is not run")
+        if self.fence is not None and not command.read_only:
+            await self.fence(self.name)
         ssh = self.ssh
         waited = 0.0
         if isinstance(command, ServiceControl) and command.action in (Action.START, Action.RESTART):

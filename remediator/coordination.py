@@ -4,8 +4,10 @@ That is: which recovery holds each target and which alerts were handled (admissi
 per-target lock, the start budget, the circuit breaker and the audit trail. `admit` decides
 about one firing alert in one step (duplicate memory, the target's holder, the breaker), so
 that a shared store can make it one transaction; what it reserves stands once `commit`ted and
-is given back by `release`. `LocalCoordination` is the one process's own: in memory, with the
-breaker's state file and the audit log on local disk.
+is given back by `release`. A shared store answers over the network, so `prepare` (awaited
+just before `admit`) asks it which targets this process may start a recovery of. The
+`LocalCoordination` is the one process's own: in memory, with the breaker's state file and the
+audit log on local disk; remediator.etcd has the replicas' (`coordination.backend: etcd`).
 """
 
 from __future__ import annotations
@@ -17,14 +19,15 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Protocol
 
+from remediator.audit import AuditWriter
+from remediator.breaker import BreakerStore
 from remediator.control import StartBudget
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Collection, Iterable, Mapping
 
+    from redis_autoheal.config import Config
     from remediator.alertmanager import AlertKey
-    from remediator.audit import AuditWriter
-    from remediator.breaker import BreakerStore
 
 SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
 SEEN_MAX = 10_000
@@ -61,11 +64,27 @@ class Coordination(Protocol):
     def audit(self) -> AuditWriter: ...
     @property
     def breaker(self) -> BreakerStore: ...
+    @property
+    def up(self) -> bool:
+        """This process may decide and act (`autoheal_coordination_up`)."""
 
     async def open(self) -> None:
         """Make sure the shared state can be read and written: a failure stops start-up."""
 
     async def close(self) -> None: ...
+
+    async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:
+        """Just before `admit`, for the targets its firing alerts may start a recovery of:
+        settle with the other replicas which of them this one may start. CoordinationUnavailable
+        if that cannot be known: nothing is admitted (the webhook answers 503)."""
+
+    async def check_fence(self, target: str) -> None:
+        """Before each state-changing command: Fenced if this process held the target for a
+        recovery and holds it no more (another replica took over)."""
+
+    def adopt(self, resume: Callable[[str, str], bool]) -> None:
+        """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
+        uses it to take over the recovery of one whose lease expired."""
 
     def lock(self, target: str) -> asyncio.Lock:
         """One recovery or manual operation on the target at a time."""
@@ -134,6 +153,19 @@ class LocalCoordination:
     async def close(self) -> None:
         await self.audit.close()
 
+    @property
+    def up(self) -> bool:
+        return True
+
+    async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:  # noqa: ARG002
+        return None  # one process: `admit` decides alone
+
+    async def check_fence(self, target: str) -> None:  # noqa: ARG002
+        return None  # nobody else could take the target
+
+    def adopt(self, resume: Callable[[str, str], bool]) -> None:  # noqa: ARG002
+        return None  # nobody else to take over from
+
     def lock(self, target: str) -> asyncio.Lock:
         return self._locks[target]
 
@@ -148,8 +180,9 @@ class LocalCoordination:
             return Claim(Verdict.DECLINED, target, key)
         verdict = Verdict.JOINED
         if hold is None:
-            if self.breaker.is_open(target):
-                return Claim(Verdict.SUPPRESSED, target, key)
+            refusal = self._refusal(target, recovery_id)
+            if refusal is not None:
+                return Claim(refusal, target, key)
             hold = self._holds[target] = _Hold(recovery_id)
             verdict = Verdict.STARTED
         hold.keys.add(key)
@@ -194,6 +227,10 @@ class LocalCoordination:
                 break
             del self._seen[oldest]
 
+    def _refusal(self, target: str, recovery_id: str) -> Verdict | None:  # noqa: ARG002
+        """Why a new recovery of the target may not start, if it may not."""
+        return Verdict.SUPPRESSED if self.breaker.is_open(target) else None
+
     def _seen_recently(self, key: AlertKey) -> bool:
         expiry = self._seen.get(key)
         return expiry is not None and expiry > self._clock()
@@ -204,3 +241,36 @@ class LocalCoordination:
         if claim.reserved and hold is not None and hold.recovery_id == claim.recovery_id:
             return hold
         return None
+
+
+def breaker_store(config: Config) -> BreakerStore:
+    """The breakers of the configured backend: the state file, or the replicas' etcd key."""
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.breaker import EtcdBreakerStore  # noqa: PLC0415 -- etcd only
+        from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
+
+        etcd = config.coordination.etcd
+        # Read on the event loop too (a scrape, a recovery's first look): a member that does
+        # not answer is given up on within a third of the lease, then skipped for a lease.
+        gateway = SyncGateway(etcd, min(2.0, etcd.lease_ttl_seconds / 3), etcd.lease_ttl_seconds)
+        return EtcdBreakerStore(gateway, config.circuit_breaker)
+    return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
+
+
+def audit_writer(config: Config, on_error: Callable[[], None]) -> AuditWriter:
+    """The audit log's writer; with etcd, one that also publishes to the replicas' trail."""
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.audit import PublishingAuditWriter  # noqa: PLC0415 -- etcd only
+
+        return PublishingAuditWriter(config.audit, on_error)
+    return AuditWriter(config.audit, on_error)
+
+
+def coordination_for(config: Config, audit: AuditWriter, breaker: BreakerStore) -> Coordination:
+    """The configured backend's coordination."""
+    names = [t.name for t in config.targets]
+    if config.coordination.backend == "etcd":
+        from remediator.etcd.coordination import EtcdCoordination  # noqa: PLC0415 -- etcd only
+
+        return EtcdCoordination(names, audit, breaker, config.coordination.etcd)
+    return LocalCoordination(names, audit, breaker)

@@ -168,6 +168,25 @@ class Dispatcher:
         """The target's last recoveries, oldest first."""
         return list(self._history.get(target, ()))
 
+    async def prepare(self, notification: Notification) -> None:
+        """Just before `admit`: the coordination settles, with the other replicas if any,
+        which targets without a recovery here this notification may start one of."""
+        wanted: dict[str, list[AlertKey]] = {}
+        for alert in notification.alerts:
+            name = alert.target_name
+            control = self.controls.get(name or "")
+            if (
+                control is not None
+                and alert.wants_remediation
+                and alert.status != "resolved"
+                and self.enabled
+                and not control.refusal
+                and name not in self._jobs
+            ):
+                wanted.setdefault(control.name, []).append(alert.key)
+        if wanted:
+            await self.coordination.prepare(wanted)
+
     def admit(self, notification: Notification, source_ip: str | None) -> Admission:
         """Decide about every alert, reserving what is decided; see the module docstring."""
         decisions: list[tuple[Alert, Disposition]] = []

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -119,6 +119,11 @@ class Metrics:
         self.audit_write_errors = Counter(
             "autoheal_audit_write_errors",
             "Audit events that could not be written; their actions did not run",
+            registry=r,
+        )
+        self.coordination_up = Gauge(
+            "autoheal_coordination_up",
+            "1 while this remediator may act: alone, or its replicas' etcd has quorum for it",
             registry=r,
         )
         r.register(_BreakerCollector(names, breaker_open))

@@ -32,7 +32,7 @@ from remediator import events
 from remediator.act import Acting, Expect, Target, breaker_opened, write_or_owe
 from remediator.audit import AUTOHEAL, AuditWriter
 from remediator.control import RISK
-from remediator.errors import AuditWriteError, BreakerStateError
+from remediator.errors import AuditWriteError, BreakerStateError, Fenced
 from remediator.ranked import Ranked
 from remediator.verify import pong_within, stable_for
 
@@ -74,6 +74,7 @@ class Outcome(StrEnum):
     DRY_RUN = "dry_run"
     ABORTED = "aborted"  # the audit log could not be written: nothing more was done
     INTERRUPTED = "interrupted"  # cut by the remediator's shutdown (remediator.shutdown)
+    FENCED = "fenced"  # this replica lost the target to another (remediator.etcd)
 
 
 def level_for_state(state: str) -> Level | None:
@@ -324,7 +325,7 @@ class _Run:
         done = f"after {len(self.steps)} attempt(s)" if self.steps else "before acting"
         return Ended(Outcome.INTERRUPTED, f"the remediator is shutting down: stopped {done}")
 
-    async def _attempt(self, step: Step) -> Ended | None:
+    async def _attempt(self, step: Step) -> Ended | None:  # noqa: PLR0911 -- one per end
         """Look, decide, act, verify; the recovery's end if this attempt found it, None to go
         on. Every attempt looks afresh (the unit's state, then PING): what the last one found
         may have changed since, and nothing acts on a healthy Redis."""
@@ -345,6 +346,9 @@ class _Run:
         except CommandRejected as err:  # cannot happen with the config's validated unit
             step.reason = str(err)
             return Ended(Outcome.EXHAUSTED, f"command refused: {err}")
+        except Fenced as err:  # nothing ran: another replica holds the target now
+            step.reason = str(err)
+            return Ended(Outcome.FENCED, str(err))
         except SshError as err:
             return await self._unreachable(step, err)
 

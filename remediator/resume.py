@@ -82,6 +82,8 @@ async def _resume_target(
         skipped = "auto_recovery.enabled is false"
     elif dispatcher.running(target) is not None:
         skipped = "a recovery is already running"
+    elif config.coordination.backend == "etcd":  # another replica may be running it now
+        skipped = "with etcd, a replica takes over a cut recovery (it was still running there)"
     recovery_id = None if skipped else uuid.uuid4().hex[:12]
     resumed = AutoRecovery(
         service=target,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from remediator.alertmanager import parse_notification
-from remediator.errors import AuditWriteError, InvalidPayload
+from remediator.errors import AuditWriteError, CoordinationUnavailable, InvalidPayload
 from remediator.events import Webhook
 from remediator.keys import AUDIT, CONFIG, DISPATCHER, METRICS, WEBHOOK_TOKEN
 from remediator.security import require_token
@@ -78,6 +78,11 @@ async def receive(request: web.Request) -> web.Response:
             text=f"not an Alertmanager v4 notification: {e}\n"
         ) from None
     dispatcher = app[DISPATCHER]
+    try:
+        await dispatcher.prepare(notification)
+    except CoordinationUnavailable as e:
+        log.warning("webhook refused: %s", e)
+        raise web.HTTPServiceUnavailable(text="coordination unavailable: nothing was done\n") from e
     admission = dispatcher.admit(notification, request.remote)
     received = Webhook(
         service=None,

@@ -14,9 +14,11 @@ debs=(
   systemd  # systemd-analyze and systemd-sysusers, for the tests of packaging/systemd/
   prometheus prometheus-alertmanager prometheus-redis-exporter
   docker-compose
+  etcd-server etcd-client  # the remediator replicas' tests (coordination.backend: etcd)
 )
 # Packages installed for their programs only: their daemons stay off (below).
-daemons=(redis-server openssh-server prometheus prometheus-alertmanager prometheus-redis-exporter)
+daemons=(redis-server openssh-server prometheus prometheus-alertmanager prometheus-redis-exporter
+  etcd-server)
 missing=()
 for p in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -35,6 +35,7 @@ REMEDIATOR = frozenset(
         "autoheal_webhook_requests_total",
         "autoheal_security_violations_total",
         "autoheal_audit_write_errors_total",
+        "autoheal_coordination_up",
     }
 )
 REMEDIATOR_HISTOGRAMS = frozenset({"autoheal_recovery_duration_seconds"})

@@ -690,6 +690,22 @@ def self_monitoring(t: Thresholds) -> Group:
                     f"and {healthz}.",
                 ),
             ),
+            Rule(
+                alert="RedisRemediatorCoordinationDown",
+                severity="critical",
+                for_seconds=t["RedisRemediatorCoordinationDown"].seconds("for"),
+                expr=f'autoheal_coordination_up{{job="{REMEDIATOR_JOB}"}} == 0',
+                anchor="manual-intervention-procedures",
+                summary="The remediator at {{ $labels.instance }} cannot reach its etcd quorum",
+                description=_lines(
+                    "The remediator replica at {{ $labels.instance }} holds no live lease on "
+                    "its etcd cluster (coordination.backend: etcd): it answers Alertmanager "
+                    "503 and acts on nothing. If every replica says so, Redis failures need "
+                    "manual handling until etcd has quorum again.",
+                    "Check the etcd members (etcdctl endpoint health --cluster) and the "
+                    "network between them and the replica.",
+                ),
+            ),
         ],
     )
 

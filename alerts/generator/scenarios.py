@@ -727,6 +727,14 @@ def self_monitoring(s: Suite) -> None:
             _flag(selector("up", **labels), bad="0", good="1"),
             [Expected("critical", labels)],
         )
+    labels = {"job": REMEDIATOR_JOB, "instance": REMEDIATOR}
+    s.held(
+        "RedisRemediatorCoordinationDown",
+        "RedisRemediatorCoordinationDown",
+        s.t["RedisRemediatorCoordinationDown"].seconds("for"),
+        _flag(selector("autoheal_coordination_up", **labels), bad="0", good="1"),
+        [Expected("critical", labels)],
+    )
 
 
 def build(

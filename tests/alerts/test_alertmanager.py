@@ -54,6 +54,7 @@ RECEIVERS = {
     ("RedisProbeFailed", "warning"): OPS,
     ("RedisAutohealExporterDown", "critical"): PAGE,
     ("RedisRemediatorDown", "critical"): PAGE,
+    ("RedisRemediatorCoordinationDown", "critical"): PAGE,
 }
 MAINTENANCE = ["weekly-maintenance", "monthly-maintenance"]
 

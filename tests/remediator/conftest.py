@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from redis_autoheal.config import Config
+from tests.etcd_cluster import EtcdCluster
 from tests.remediator.configs import write_config
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -20,3 +25,15 @@ def config(tmp_path: Path) -> Config:
             "auto_recovery": {"retry_delay_seconds": 0.01, "stable_seconds": 0},
         },
     )
+
+
+@pytest.fixture
+def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster on loopback, up and with a leader."""
+    (tmp_path / "etcd").mkdir()
+    cluster = EtcdCluster(tmp_path / "etcd")
+    try:
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.close()

@@ -1,0 +1,142 @@
+"""Webhook answer latency with `coordination.backend: local` beside `etcd` (a real 3-member
+etcd cluster on loopback, Debian's `etcd`), in one run.
+
+One remediator app per backend on loopback; each notification is a new outage of one of
+TARGETS targets, so with etcd every answer includes the claim transaction. The targets' SSH
+port is closed: the recoveries fail at once in the background, which is not measured here.
+
+    .venv/bin/python bench/remediator_replicas.py [--rounds 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import socket
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import yaml
+from aiohttp import web
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from redis_autoheal.config import load_config  # noqa: E402
+from remediator.app import create_app  # noqa: E402
+from tests.etcd_cluster import EtcdCluster  # noqa: E402
+
+TOKEN = "bench-token"
+TARGETS = 50
+
+
+def _port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _config(tmp: Path, coordination: dict[str, Any]) -> Path:
+    tmp.mkdir()
+    for name, text in (("token", TOKEN), ("key", "unused\n"), ("known_hosts", "")):
+        (tmp / name).write_text(text)
+        (tmp / name).chmod(0o600)
+    ssh = {"host": "127.0.0.1", "port": _port(), "key_file": str(tmp / "key")}
+    ssh["known_hosts"] = str(tmp / "known_hosts")
+    data = {
+        "targets": [{"name": f"t{i}", "ssh": ssh} for i in range(TARGETS)],
+        "auto_recovery": {"max_attempts": 1, "retry_delay_seconds": 0},
+        "circuit_breaker": {"max_recoveries": 100},
+        "remediator": {"webhook_token_file": str(tmp / "token"), "state_dir": str(tmp / "state")},
+        "audit": {"path": str(tmp / "audit" / "audit.log")},
+        "coordination": coordination,
+    }
+    path = tmp / "config.yml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def _notification(target: str) -> dict[str, Any]:
+    now = dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
+    labels = {"alertname": "RedisDown", "instance": target, "remediate": "true"}
+    alert = {
+        "status": "firing",
+        "labels": labels,
+        "annotations": {},
+        "startsAt": now,
+        "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": f"{time.time_ns():016x}",
+    }
+    return {
+        "version": "4",
+        "groupKey": "g",
+        "truncatedAlerts": 0,
+        "status": "firing",
+        "receiver": "remediator",
+        "groupLabels": {},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am",
+        "alerts": [alert],
+    }
+
+
+async def _measure(config: Path, rounds: int) -> list[float]:
+    app = create_app(load_config(config))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = _port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    await asyncio.sleep(1)  # the etcd lease granted
+    seconds = []
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            for _ in range(rounds):
+                for i in range(TARGETS):
+                    began = time.perf_counter()
+                    url = f"http://127.0.0.1:{port}/webhook"
+                    async with http.post(url, json=_notification(f"t{i}"), headers=headers) as r:
+                        body = await r.json()
+                    seconds.append(time.perf_counter() - began)
+                    assert r.status == 200, body
+                    assert body["alerts"][0]["disposition"] == "recovery_started", body
+                await asyncio.sleep(1)  # the round's recoveries end, their targets freed
+    finally:
+        await runner.cleanup()
+    return seconds
+
+
+def _line(name: str, seconds: list[float]) -> str:
+    q = statistics.quantiles(seconds, n=100)
+    return f"{name:6} {len(seconds)} answers: p50 {q[49] * 1e3:.1f} ms, p99 {q[98] * 1e3:.1f} ms"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=4)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        (tmp / "etcd").mkdir()
+        cluster = EtcdCluster(tmp / "etcd")
+        cluster.start()
+        try:
+            local = asyncio.run(_measure(_config(tmp / "local", {"backend": "local"}), args.rounds))
+            etcd = {"backend": "etcd", "etcd": {"endpoints": cluster.endpoints}}
+            shared = asyncio.run(_measure(_config(tmp / "etcd-r", etcd), args.rounds))
+        finally:
+            cluster.close()
+    print(_line("local", local))
+    print(_line("etcd", shared))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,22 @@
+"""The etcd keys the replicas share, under one prefix.
+
+- `breaker`: every target's circuit breaker, in the state file's JSON format;
+- `claim/<target>`: the replica holding the target for a recovery, on that replica's lease
+  (gone with it); its create revision is the recovery's fence;
+- `seen/<target>`: when the target's last recovery was claimed (its outage is handled: alerts
+  that started before are duplicates), by which replica, and whether it is still running (a
+  running one without a claim was cut: another replica takes it over).
+"""
+
+from __future__ import annotations
+
+PREFIX = "/redis-autoheal/"
+BREAKER = f"{PREFIX}breaker"
+
+
+def claim_key(target: str) -> str:
+    return f"{PREFIX}claim/{target}"
+
+
+def seen_key(target: str) -> str:
+    return f"{PREFIX}seen/{target}"
