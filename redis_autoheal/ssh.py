@@ -14,6 +14,9 @@ retired: the next command opens a new one, and the old one is closed once the co
 running on it have ended, never under them. A command that never started because the kept
 connection had died is retried once on a new connection.
 
+A stream (`follow`: `journalctl -f`) holds one session of the probe lane for as long as it is
+read; it ends when its connection is retired, so it is reopened on the next one.
+
 A command's bounds are all enforced here, so that no caller's outer timeout has to: a free
 session in its lane within its timeout; then the connection and the session opened within
 min(`connect_timeout_seconds`, its timeout); past either, it did not run (SshError,
@@ -35,10 +38,12 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from redis_autoheal.commands import Command, command_line
+from redis_autoheal.commands import Command, JournalFollow, command_line
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from redis_autoheal.config import SshEndpoint
 
 CLOSE_WAIT_SECONDS = 2.0  # how long a cut command may take to give its session back
@@ -107,12 +112,18 @@ class _Lane:
         self.connecting = asyncio.Lock()
         self.sessions = asyncio.Semaphore(max_sessions)
         self.users: collections.Counter[Connection] = collections.Counter()
+        self.streams: dict[Connection, set[Process]] = {}
         self.opened = 0
 
     def retire(self, conn: Connection) -> None:
-        """Open no more sessions on `conn`; it is closed when its last command ends."""
+        """Open no more sessions on `conn`; it is closed when its last command ends.
+
+        Its streams end now: they would otherwise hold it until keepalives give up.
+        """
         if self.conn is conn:
             self.conn = None
+        for process in self.streams.pop(conn, set()):
+            process.close()
         if not self.users[conn]:
             self.users.pop(conn, None)
             conn.close()
@@ -194,6 +205,50 @@ class SshHost:
             stderr=_text(completed.stderr),
             duration_seconds=time.monotonic() - started,
         )
+
+    @contextlib.asynccontextmanager
+    async def follow(self, command: JournalFollow) -> AsyncIterator[AsyncIterator[str]]:
+        """Start a command that does not end by itself, on the probe lane; its output's lines.
+
+        The session is held until the block is left, which kills the command. The lines stop
+        (or raise SshError) when the command, the channel or the connection ends, and when a
+        command on the lane finds the connection dead and retires it. Not started within
+        `connect_timeout_seconds`: SshError or SshConnectError, as for `run`.
+        """
+        line = command_line(command)  # raises CommandRejected before any I/O
+        limit = self.endpoint.connect_timeout_seconds
+        chosen = self._lanes[Lane.PROBE]
+        try:
+            async with asyncio.timeout(limit):
+                await chosen.sessions.acquire()
+        except TimeoutError:
+            raise SshError(
+                self.label, f"{line!r} not run: no free {Lane.PROBE} session within {limit:g}s"
+            ) from None
+        try:
+            start_by = asyncio.get_running_loop().time() + limit
+            process, conn = await self._open_session(chosen, line, start_by, limit)
+            chosen.streams.setdefault(conn, set()).add(process)
+            try:
+                yield self._lines(process, line)
+            finally:
+                streams = chosen.streams.get(conn)
+                if streams is not None:
+                    streams.discard(process)
+                    if not streams:
+                        del chosen.streams[conn]
+                _kill(process)
+                process.close()
+                chosen.release(conn)
+        finally:
+            chosen.sessions.release()
+
+    async def _lines(self, process: Process, line: str) -> AsyncIterator[str]:
+        try:
+            async for text in process.stdout:
+                yield text
+        except (OSError, asyncssh.Error) as e:
+            raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
 
     async def _open_session(
         self, lane: _Lane, line: str, start_by: float, start_limit: float
