@@ -1,0 +1,89 @@
+"""Sends alerts to Alertmanager's API v2 (POST /api/v2/alerts), as Prometheus does.
+
+Every configured Alertmanager gets every alert; a push counts as delivered if one of them took
+it. A firing alert carries `endsAt` (when Alertmanager may consider it over unless sent again),
+a resolved one its end time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import aiohttp
+
+from exporter import selfmetrics
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+log = logging.getLogger(__name__)
+
+Alert = dict[str, object]
+
+
+def timestamp(unix: float) -> str:
+    """RFC 3339 in UTC, as Alertmanager's API takes it."""
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def alert(
+    labels: dict[str, str], annotations: dict[str, str], starts_at: float, ends_at: float
+) -> Alert:
+    return {
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": timestamp(starts_at),
+        "endsAt": timestamp(ends_at),
+    }
+
+
+class AlertPusher:
+    """One HTTP client for the exporter's pushes to the Alertmanagers at `urls`."""
+
+    def __init__(self, urls: Sequence[str], timeout_seconds: float) -> None:
+        self.urls = [url.rstrip("/") + "/api/v2/alerts" for url in urls]
+        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+        self._session: aiohttp.ClientSession | None = None
+        self._failing: set[str] = set()  # URLs whose last push failed (logged once)
+
+    async def push(self, alerts: list[Alert]) -> bool:
+        """POST `alerts` to every Alertmanager; True if at least one accepted them."""
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        results = await asyncio.gather(*(self._post(url, alerts) for url in self.urls))
+        delivered = any(results)
+        selfmetrics.ALERT_PUSHES.labels("success" if delivered else "error").inc()
+        return delivered
+
+    async def _post(self, url: str, alerts: list[Alert]) -> bool:
+        assert self._session is not None
+        problem = ""
+        try:
+            async with self._session.post(url, json=alerts) as response:
+                if response.status // 100 != 2:
+                    problem = f"HTTP {response.status}: {(await response.text())[:200]}"
+        except (aiohttp.ClientError, TimeoutError, OSError) as e:
+            problem = str(e) or type(e).__name__
+        if problem:
+            if url not in self._failing:
+                self._failing.add(url)
+                log.warning(
+                    "pushing alerts to %s failed: %s (Prometheus' rules still fire)",
+                    url,
+                    problem,
+                )
+            return False
+        if url in self._failing:
+            self._failing.discard(url)
+            log.info("pushing alerts to %s works again", url)
+        return True
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
