@@ -56,6 +56,9 @@ class Cadence:
     page_grace: str  # remediate="true", critical -> on-call, auto-recovery's grace (2m)
     page_wait: str  # other critical -> on-call (10s)
     group_interval: str  # every route (5m; the remediator's 30s)
+    # True: alerts/ exactly as shipped (the numbers above only describe it), the exporter's
+    # probe timeouts at their defaults.
+    shipped: bool = False
 
 
 # The fast cadence of the demo, the e2e tests and the benchmark.
@@ -86,6 +89,32 @@ FAST = Cadence(
     page_wait="1s",
     group_interval="2s",
 )
+
+
+def shipped_cadence() -> Cadence:
+    """The production cadence: alerts/ as shipped, its numbers read from the files."""
+    prom = _load(ALERTS / "prometheus.yml")
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    am = _load(ALERTS / "alertmanager.yml")
+    routes = {_route_role(r): r for r in am["route"]["routes"]}
+
+    def seconds(job: str, key: str = "scrape_interval") -> int:
+        return int(str(jobs[job][key]).removesuffix("s"))
+
+    return Cadence(
+        connectivity=seconds("redis-connectivity"),
+        connectivity_timeout=seconds("redis-connectivity", "scrape_timeout"),
+        systemd=seconds("redis-systemd"),
+        performance=seconds("redis-performance"),
+        services=int(str(prom["global"]["scrape_interval"]).removesuffix("s")),
+        evaluation=int(str(prom["global"]["evaluation_interval"]).removesuffix("s")),
+        group_wait=am["route"]["group_wait"],
+        remediator_group_wait=routes["remediator"]["group_wait"],
+        page_grace=routes["grace"]["group_wait"],
+        page_wait=routes["page"]["group_wait"],
+        group_interval=am["route"]["group_interval"],
+        shipped=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -145,8 +174,12 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
     cadence: Cadence,
     circuit_breaker: dict[str, float] | None = None,
     auto_recovery: dict[str, float] | None = None,
+    follow_rules: Path | None = None,
 ) -> Path:
-    """The redis-autoheal config of the stack (both services read it)."""
+    """The redis-autoheal config of the stack (both services read it).
+
+    `follow_rules`: the exporter follows the unit and pushes the alerts of that rules file.
+    """
     target = copy.deepcopy(target)
     target["name"] = TARGET
     # Short SSH timeouts: the host is a veth away; a lost host should fail a step quickly.
@@ -192,6 +225,13 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
             }
         ],
     }
+    if cadence.shipped:
+        del data["health_check"]  # the defaults: the runbook's timeouts
+    if follow_rules is not None:
+        data["exporter"]["follow"] = {
+            "alertmanager_urls": [ports.url("alertmanager")],
+            "rules_file": str(follow_rules),
+        }
     return _write_yaml(path, data, "# redis-autoheal config of the local stack (demo/stack.py)\n")
 
 
@@ -201,6 +241,8 @@ def rules(directory: Path, cadence: Cadence) -> Path:
     intervals = thresholds.get("scrape_intervals")
     if not isinstance(intervals, dict) or set(intervals) != {*PROBE_JOBS.values(), "remediator"}:
         raise StackError(f"{ALERTS / 'thresholds.yml'}: scrape_intervals are not the known four")
+    if cadence.shipped:
+        return ALERTS / "rules" / "redis-autoheal.rules.yml"
     thresholds["scrape_intervals"] = {
         "connectivity": f"{cadence.connectivity}s",
         "systemd": f"{cadence.systemd}s",
@@ -232,11 +274,12 @@ def prometheus_config(
 ) -> Path:
     """alerts/prometheus.yml on the stack's ports and at its cadence."""
     config = _load(ALERTS / "prometheus.yml")
-    config["global"] = {
-        "scrape_interval": f"{cadence.services}s",
-        "scrape_timeout": f"{cadence.services}s",
-        "evaluation_interval": f"{cadence.evaluation}s",
-    }
+    if not cadence.shipped:
+        config["global"] = {
+            "scrape_interval": f"{cadence.services}s",
+            "scrape_timeout": f"{cadence.services}s",
+            "evaluation_interval": f"{cadence.evaluation}s",
+        }
     config["rule_files"] = [str(rules_file)]
     config["alerting"] = {
         "alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{ports.alertmanager}"]}]}]
@@ -247,10 +290,11 @@ def prometheus_config(
         name = job["job_name"]
         seen.add(name)
         if name in PROBE_JOBS:
-            seconds = getattr(cadence, PROBE_JOBS[name])
-            job["scrape_interval"] = job["scrape_timeout"] = f"{seconds}s"
-            if name == "redis-connectivity":
-                job["scrape_timeout"] = f"{cadence.connectivity_timeout}s"
+            if not cadence.shipped:
+                seconds = getattr(cadence, PROBE_JOBS[name])
+                job["scrape_interval"] = job["scrape_timeout"] = f"{seconds}s"
+                if name == "redis-connectivity":
+                    job["scrape_timeout"] = f"{cadence.connectivity_timeout}s"
             job["file_sd_configs"] = [{"files": [str(targets_dir / "*.yml")]}]
             (address,) = [
                 r for r in job["relabel_configs"] if r.get("target_label") == "__address__"
@@ -298,15 +342,17 @@ def alertmanager_config(  # noqa: PLR0913 - each part of the config, named at th
     config["global"] = {}  # no SMTP: no receiver sends e-mail any more
     config["templates"] = [str(ALERTS / "templates" / "*.tmpl")]
     route = config["route"]
-    route["group_wait"], route["group_interval"] = cadence.group_wait, cadence.group_interval
+    if not cadence.shipped:
+        route["group_wait"], route["group_interval"] = cadence.group_wait, cadence.group_interval
     waits = {
         "remediator": cadence.remediator_group_wait,
         "grace": cadence.page_grace,
         "page": cadence.page_wait,
     }
     for child in route.get("routes", []):
-        child["group_wait"] = waits[_route_role(child)]
-        child["group_interval"] = cadence.group_interval
+        if not cadence.shipped:
+            child["group_wait"] = waits[_route_role(child)]
+            child["group_interval"] = cadence.group_interval
         if child.get("routes"):
             raise StackError("alerts/alertmanager.yml: nested routes unknown to demo/configs.py")
         if not maintenance_windows:
