@@ -86,6 +86,7 @@ class UnitFollower:
         self._firing: _Firing | None = None
         self._resolved: list[_Firing] = []
         self._push_failed = False
+        self._failed = asyncio.Event()  # set by a push no Alertmanager took
         self.log = target_logger(logger, target.name)
 
     async def run(self) -> None:
@@ -94,6 +95,7 @@ class UnitFollower:
             asyncio.ensure_future(self._follow()),
             asyncio.ensure_future(self._read_when_woken()),
             asyncio.ensure_future(self._resend()),
+            asyncio.ensure_future(self._retry()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -176,18 +178,26 @@ class UnitFollower:
             alerts.append(alert(firing.labels, firing.annotations, firing.starts_at, now + valid))
         if alerts:
             self._push_failed = not await self.pusher.push(alerts)
+            if self._push_failed:
+                self._failed.set()
 
     async def _resend(self) -> None:
         """Send what fires again, and read the state (a transition the stream may have missed)."""
         while True:
-            pause = self.settings.resend_seconds
-            if self._push_failed:
-                pause = min(pause, PUSH_RETRY_SECONDS)
-            await asyncio.sleep(pause)
+            await asyncio.sleep(self.settings.resend_seconds)
             if self.up:
                 self._wake.set()
-                if self._firing is not None or self._push_failed:
+                if self._firing is not None:
                     await self._push(time.time())
+
+    async def _retry(self) -> None:
+        """A push no Alertmanager took is sent again every PUSH_RETRY_SECONDS until one does."""
+        while True:
+            await self._failed.wait()
+            self._failed.clear()
+            await asyncio.sleep(PUSH_RETRY_SECONDS)
+            if self._push_failed:
+                await self._push(time.time())
 
 
 class Followers:
@@ -197,7 +207,7 @@ class Followers:
         self.pool = pool
         self._settings: UnitFollow | None = None
         self._pusher: AlertPusher | None = None
-        self._running: dict[str, tuple[Target, asyncio.Task[None]]] = {}
+        self._running: dict[str, tuple[Target, UnitFollower, asyncio.Task[None]]] = {}
 
     async def sync(self, config: Config) -> None:
         """Follow the units of `config`: unchanged targets go on, others stop or start."""
@@ -213,7 +223,7 @@ class Followers:
                     settings.alertmanager_urls, settings.push_timeout_seconds
                 )
         wanted = {t.name: t for t in config.targets if t.ssh is not None and settings is not None}
-        for name, (target, task) in list(self._running.items()):
+        for name, (target, _, task) in list(self._running.items()):
             if wanted.get(name) != target:
                 del self._running[name]
                 task.cancel()
@@ -225,10 +235,13 @@ class Followers:
             assert settings is not None
             assert self._pusher is not None
             follower = UnitFollower(target, self.pool.host(target.ssh), settings, self._pusher)
-            self._running[name] = (target, asyncio.ensure_future(follower.run()))
+            self._running[name] = (target, follower, asyncio.ensure_future(follower.run()))
+
+    def running(self) -> list[UnitFollower]:
+        return [follower for _, follower, _ in self._running.values()]
 
     async def _stop_all(self) -> None:
-        tasks = [task for _, task in self._running.values()]
+        tasks = [task for _, _, task in self._running.values()]
         self._running.clear()
         for task in tasks:
             task.cancel()
