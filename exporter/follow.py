@@ -13,7 +13,9 @@ stream was down is found on reconnect. A lost stream is reopened with backoff (1
 
 A unit found `inactive` or `failed` fires the rules file's alert for that state
 (redis_autoheal/rulefile.py), pushed to Alertmanager at once (exporter/push.py) and again every
-`resend_seconds` while it holds and the stream is up; a state without an alert resolves it.
+`resend_seconds` while it holds and the stream is up; a state without an alert resolves it (the
+resolution is sent until an Alertmanager takes it). A push no Alertmanager took is retried every
+5 s.
 The Prometheus rule fires the very same alert (same labels) at its own pace: a safety net for
 a failed push, an Alertmanager that was down, or a stream that could not be opened.
 """
@@ -42,7 +44,11 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 FIRST_RETRY_SECONDS = 1.0
-RESOLVED_KEPT_SECONDS = 15 * 60.0  # Prometheus, too, sends a resolved alert for 15 minutes
+# A resolution is sent until an Alertmanager took it, for at most this long. Not again after:
+# each send would put the alert back in its Alertmanager group, which then lives on, and a
+# new alert of the same name waits for that group's next group_interval instead of its
+# group_wait.
+RESOLVED_KEPT_SECONDS = 15 * 60.0
 VALID_FOR_RESENDS = 4  # a firing alert's endsAt: 4 resends ahead, as Prometheus sets it
 PUSH_RETRY_SECONDS = 5.0  # a push no Alertmanager took is tried again this soon
 
@@ -177,9 +183,12 @@ class UnitFollower:
             valid = VALID_FOR_RESENDS * self.settings.resend_seconds
             alerts.append(alert(firing.labels, firing.annotations, firing.starts_at, now + valid))
         if alerts:
+            sent = list(self._resolved)
             self._push_failed = not await self.pusher.push(alerts)
             if self._push_failed:
                 self._failed.set()
+            else:
+                self._resolved = [r for r in self._resolved if r not in sent]
 
     async def _resend(self) -> None:
         """Send what fires again, and read the state (a transition the stream may have missed)."""
