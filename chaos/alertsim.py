@@ -28,6 +28,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from redis_autoheal.units import STOPPED
+
 if TYPE_CHECKING:
     import random
     from collections.abc import Callable
@@ -124,7 +126,7 @@ class AlertSim:
             Rule(
                 "RedisServiceDown",
                 "c0ffee0000000002",
-                lambda s: s.state in ("failed", "inactive"),
+                lambda s: s.state in STOPPED,
                 FOR_SERVICE,
             ),
         ]

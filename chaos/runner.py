@@ -39,6 +39,7 @@ from chaos.alertsim import AlertSim
 from chaos.truth import Action, Limits, Page, Probe, Sample, Truth
 from demo.stack import Stack, StackOptions
 from redis_autoheal.config import load_config
+from redis_autoheal.units import STOPPED
 from testhost.disk import SmallDisk
 from testhost.files import HostOptions
 from testhost.host import TestHost
@@ -456,7 +457,7 @@ class Sequencer:
             host.stop()
             return "done"
         if f == "self_start":
-            if host.unit_state() not in ("failed", "inactive"):
+            if host.unit_state() not in STOPPED:
                 return None
             host.reset_failed()
             threading.Thread(target=host.start, daemon=True).start()

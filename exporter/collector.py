@@ -26,7 +26,7 @@ lines left out), where SSH works, the unit is active, and Redis answers:
     redis_exporter_scrapes_total 12.0
 
 A layer that failed adds `redis_probe_error{layer,reason} 1.0`, reason from the fixed set of
-exporter.probe.Reason, and sends none of its own series but redis_up 0 / redis_ssh_up 0 /
+redis_autoheal.probe.Reason, and sends none of its own series but redis_up 0 / redis_ssh_up 0 /
 redis_exporter_last_scrape_error{err=REASON} 1 and the scrape counters.
 
 `redis_systemd_unit_state{unit,state}` is 1 for the current state and 0 for each other of
@@ -46,15 +46,10 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 
 from exporter.exposition import Chunk, Family
 from exporter.infometrics import info_families
-from exporter.probe import (
-    UNIT_STATES,
-    UNKNOWN_STATE,
-    ConnectivityResult,
-    LayerResult,
-    PerformanceResult,
-    SystemdResult,
-)
+from exporter.probe import ScrapeResult, ScrapeStats
 from exporter.scrape import RedisScrape
+from redis_autoheal.probe import ConnectivityResult, LayerResult, PerformanceResult, SystemdResult
+from redis_autoheal.units import UNIT_STATES, UNKNOWN_STATE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -77,7 +72,7 @@ class ProbeCollector:
         error = GaugeMetricFamily(
             "redis_probe_error",
             "1 for a layer that failed, with why: timeout, refused, unreachable, auth, tls, "
-            "ssh_auth, host_key, ... (see exporter/probe.py Reason).",
+            "ssh_auth, host_key, ... (see redis_autoheal/probe.py Reason).",
             labels=["layer", "reason"],
         )
         for r in self.results:
@@ -128,15 +123,16 @@ def _systemd(r: SystemdResult) -> Iterator[Metric]:
 
 def _performance(r: PerformanceResult, now: float) -> Iterator[Metric | Family | Chunk]:
     """redis_exporter's families of the scrape, and its own per-target scrape figures."""
-    if r.scrape is not None:
-        yield from info_families(r.scrape, now)
+    scrape = r.scrape if isinstance(r, ScrapeResult) else None
+    if scrape is not None:
+        yield from info_families(scrape, now)
     elif r.success:  # a result made by hand (tests): INFO and maxclients only
         config = {} if r.maxclients is None else {"maxclients": r.maxclients}
         yield from info_families(RedisScrape(info=r.info, config=config), now)
-    yield from _scrape_figures(r)
+    yield from _scrape_figures(r, scrape)
 
 
-def _scrape_figures(r: PerformanceResult) -> Iterator[Family]:
+def _scrape_figures(r: PerformanceResult, scrape: RedisScrape | None) -> Iterator[Family]:
     """redis_exporter_last_scrape_* and its scrape counters, for this target."""
     error = Family(
         "redis_exporter_last_scrape_error",
@@ -151,15 +147,15 @@ def _scrape_figures(r: PerformanceResult) -> Iterator[Family]:
     )
     duration.add(r.duration_seconds)
     yield duration
-    if r.scrape is not None:
+    if scrape is not None:
         connect = Family(
             "redis_exporter_last_scrape_connect_time_seconds",
             "gauge",
             "Time to get a connection to Redis (0 for one kept open).",
         )
-        connect.add(r.scrape.connect_seconds)
+        connect.add(scrape.connect_seconds)
         yield connect
-    stats = r.stats
+    stats = r.stats if isinstance(r, ScrapeResult) else ScrapeStats()
     scrapes = Family("redis_exporter_scrapes_total", "counter", "Scrapes of this target.")
     scrapes.add(float(stats.scrapes))
     yield scrapes

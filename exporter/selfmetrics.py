@@ -15,7 +15,8 @@ from __future__ import annotations
 
 from prometheus_client import Counter, Gauge, Histogram
 
-from exporter.probe import LAYER_REASONS, MODULES
+from exporter.probe import MODULES
+from redis_autoheal.probe import LAYER_REASONS
 
 BAD_REQUEST_REASONS = (
     "missing_target",

@@ -12,9 +12,10 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, choose_encode
 from exporter import selfmetrics
 from exporter.collector import ProbeCollector
 from exporter.exposition import render
-from exporter.probe import MODULES, Layer, TargetProber
+from exporter.probe import MODULES, TargetProber
 from exporter.targets import BadTarget, StaleDirectory
 from exporter.typedefs import STATE
+from redis_autoheal.probe import Layer
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
 # Answer this much before Prometheus gives up, as blackbox_exporter does (--timeout-offset).

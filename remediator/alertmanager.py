@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
-from redis_autoheal.errors import InvalidPayload
+from remediator.errors import InvalidPayload
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

@@ -31,14 +31,9 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 
 from redis_autoheal.commands import MAX_JOURNAL_LINES, Action, Journal
-from redis_autoheal.errors import (
-    AuditWriteError,
-    BreakerStateError,
-    NoSshConfigured,
-    OperationRefused,
-    SshError,
-)
+from redis_autoheal.errors import SshError
 from remediator import openapi
+from remediator.errors import AuditWriteError, BreakerStateError, NoSshConfigured, OperationRefused
 from remediator.health import breaker_health, check_target
 from remediator.keys import (
     BREAKER,

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from exporter.probe import TargetProber
 from redis_autoheal.config import Config, read_remediator_secrets
+from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import api, openapi, resume, webhook
 from remediator.audit import AuditWriter
@@ -102,26 +102,28 @@ async def _breaker_state(app: web.Application) -> AsyncIterator[None]:
 async def _targets(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     pool = SshPool()
-    controls: dict[str, TargetControl] = {
+    # One Redis client per target, for its health checks and the PINGs that verify actions,
+    # with connections kept for the PINGs: a flood of /health requests cannot delay them.
+    probers = {
+        t.name: Prober(
+            t, config.health_check, pool.host(t.ssh) if t.ssh else None, ping_connections=2
+        )
+        for t in config.targets
+    }
+    app[PROBERS] = probers
+    app[CONTROLS] = {
         t.name: TargetControl(
             t,
             pool.host(t.ssh) if t.ssh else None,
             app[AUDIT],
             app[METRICS],
             dry_run=config.remediator.dry_run,
-            ping_timeout_seconds=config.health_check.ping_timeout_seconds,
+            prober=probers[t.name],
         )
         for t in config.targets
     }
-    app[CONTROLS] = controls
-    app[PROBERS] = {
-        t.name: TargetProber(t, config.health_check, pool.host(t.ssh) if t.ssh else None)
-        for t in config.targets
-    }
     yield
-    await asyncio.gather(
-        *(c.close() for c in controls.values()), *(p.close() for p in app[PROBERS].values())
-    )
+    await asyncio.gather(*(p.close() for p in probers.values()))
     await pool.close()
 
 

@@ -42,7 +42,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
-from redis_autoheal.errors import AuditWriteError
+from remediator.errors import AuditWriteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
-from redis_autoheal.errors import AuditReadError
 from remediator.audit import backup_paths
+from remediator.errors import AuditReadError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from redis_autoheal.errors import BreakerStateError
+from remediator.errors import BreakerStateError
 
 if TYPE_CHECKING:
     from pathlib import Path

@@ -20,9 +20,9 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from exporter.probe import TargetProber
 from redis_autoheal.config import Config, load_config, parse_listen
 from redis_autoheal.errors import ConfigError
+from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshPool
 from remediator import health, review, shutdown
 from remediator.app import create_app, drain
@@ -127,9 +127,7 @@ def _breaker(args: argparse.Namespace) -> int:
 async def _check(config: Config, targets: list[Target]) -> list[health.TargetHealth]:
     pool = SshPool()
     store = BreakerStore(config.remediator.state_dir, config.circuit_breaker)
-    probers = [
-        TargetProber(t, config.health_check, pool.host(t.ssh) if t.ssh else None) for t in targets
-    ]
+    probers = [Prober(t, config.health_check, pool.host(t.ssh) if t.ssh else None) for t in targets]
     try:
         return list(
             await asyncio.gather(
@@ -152,7 +150,7 @@ async def _check(config: Config, targets: list[Target]) -> list[health.TargetHea
 def _health(args: argparse.Namespace) -> int:
     config = load_config(args.config)
     if args.log_level != "debug":  # each failure is in the report: no second copy on stderr
-        logging.getLogger("exporter.probe").setLevel(logging.ERROR)
+        logging.getLogger("redis_autoheal.probe").setLevel(logging.ERROR)
     targets = [_target(config, args.target)] if args.target else list(config.targets)
     reports = asyncio.run(_check(config, targets))
     worst = max(r.status for r in reports)

@@ -1,16 +1,9 @@
-"""Everything that touches one target: its lock, its audited SSH commands, its PING.
+"""One target's lock, audited SSH commands and PING: how recoveries and manual operations
+act on it.
 
-Both the recovery engine and (later) the operator API act on a target only through its
-`TargetControl`, so both share:
-- the per-target lock: one recovery or operation on a target at a time;
-- the audit trail: an `ssh_command` event is durable before each command runs (fail closed)
-  and another records how it ended (a command cut at its timeout: `cut_after_seconds`; one
-  its caller gave up on: `outcome: "interrupted"`);
-- the SSH lane: what decides, acts and verifies (`systemctl is-active` and the
-  state-changing verbs) runs on the host's action connection; what a person reads (logs,
-  status) on its probe connection, with the health probes, which it can never delay or cut;
-- the start budget: our own starts of the unit stay below systemd's start limit;
-- the counters `autoheal_ssh_commands_total` and `autoheal_operations_total`.
+A command is audited before it runs (fail closed) and again when it ends. What decides, acts and
+verifies runs on the host's action SSH connection; what a person reads (logs, status) on its
+probe connection, which the health probes share. PING goes through the target's one prober.
 """
 
 from __future__ import annotations
@@ -22,27 +15,17 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisError
-
 from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
-from redis_autoheal.errors import (
-    AuditWriteError,
-    CommandRejected,
-    HostKeyError,
-    NoSshConfigured,
-    SshCommandTimeout,
-    SshError,
-)
-from redis_autoheal.redis_client import make_client, ping
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
 from redis_autoheal.ssh import Lane
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel, audit_event
+from remediator.errors import AuditWriteError, NoSshConfigured
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Mapping
 
-    import redis.asyncio as aioredis
-
     from redis_autoheal.config import Target
+    from redis_autoheal.probe import ConnectivityResult, Prober
     from redis_autoheal.ssh import CommandResult, SshHost
     from remediator.metrics import Metrics
 
@@ -120,7 +103,7 @@ def _kept(text: str) -> str:
 
 
 class TargetControl:
-    """One target's lock, commands and PING; see the module docstring."""
+    """One target's lock, commands and PING."""
 
     def __init__(  # noqa: PLR0913 -- each is a separate part handed in by the app
         self,
@@ -130,7 +113,7 @@ class TargetControl:
         metrics: Metrics,
         *,
         dry_run: bool,
-        ping_timeout_seconds: float,
+        prober: Prober,
     ) -> None:
         self.target = target
         self.unit = target.systemd_unit
@@ -138,10 +121,9 @@ class TargetControl:
         self.audit = audit
         self.metrics = metrics
         self.dry_run = dry_run
-        self.ping_timeout_seconds = ping_timeout_seconds
+        self.prober = prober  # the target's one Redis client, shared with its health checks
         self.lock = asyncio.Lock()
         self.start_budget = StartBudget()
-        self._redis: aioredis.Redis | None = None
 
     @property
     def name(self) -> str:
@@ -162,7 +144,7 @@ class TargetControl:
         source_ip: str | None = None,
         context: Mapping[str, Any] | None = None,
     ) -> CommandResult:
-        """Run one whitelisted command, audited before and after; see the module docstring.
+        """Run one whitelisted command, audited before and after.
 
         Raises AuditWriteError (the command did not run), NoSshConfigured, CommandRejected
         (a state-changing command in dry-run mode) and the SshError family.
@@ -275,21 +257,7 @@ class TargetControl:
             result = outcome if outcome in ("success", "failure") else "error"
             self.metrics.operations.labels(self.name, command.name, result).inc()
 
-    async def ping(self, timeout_seconds: float | None = None) -> str | None:
-        """PING the target's Redis: None on PONG, else why not. Never waits past the timeout."""
-        limit = self.ping_timeout_seconds if timeout_seconds is None else timeout_seconds
-        if self._redis is None:
-            self._redis = make_client(self.target.redis, timeout_seconds=self.ping_timeout_seconds)
-        try:
-            async with asyncio.timeout(limit):
-                await ping(self._redis)
-        except TimeoutError:
-            return f"no PONG within {limit:g}s"
-        except (RedisError, OSError) as e:
-            return f"{type(e).__name__}: {e}"
-        return None
-
-    async def close(self) -> None:
-        client, self._redis = self._redis, None
-        if client is not None:
-            await client.aclose(close_connection_pool=True)  # the pool was handed in: say so
+    async def ping(self, timeout_seconds: float | None = None) -> ConnectivityResult:
+        """One PING through the target's prober, within `health_check.ping_timeout_seconds`
+        unless told otherwise; never raises."""
+        return await self.prober.ping(timeout_seconds)

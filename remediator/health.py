@@ -1,27 +1,10 @@
-"""A target's health now: its three layers measured, judged by the runbook's thresholds.
+"""A target's health now: its three layers probed (redis_autoheal.probe, as the exporter
+does) and judged healthy, warning or critical by the runbook's thresholds, with its circuit
+breaker and its last recoveries. The worst judgement is the target's status and the exit code
+of `redis-autoheal health` (Nagios: 0, 1, 2); the README lists what each check judges.
 
-The layers are probed by the exporter's `TargetProber` (exporter.probe), so the API, the
-`redis-autoheal health` command and the exporter measure the same way. Each measurement is
-judged healthy, warning or critical; the target's status is the worst of them, and is the
-exit code of `redis-autoheal health` (Nagios: 0, 1, 2):
-
-    connectivity   PING fails: critical. Latency (the median of 3 PINGs on the open
-                   connection): warning from 5 ms, critical above 50 ms
-    systemd        active, reloading: healthy. activating, deactivating, a state systemd
-                   added later: warning. inactive, failed: critical. SSH down: critical
-                   (remediation is impossible). No `ssh` section: warning (nothing known)
-    performance    INFO fails: warning (critical when PING fails too). Memory used: warning
-                   from 3072 MB, critical above 4000 MB (MB = 2^20 bytes, as the alert rules).
-                   Clients: 8000 / 9500. ops/s: 10000 / 50000. Above 75 % of maxmemory or
-                   80 % of maxclients: warning. Last background save failed: critical
-    circuit breaker  open: critical (auto-recovery is off); state unreadable: warning
-
-The numbers are alerts/thresholds.yml's, the one place the alert rules take them from; they
-are repeated here as `Thresholds()` because an installed package has no alerts/ directory,
-and tests/remediator/test_health.py fails if the two ever differ.
-
-With it: the target's circuit breaker, and its last recoveries from the audit log (the latest
-`auto_recovery` events with phase finished, found in the last 4 MiB of the live file).
+`Thresholds()` repeats alerts/thresholds.yml's numbers, as an installed package has no alerts/
+directory; tests/remediator/test_health.py fails if the two differ.
 """
 
 from __future__ import annotations
@@ -34,8 +17,7 @@ from datetime import UTC, datetime
 from enum import IntEnum
 from typing import TYPE_CHECKING, Any
 
-from exporter.probe import (
-    MODULES,
+from redis_autoheal.probe import (
     ConnectivityResult,
     Layer,
     LayerResult,
@@ -43,15 +25,16 @@ from exporter.probe import (
     Reason,
     SystemdResult,
 )
-from redis_autoheal.errors import AuditReadError, BreakerStateError
+from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import utc_timestamp
 from remediator.auditread import latest_events
+from remediator.errors import AuditReadError, BreakerStateError
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
-    from exporter.probe import TargetProber
     from redis_autoheal.config import Audit, CircuitBreaker
+    from redis_autoheal.probe import Prober
     from remediator.breaker import BreakerStore
 
 log = logging.getLogger(__name__)
@@ -188,9 +171,9 @@ def judge_systemd(result: LayerResult) -> LayerHealth:
     elif state is None:
         detail = f"cannot read the unit's state, remediation is impossible: {result.message}"
         layer.checks.append(Check("unit_state", Status.CRITICAL, detail))
-    elif state in ("active", "reloading"):
+    elif state in RUNNING:
         layer.checks.append(Check("unit_state", Status.HEALTHY, f"{unit} is {state}"))
-    elif state in ("inactive", "failed"):
+    elif state in STOPPED:
         layer.checks.append(Check("unit_state", Status.CRITICAL, f"{unit} is {state}"))
     else:
         detail = f"{unit} is {state}: in transition, or a state the runbook does not cover"
@@ -381,7 +364,7 @@ def judge(results: Iterable[LayerResult], thresholds: Thresholds) -> dict[str, L
 
 
 async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or the CLI
-    prober: TargetProber,
+    prober: Prober,
     *,
     breaker: BreakerStore,
     breaker_settings: CircuitBreaker,
@@ -392,7 +375,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     """Probe the three layers now and judge them, with the breaker and the last recoveries."""
     name = prober.target.name
     checked_at = utc_timestamp()
-    results = await prober.probe(MODULES["all"], None)
+    results = await prober.probe(tuple(Layer), None)
     results = [
         await _steady_latency(prober, r) if r.layer is Layer.CONNECTIVITY else r for r in results
     ]
@@ -413,7 +396,7 @@ async def check_target(  # noqa: PLR0913 -- each part is handed in by the API or
     )
 
 
-async def _steady_latency(prober: TargetProber, first: LayerResult) -> LayerResult:
+async def _steady_latency(prober: Prober, first: LayerResult) -> LayerResult:
     """The median of LATENCY_PINGS more PINGs on the now open connection, if the first worked.
 
     The first PING of a fresh client also connects (TCP, AUTH, CLIENT SETNAME), and one PING

@@ -17,7 +17,7 @@ from remediator.users import UserDirectory
 from remediator.violations import ViolationLog
 
 if TYPE_CHECKING:
-    from exporter.probe import TargetProber
+    from redis_autoheal.probe import Prober
     from remediator.control import TargetControl
 
 CONFIG = web.AppKey("config", Config)
@@ -28,7 +28,7 @@ BREAKER = web.AppKey("breaker", BreakerStore)
 CONTROLS: web.AppKey[dict[str, TargetControl]] = web.AppKey("controls")
 DISPATCHER = web.AppKey("dispatcher", Dispatcher)
 USERS = web.AppKey("users", UserDirectory)
-PROBERS: web.AppKey[dict[str, TargetProber]] = web.AppKey("probers")
+PROBERS: web.AppKey[dict[str, Prober]] = web.AppKey("probers")
 OPERATIONS = web.AppKey("operations", Operations)
 VIOLATIONS = web.AppKey("violations", ViolationLog)
 OPENAPI: web.AppKey[dict[str, Any]] = web.AppKey("openapi")

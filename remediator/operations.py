@@ -46,19 +46,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from redis_autoheal.commands import Action, ServiceControl
-from redis_autoheal.errors import (
-    AuditWriteError,
-    BreakerStateError,
-    CommandRejected,
-    NoSshConfigured,
-    OperationRefused,
-    SshCommandTimeout,
-    SshError,
-    TargetBusy,
-)
+from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
+from redis_autoheal.units import RUNNING, STOPPED
 from remediator.audit import audit_event
 from remediator.control import RISK
+from remediator.errors import (
+    AuditWriteError,
+    BreakerStateError,
+    NoSshConfigured,
+    OperationRefused,
+    TargetBusy,
+)
 from remediator.verify import pong_within, settled_state, silent_within
 
 if TYPE_CHECKING:
@@ -72,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-STOPPED_STATES = frozenset({"inactive", "failed"})
 STARTS = frozenset({Action.START, Action.RESTART})  # what the start budget counts
 
 
@@ -339,13 +337,14 @@ class _Run:
         )
 
     async def _settled(self) -> str:
-        return await settled_state(
+        reading = await settled_state(
             self.control,
             self.ops.config.auto_recovery.transition_timeout_seconds,
             actor=self.actor,
             source_ip=self.source_ip,
             context=self._context,
         )
+        return reading.state
 
     async def execute(self) -> OperationResult:
         await self.ops.audit.write(self._event("started", None))
@@ -424,7 +423,7 @@ class _Run:
     async def _act(self) -> tuple[bool, str]:
         c = self.control
         self.state_before = await self._settled()
-        if self.action == Action.RELOAD and self.state_before != "active":
+        if self.action == Action.RELOAD and self.state_before not in RUNNING:
             raise OperationRefused(
                 "not_active",
                 f"unit {c.unit} is {self.state_before or 'in no state'}: reload needs a running "
@@ -452,10 +451,10 @@ class _Run:
         return await self._verify_running(failed)
 
     async def _verify_running(self, failed: str) -> tuple[bool, str]:
-        problem = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
+        pong = await pong_within(self.control, self.ops.config.health_check.ping_timeout_seconds)
         self.state_after = await self._settled()
-        problems = [p for p in (failed, problem) if p]
-        if self.state_after != "active":
+        problems = [p for p in (failed, pong.detail) if p]
+        if self.state_after not in RUNNING:
             problems.append(f"unit is {self.state_after or 'in no state'}")
         if problems:
             return False, "; ".join(problems)
@@ -464,14 +463,14 @@ class _Run:
     async def _verify_stopped(self, failed: str) -> tuple[bool, str]:
         self.state_after = await self._settled()
         problems = [failed] if failed else []
-        if self.state_after not in STOPPED_STATES:
+        if self.state_after not in STOPPED:
             problems.append(f"unit is {self.state_after or 'in no state'}")
         else:
-            problem = await silent_within(
+            silence = await silent_within(
                 self.control, self.ops.config.health_check.ping_timeout_seconds
             )
-            if problem:
-                problems.append(problem)
+            if not silence.ok:
+                problems.append(silence.detail)
         if problems:
             return False, "; ".join(problems)
         suffix = "; auto-recovery is off until an admin resets the circuit breaker"

@@ -37,18 +37,13 @@ from enum import IntEnum, StrEnum
 from typing import TYPE_CHECKING, Any, Protocol
 
 from redis_autoheal.commands import Action, ServiceControl
-from redis_autoheal.errors import (
-    AuditWriteError,
-    BreakerStateError,
-    CommandRejected,
-    HostKeyError,
-    SshError,
-)
+from redis_autoheal.errors import CommandRejected, HostKeyError, SshError
 from redis_autoheal.logs import target_logger
+from redis_autoheal.units import RUNNING, TRANSITIONS, UnitState
 from remediator.audit import AuditWriter, audit_event
 from remediator.control import RISK
+from remediator.errors import AuditWriteError, BreakerStateError
 from remediator.verify import (
-    TRANSITIONAL,
     Checkable,
     pong_within,
     settled_state,
@@ -102,10 +97,10 @@ class Outcome(StrEnum):
 def level_for_state(state: str) -> Level | None:
     """The runbook's first level for a unit state; None for a state it does not cover."""
     return {
-        "active": Level.SOFT,
-        "inactive": Level.STANDARD,
-        "failed": Level.HARD,
-        **dict.fromkeys(TRANSITIONAL, Level.HARD),  # still in transition after the wait
+        UnitState.ACTIVE: Level.SOFT,
+        UnitState.INACTIVE: Level.STANDARD,
+        UnitState.FAILED: Level.HARD,
+        **dict.fromkeys(TRANSITIONS, Level.HARD),  # still in transition after the wait
     }.get(state)
 
 
@@ -354,7 +349,7 @@ class _Run:
             state = step.state_before = await self._settled_state(step)
             # PING as verification does (retried within the timeout): one PING on a connection
             # that a restart just closed fails although Redis answers (the chaos campaign's I2).
-            if state == "active" and await pong_within(c, self.e.ping_timeout_seconds) is None:
+            if state in RUNNING and (await pong_within(c, self.e.ping_timeout_seconds)).ok:
                 raise self._up()
             level = next_level(self.level, state)
             if level is None:
@@ -430,18 +425,20 @@ class _Run:
             )
 
     async def _state(self, step: Step) -> str:
-        return await unit_state(
+        reading = await unit_state(
             self.control, source_ip=self.trigger.source_ip, context=self._context(step)
         )
+        return reading.state
 
     async def _settled_state(self, step: Step) -> str:
         """`is-active`, re-checked while the unit is in transition, bounded."""
-        return await settled_state(
+        reading = await settled_state(
             self.control,
             self.e.settings.transition_timeout_seconds,
             source_ip=self.trigger.source_ip,
             context=self._context(step),
         )
+        return reading.state
 
     async def _dry_run(self, step: Step) -> tuple[Outcome, str]:
         assert step.level is not None
@@ -497,22 +494,24 @@ class _Run:
 
     async def _verify(self, step: Step) -> None:
         """PING within the timeout, unit active; after a hard recovery, stable too."""
-        problem = await pong_within(self.control, self.e.ping_timeout_seconds)
+        pong = await pong_within(self.control, self.e.ping_timeout_seconds)
+        problem = None if pong.ok else pong.detail
         step.state_after = await self._settled_state(step)
         if problem is None and self.pong_after is None:
             self.pong_after = time.monotonic() - self.started
         if problem is not None:
             step.reason = "; ".join(filter(None, [step.reason, problem]))
             return
-        if step.state_after != "active":
+        if step.state_after not in RUNNING:
             step.reason = "; ".join(filter(None, [step.reason, f"unit is {step.state_after}"]))
             return
         stable = self.e.settings.stable_seconds
         if step.level == Level.HARD and stable > 0:
-            problem = await stable_for(self.control, stable)
+            kept = await stable_for(self.control, stable)
+            problem = None if kept.ok else kept.detail
             if problem is None:
                 step.state_after = await self._state(step)
-                if step.state_after != "active":
+                if step.state_after not in RUNNING:
                     problem = f"unit became {step.state_after}"
             if problem is not None:
                 self.pong_after = None

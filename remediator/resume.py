@@ -28,9 +28,9 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from redis_autoheal.errors import AuditReadError, AuditWriteError
 from remediator.audit import audit_event, utc_timestamp
 from remediator.auditread import unfinished
+from remediator.errors import AuditReadError, AuditWriteError
 
 if TYPE_CHECKING:
     from redis_autoheal.config import Config

@@ -26,9 +26,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from redis_autoheal.errors import AuditWriteError
 from redis_autoheal.logs import printable
 from remediator.audit import AUTOHEAL, audit_event
+from remediator.errors import AuditWriteError
 from remediator.keys import AUDIT, CONFIG, METRICS, USERS, VIOLATIONS
 from remediator.problems import problem
 from remediator.users import token_digest

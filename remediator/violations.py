@@ -34,8 +34,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from redis_autoheal.errors import AuditWriteError
 from remediator.audit import audit_event
+from remediator.errors import AuditWriteError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping

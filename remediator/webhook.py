@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from redis_autoheal.errors import AuditWriteError, InvalidPayload
 from remediator.alertmanager import parse_notification
 from remediator.audit import audit_event
+from remediator.errors import AuditWriteError, InvalidPayload
 from remediator.keys import AUDIT, CONFIG, DISPATCHER, METRICS, WEBHOOK_TOKEN
 from remediator.security import require_token
 

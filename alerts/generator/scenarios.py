@@ -25,6 +25,7 @@ from alerts.generator.rules import (
     num,
 )
 from alerts.generator.thresholds import Thresholds, format_duration
+from redis_autoheal.units import UNIT_STATES
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -33,7 +34,6 @@ if TYPE_CHECKING:
     SeriesOf = Callable[[Timeline], dict[str, list[str]]]
 
 EVAL = 15  # seconds: the tests' evaluation_interval, equal to prometheus.yml's
-UNIT_STATES = ("active", "reloading", "inactive", "failed", "activating", "deactivating")
 MIB = 1024 * 1024
 TARGET = "redis"
 UNIT = "redis-server"

@@ -11,7 +11,7 @@ import pytest
 
 from exporter.app import create_app
 from exporter.collector import ProbeCollector
-from exporter.probe import Layer, Reason, SystemdResult
+from redis_autoheal.probe import Layer, Reason, SystemdResult
 from tests import contract
 from tests.conftest import HANG
 from tests.exporter.conftest import names, parse_samples, redis_target, value, values_with

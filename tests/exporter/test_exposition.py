@@ -19,7 +19,7 @@ from prometheus_client.utils import floatToGoString
 
 from exporter.collector import ProbeCollector
 from exporter.exposition import Family, _number, render
-from exporter.probe import (
+from redis_autoheal.probe import (
     ConnectivityResult,
     Layer,
     PerformanceResult,

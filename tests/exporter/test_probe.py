@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import re
 import signal
@@ -15,22 +16,24 @@ import pytest
 from redis import exceptions as redis_errors
 
 from exporter import scrape as scrape_module
-from exporter.probe import (
+from exporter.probe import TargetProber
+from redis_autoheal.commands import IsActive, Unit
+from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.probe import (
     LAYER_REASONS,
     Layer,
+    PerformanceResult,
+    Prober,
     Reason,
-    TargetProber,
     redis_reason,
     ssh_reason,
 )
-from redis_autoheal.commands import IsActive, Unit
-from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.ssh import CommandResult
 from tests.conftest import HANG, hang_guard
 from tests.exporter.conftest import free_port, make_tls_files, redis_target
 
 C, S, P = Layer.CONNECTIVITY, Layer.SYSTEMD, Layer.PERFORMANCE
-PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in exporter/probe.py
+PROBE_ACL = ["+ping", "+info", "+client|setname"]  # as documented in redis_autoheal/probe.py
 
 
 @pytest.fixture
@@ -289,7 +292,7 @@ async def test_failures_are_logged_when_they_start_change_and_end(
 ):
     server = redis_server_factory()
     p = prober_for(redis_target("redis", server))
-    caplog.set_level("INFO", logger="exporter.probe")
+    caplog.set_level("INFO", logger="redis_autoheal.probe")
     await p.probe_layer(C, None)
     server.kill()
     for _ in range(3):
@@ -299,6 +302,88 @@ async def test_failures_are_logged_when_they_start_change_and_end(
     messages = [r.getMessage() for r in caplog.records]
     assert sum("connectivity probe failed (refused)" in m for m in messages) == 1
     assert any("target=redis connectivity probe succeeds again" in m for m in messages)
+
+
+async def test_the_shared_prober_reads_info_for_the_remediator(make_config, redis_server):
+    config = make_config([redis_target("redis", redis_server)])
+    p = Prober(config.targets[0], config.health_check, None)
+    try:
+        conn, perf = await p.probe((C, P), None)
+    finally:
+        await p.close()
+    assert conn.success
+    assert perf.success
+    assert type(perf) is PerformanceResult  # INFO alone, not the exporter's scrape
+    assert (perf.info["role"], perf.maxclients) == ("master", "10000")
+
+
+async def test_a_ping_to_verify_an_action_is_not_logged(make_config, caplog):
+    config = make_config([redis_target("down", free_port())])
+    p = Prober(config.targets[0], config.health_check, None)
+    caplog.set_level("INFO", logger="redis_autoheal.probe")
+    try:
+        result = await p.ping(1.0)
+        assert (result.success, result.reason) == (False, Reason.REFUSED)
+        assert caplog.records == []  # a caller waiting for a stop expects refusals
+        await p.probe_layer(C, None)
+        assert len(caplog.records) == 1  # a probe's failure is logged
+    finally:
+        await p.close()
+
+
+class HeldInfoRedis:
+    """A stand-in Redis server: PING answers at once, INFO only once `release` is set."""
+
+    def __init__(self):
+        self.release = asyncio.Event()
+        self.held = asyncio.Condition()
+        self.infos_waiting = 0
+
+    async def serve(self, reader, writer):
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+            while True:
+                count = int((await reader.readline())[1:])
+                words = []
+                for _ in range(count):
+                    size = int((await reader.readline())[1:])
+                    words.append((await reader.readexactly(size + 2))[:-2].upper())
+                if words[0] == b"PING":
+                    writer.write(b"+PONG\r\n")
+                elif words[0] == b"INFO":
+                    async with self.held:
+                        self.infos_waiting += 1
+                        self.held.notify_all()
+                    await self.release.wait()
+                    body = b"redis_version:7.2.0\r\nmaxclients:10000\r\n"
+                    writer.write(b"$%d\r\n%s\r\n" % (len(body), body))
+                else:
+                    writer.write(b"+OK\r\n")
+                await writer.drain()
+        writer.close()
+
+
+async def test_pings_kept_for_verification_never_wait_behind_probes(make_config):
+    """The remediator's PINGs that verify an action have connections of their own: probes that
+    hold every connection they may take (two INFOs waiting) do not delay them."""
+    fake = HeldInfoRedis()
+    server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    config = make_config([redis_target("held", port)], performance_timeout_seconds=HANG)
+    p = Prober(config.targets[0], config.health_check, None, ping_connections=1)
+    probes = [asyncio.ensure_future(p.probe_layer(P, None)) for _ in range(5)]
+    try:
+        async with hang_guard("two INFOs held"), fake.held:
+            await fake.held.wait_for(lambda: fake.infos_waiting == 2)
+        result = await p.ping(1.0)
+        assert (result.success, result.reason) == (True, None)
+        assert fake.infos_waiting == 2  # the other probes wait for a slot, not a connection
+    finally:
+        fake.release.set()
+        results = await asyncio.gather(*probes)
+        await p.close()
+        server.close()
+        await server.wait_closed()
+    assert all(r.success for r in results)
 
 
 # ---- the systemd layer's logic, with a stand-in for the SSH host (real SSH: test_testhost) ----

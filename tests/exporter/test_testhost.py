@@ -10,8 +10,8 @@ import asyncssh
 import pytest
 
 from exporter.app import create_app
-from exporter.probe import UNIT_STATES
 from exporter.typedefs import STATE
+from redis_autoheal.units import UNIT_STATES
 from tests.conftest import HANG, hang_guard
 from tests.exporter.conftest import parse_samples, value
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from redis_autoheal.errors import InvalidPayload
 from remediator.alertmanager import parse_notification, parse_time
+from remediator.errors import InvalidPayload
 from tests.remediator.conftest import alert, notification
 
 

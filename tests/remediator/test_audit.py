@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 
 from redis_autoheal.config import Audit
-from redis_autoheal.errors import AuditWriteError
 from remediator import audit
 from remediator.audit import AuditWriter, audit_event, backup_paths, read_events
 from remediator.breaker import BreakerStore
+from remediator.errors import AuditWriteError
 from testhost.disk import SmallDisk
 from tests.conftest import hang_guard, require_root
 from tests.remediator.conftest import write_config

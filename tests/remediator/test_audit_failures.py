@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from redis_autoheal.errors import AuditWriteError
 from remediator.app import create_app
 from remediator.audit import AuditWriter, audit_event, read_events
 from remediator.auditread import iter_events
+from remediator.errors import AuditWriteError
 from remediator.keys import DISPATCHER, METRICS
 from remediator.recovery import Outcome
 from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from redis_autoheal.config import CircuitBreaker
-from redis_autoheal.errors import BreakerStateError
 from remediator.breaker import BreakerStore
+from remediator.errors import BreakerStateError
 
 
 class Clock:

@@ -9,19 +9,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
+import redis
 
 from redis_autoheal.commands import Action, Journal, ServiceControl, Unit
-from redis_autoheal.config import Audit, SshEndpoint, Target
+from redis_autoheal.config import Audit, HealthCheck, SshEndpoint, Target
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
+from redis_autoheal.probe import Prober
 from redis_autoheal.ssh import SshHost
 from remediator.app import create_app
 from remediator.audit import AuditWriter, read_events
 from remediator.control import StartBudget, TargetControl
-from remediator.keys import DISPATCHER
+from remediator.keys import CONTROLS, DISPATCHER
 from remediator.metrics import Metrics
-from remediator.verify import unit_state
+from remediator.verify import pong_within, unit_state
 from tests.hostprocs import still_running
-from tests.remediator.conftest import TOKEN, alert, notification, write_config
+from tests.remediator.conftest import OPERATOR, TOKEN, alert, notification, write_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -35,14 +37,9 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
     writer.open()
     metrics = Metrics(["redis"], lambda _: False)
     endpoint = SshEndpoint(host="127.0.0.1", port=1, connect_timeout_seconds=0.2)
-    control = TargetControl(
-        Target(name="redis", ssh=endpoint),
-        SshHost(endpoint),
-        writer,
-        metrics,
-        dry_run=False,
-        ping_timeout_seconds=0.1,
-    )
+    target, ssh = Target(name="redis", ssh=endpoint), SshHost(endpoint)
+    prober = Prober(target, HealthCheck(ping_timeout_seconds=0.1), ssh)
+    control = TargetControl(target, ssh, writer, metrics, dry_run=False, prober=prober)
     command = ServiceControl(Action.RESTART, Unit("redis-server"))
     object.__setattr__(command.unit, "name", "redis-server; rm -rf /")
     with pytest.raises(CommandRejected):
@@ -54,7 +51,7 @@ async def test_a_tampered_command_is_refused_counted_and_audited(tmp_path: Path)
     (event,) = read_events(audit)
     assert event["event_type"] == "security_violation"
     assert event["security"]["command_validated"] is False
-    await control.close()
+    await prober.close()
     await writer.close()
 
 
@@ -100,21 +97,16 @@ async def audited(
     writer = AuditWriter(audit)
     writer.open()
     metrics = Metrics(names, lambda _: False)
-    controls = [
-        TargetControl(
-            Target(name=name, ssh=ssh.endpoint),
-            ssh,
-            writer,
-            metrics,
-            dry_run=False,
-            ping_timeout_seconds=1.0,
-        )
-        for name in names
-    ]
+    health = HealthCheck(ping_timeout_seconds=1.0)
+    controls = []
+    for name in names:
+        target = Target(name=name, ssh=ssh.endpoint)
+        prober = Prober(target, health, ssh)
+        controls.append(TargetControl(target, ssh, writer, metrics, dry_run=False, prober=prober))
     try:
         yield audit, metrics, controls
     finally:
-        await asyncio.gather(*(c.close() for c in controls))
+        await asyncio.gather(*(c.prober.close() for c in controls))
         await ssh.close()
         await writer.close()
 
@@ -172,9 +164,9 @@ async def test_log_reads_never_delay_the_reads_a_recovery_decides_on(
     async with audited(tmp_path, ssh, ["redis"]) as (_, _, (control,)):
         logs = [asyncio.create_task(control.run(Journal(control.unit, 5))) for _ in range(30)]
         await asyncio.sleep(0)  # each has asked to be audited, so it asks for a session first
-        state = await unit_state(control)
+        reading = await unit_state(control)
         waiting = sum(not t.done() for t in logs)
-        assert state == "active"
+        assert reading.state == "active"
         assert waiting > 0
         assert {r.exit_code for r in await asyncio.gather(*logs)} == {0}
 
@@ -250,3 +242,28 @@ async def test_a_command_cancelled_midway_is_killed_and_its_audit_pair_closed(
     assert finished["result"]["success"] is False
     assert (finished["outcome"], finished["result"]["outcome"]) == ("interrupted", "interrupted")
     assert finished["error"].startswith("interrupted")
+
+
+@pytest.mark.root
+async def test_a_target_has_one_redis_client(
+    test_host: TestHost, tmp_path: Path, aiohttp_client: Any
+) -> None:
+    """The PINGs that verify an action reuse the connections the health check opened."""
+    config = write_config(tmp_path, {"targets": [test_host.target("redis")]})
+    client = await aiohttp_client(create_app(config))
+    response = await client.get("/api/services/redis/health", headers=OPERATOR)
+    assert response.status == 200
+    opened = await asyncio.to_thread(autoheal_connections, config.targets[0])
+    assert opened >= 1
+    control = client.app[CONTROLS]["redis"]
+    assert (await pong_within(control, 2.0)).ok
+    assert await asyncio.to_thread(autoheal_connections, config.targets[0]) == opened
+
+
+def autoheal_connections(target: Target) -> int:
+    """How many connections Redis has from clients named redis-autoheal."""
+    endpoint = target.redis
+    with redis.Redis(
+        host=endpoint.host, port=endpoint.port, password=endpoint.password, socket_timeout=5
+    ) as r:
+        return sum(c.get("name") == "redis-autoheal" for c in r.client_list())

@@ -16,7 +16,9 @@ import pytest
 import yaml
 from aiohttp.test_utils import TestClient
 
-from exporter.probe import (
+from redis_autoheal.cli import main
+from redis_autoheal.config import Config
+from redis_autoheal.probe import (
     ConnectivityResult,
     Layer,
     LayerResult,
@@ -24,8 +26,7 @@ from exporter.probe import (
     Reason,
     SystemdResult,
 )
-from redis_autoheal.cli import main
-from redis_autoheal.config import Config
+from redis_autoheal.units import RUNNING
 from remediator.app import create_app
 from remediator.breaker import BreakerStore
 from remediator.health import Band, Status, Thresholds, judge, recent_recoveries
@@ -72,7 +73,7 @@ def results(
         ),
         SystemdResult(
             layer=Layer.SYSTEMD,
-            success=state in ("active", "reloading"),
+            success=state in RUNNING,
             duration_seconds=0.01,
             unit="redis-server",
             ssh_up=state is not None,

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from redis_autoheal.errors import AuditWriteError
 from remediator import audit
 from remediator.audit import AuditWriter, read_events
+from remediator.errors import AuditWriteError
 from tests.remediator.test_audit import event, settings
 
 

@@ -18,6 +18,7 @@ import pytest
 from redis_autoheal.commands import Action, Command, IsActive, ServiceControl, Unit
 from redis_autoheal.config import Audit, AutoRecovery, CircuitBreaker
 from redis_autoheal.errors import HostKeyError, SshConnectError, SshError
+from redis_autoheal.probe import ConnectivityResult, Layer, Reason
 from redis_autoheal.ssh import CommandResult
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, read_events
 from remediator.breaker import BreakerStore
@@ -70,9 +71,17 @@ class FakeTarget:
             out = ""
         return CommandResult(command, command.name, code, out, "", 0.01)
 
-    async def ping(self, timeout_seconds: float | None = None) -> str | None:
+    async def ping(self, timeout_seconds: float | None = None) -> ConnectivityResult:
         del timeout_seconds
-        return None if self.pong else "ConnectionError: refused"
+        if self.pong:
+            return ConnectivityResult(layer=Layer.CONNECTIVITY, success=True, duration_seconds=0)
+        return ConnectivityResult(
+            layer=Layer.CONNECTIVITY,
+            success=False,
+            duration_seconds=0,
+            reason=Reason.REFUSED,
+            message="127.0.0.1:6379: Connection refused",
+        )
 
 
 def _works(t: FakeTarget) -> int:
@@ -415,3 +424,23 @@ async def test_alerts_resolved_and_a_new_one_joined_at_once_do_not_stop_escalati
     report = await asyncio.wait_for(task, 10)
     assert report.outcome == Outcome.RECOVERED
     assert target.commands == attempt("reload") + attempt("restart")
+
+
+async def test_a_unit_still_reloading_that_answers_ping_is_left_alone(
+    engine: RecoveryEngine,
+) -> None:
+    # reloading is running (redis_autoheal.units): waited out as a transition, then judged
+    # as the exporter and the health check judge it, by PING.
+    target = FakeTarget(state="reloading", pong=True)
+    target.states_to_come = ["reloading"] * 1000
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.HEALTHY
+    assert set(target.commands) == {"is-active"}
+
+
+async def test_a_unit_stuck_reloading_without_pong_is_restarted(engine: RecoveryEngine) -> None:
+    target = FakeTarget(state="reloading", pong=False)
+    target.states_to_come = ["reloading"] * 1000
+    report = await engine.recover(target, trigger())
+    assert report.steps[0].level == Level.HARD
+    assert report.outcome == Outcome.RECOVERED

@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from redis_autoheal.errors import AuditWriteError
 from remediator.audit import AuditWriter, read_events
+from remediator.errors import AuditWriteError
 from remediator.keys import BREAKER
 from remediator.recovery import Level, Outcome
 from tests.remediator.conftest import alert

@@ -18,9 +18,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from redis_autoheal.config import Config
-from redis_autoheal.errors import AuditWriteError, ConfigError
+from redis_autoheal.errors import ConfigError
 from remediator.app import create_app
 from remediator.audit import read_events
+from remediator.errors import AuditWriteError
 from remediator.keys import DISPATCHER, METRICS
 from tests.remediator.conftest import TOKEN, alert, notification, write_config
 

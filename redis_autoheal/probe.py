@@ -1,0 +1,450 @@
+"""Probing one target's health layers, for the exporter and the remediator alike.
+
+connectivity  PING and its round trip                  health_check.ping_timeout_seconds
+systemd       `systemctl is-active UNIT` over SSH       health_check.systemd_timeout_seconds
+performance   INFO (the exporter scrapes more)          health_check.performance_timeout_seconds
+
+A probe never raises: every failure, the deadline included, becomes a failed result whose
+`reason` is one of the fixed `Reason` values. A `Prober` keeps one Redis client per target and
+shares its host's SSH connection; an ACL user needs `+ping +info +client|setname` (the client
+names itself redis-autoheal, for CLIENT LIST), and `+config|get` for maxclients on Redis
+before 7.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import logging
+import socket
+import ssl
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import TYPE_CHECKING, ClassVar, TypeVar
+
+import asyncssh
+from redis import exceptions as redis_errors
+
+from redis_autoheal.commands import IsActive
+from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.logs import target_logger
+from redis_autoheal.redis_client import config_get, info, make_client, ping
+from redis_autoheal.units import RUNNING, UNIT_STATES, UNKNOWN_STATE
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterator, Mapping
+
+    import redis.asyncio as aioredis
+
+    from redis_autoheal.config import HealthCheck, Target
+    from redis_autoheal.ssh import SshHost
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
+
+
+class Layer(StrEnum):
+    """One of the runbook's health layers; the value is the `layer` label."""
+
+    CONNECTIVITY = "connectivity"
+    SYSTEMD = "systemd"
+    PERFORMANCE = "performance"
+
+
+class Reason(StrEnum):
+    """Why a layer failed: the `reason` label of `redis_probe_error`, from a fixed set."""
+
+    TIMEOUT = "timeout"  # no answer before the layer's deadline
+    REFUSED = "refused"  # TCP connection refused: nothing listens on the port
+    UNREACHABLE = "unreachable"  # no route to the host, or its name does not resolve
+    CONNECTION_LOST = "connection_lost"  # reset or closed by the server mid-command
+    MAX_CLIENTS = "max_clients"  # Redis refused the connection: maxclients reached
+    AUTH = "auth"  # wrong password, unknown ACL user, or a password is needed
+    PERMISSION = "permission"  # the ACL user may not run PING or INFO
+    TLS = "tls"  # TLS handshake or certificate check failed
+    LOADING = "loading"  # Redis is loading its dataset into memory
+    PROTOCOL = "protocol"  # an unexpected reply or a Redis error reply
+    SSH_NOT_CONFIGURED = "ssh_not_configured"  # the target has no `ssh` section
+    SSH_AUTH = "ssh_auth"  # the SSH server refused our key
+    HOST_KEY = "host_key"  # the host key is unknown or changed: refused
+    SSH_TIMEOUT = "ssh_timeout"  # the SSH connection was not set up in time
+    SSH_REFUSED = "ssh_refused"  # nothing listens on the SSH port
+    SSH_UNREACHABLE = "ssh_unreachable"  # no route to the SSH host
+    SSH_ERROR = "ssh_error"  # another SSH failure, or the connection was lost
+    COMMAND_FAILED = "command_failed"  # systemctl ran but printed no state
+    UNKNOWN_STATE = "unknown_state"  # systemctl printed a state outside UNIT_STATES
+    ERROR = "error"  # anything else: a bug, logged with its traceback
+
+
+REDIS_REASONS = (
+    Reason.TIMEOUT,
+    Reason.REFUSED,
+    Reason.UNREACHABLE,
+    Reason.CONNECTION_LOST,
+    Reason.MAX_CLIENTS,
+    Reason.AUTH,
+    Reason.PERMISSION,
+    Reason.TLS,
+    Reason.LOADING,
+    Reason.PROTOCOL,
+    Reason.ERROR,
+)
+SSH_REASONS = (
+    Reason.TIMEOUT,
+    Reason.SSH_NOT_CONFIGURED,
+    Reason.SSH_AUTH,
+    Reason.HOST_KEY,
+    Reason.SSH_TIMEOUT,
+    Reason.SSH_REFUSED,
+    Reason.SSH_UNREACHABLE,
+    Reason.SSH_ERROR,
+    Reason.COMMAND_FAILED,
+    Reason.UNKNOWN_STATE,
+    Reason.ERROR,
+)
+LAYER_REASONS: dict[Layer, tuple[Reason, ...]] = {
+    Layer.CONNECTIVITY: REDIS_REASONS,
+    Layer.SYSTEMD: SSH_REASONS,
+    Layer.PERFORMANCE: REDIS_REASONS,
+}
+
+MESSAGE_MAX = 300
+PROBE_CONNECTIONS = 2  # Redis connections a target's probes share
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LayerResult:
+    """What one layer's probe found; `reason` and `message` are set when it failed."""
+
+    layer: Layer
+    success: bool
+    duration_seconds: float
+    reason: Reason | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConnectivityResult(LayerResult):
+    latency_seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SystemdResult(LayerResult):
+    unit: str = ""
+    ssh_up: bool = False
+    state: str | None = None  # one of UNIT_STATES or UNKNOWN_STATE; None when not read
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PerformanceResult(LayerResult):
+    info: Mapping[str, str] = field(default_factory=dict)  # INFO's fields, as text
+    maxclients: str | None = None  # from INFO (Redis >= 7), else CONFIG GET
+
+
+def one_line(text: str) -> str:
+    """A message fit for one log line: whitespace runs collapsed, bounded in length."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= MESSAGE_MAX else flat[: MESSAGE_MAX - 3] + "..."
+
+
+def _causes(error: BaseException) -> Iterator[BaseException]:
+    """The error and what it was raised from or while handling, innermost last."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        current = current.__cause__ or current.__context__
+
+
+_UNREACHABLE_ERRNOS = frozenset(
+    (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.ENETDOWN, errno.EHOSTDOWN, errno.EADDRNOTAVAIL)
+)
+ReasonTable = tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reason], ...]
+
+# What redis-py raised, then (walking down what it wrapped) the socket or TLS error beneath.
+_REDIS_ERRORS: ReasonTable = (
+    (
+        (
+            redis_errors.AuthenticationError,
+            redis_errors.AuthorizationError,
+            redis_errors.AuthenticationWrongNumberOfArgsError,  # a password, but none is set
+        ),
+        Reason.AUTH,
+    ),
+    (redis_errors.NoPermissionError, Reason.PERMISSION),
+    (redis_errors.BusyLoadingError, Reason.LOADING),
+)
+_REDIS_CAUSES: ReasonTable = (
+    (ssl.SSLError, Reason.TLS),
+    (ConnectionRefusedError, Reason.REFUSED),
+    ((TimeoutError, redis_errors.TimeoutError), Reason.TIMEOUT),
+    (socket.gaierror, Reason.UNREACHABLE),
+    ((ConnectionResetError, BrokenPipeError, ConnectionAbortedError), Reason.CONNECTION_LOST),
+)
+_SSH_CAUSES: ReasonTable = (
+    (asyncssh.PermissionDenied, Reason.SSH_AUTH),
+    (TimeoutError, Reason.SSH_TIMEOUT),
+    (ConnectionRefusedError, Reason.SSH_REFUSED),
+    (socket.gaierror, Reason.SSH_UNREACHABLE),
+)
+
+
+def _lookup(error: BaseException, table: ReasonTable) -> Reason | None:
+    for types, reason in table:
+        if isinstance(error, types):
+            return reason
+    return None
+
+
+def _cause_reason(error: BaseException, table: ReasonTable, unreachable: Reason) -> Reason | None:
+    for cause in _causes(error):
+        reason = _lookup(cause, table)
+        if reason is not None:
+            return reason
+        if isinstance(cause, OSError) and cause.errno in _UNREACHABLE_ERRNOS:
+            return unreachable
+    return None
+
+
+def redis_reason(error: BaseException) -> Reason:
+    """Classify a Redis failure; redis-py wraps socket errors, so look at what it wrapped."""
+    reason = _lookup(error, _REDIS_ERRORS) or _cause_reason(
+        error, _REDIS_CAUSES, Reason.UNREACHABLE
+    )
+    if reason is not None:
+        return reason
+    if isinstance(error, redis_errors.ConnectionError):
+        if "max number of clients" in str(error):
+            return Reason.MAX_CLIENTS
+        return Reason.CONNECTION_LOST
+    if isinstance(error, redis_errors.ResponseError | redis_errors.InvalidResponse):
+        return Reason.PROTOCOL
+    return Reason.ERROR
+
+
+def ssh_reason(error: SshError) -> Reason:
+    """Classify an SSH failure by its type and the asyncssh or socket error underneath."""
+    if isinstance(error, HostKeyError):
+        return Reason.HOST_KEY
+    if isinstance(error, SshCommandTimeout):
+        return Reason.TIMEOUT
+    if not isinstance(error, SshConnectError):
+        return Reason.SSH_ERROR  # the connection was lost while the command ran
+    return _cause_reason(error, _SSH_CAUSES, Reason.SSH_UNREACHABLE) or Reason.SSH_ERROR
+
+
+class Prober:
+    """Probes one target's layers over connections kept for the prober's life."""
+
+    result_types: ClassVar[dict[Layer, type[LayerResult]]] = {
+        Layer.CONNECTIVITY: ConnectivityResult,
+        Layer.SYSTEMD: SystemdResult,
+        Layer.PERFORMANCE: PerformanceResult,
+    }
+
+    def __init__(
+        self,
+        target: Target,
+        health: HealthCheck,
+        ssh: SshHost | None,
+        *,
+        ping_connections: int = 0,
+    ) -> None:
+        self.target = target
+        self.health = health
+        self.ssh = ssh
+        self._is_active = IsActive(target.systemd_unit)
+        # The client's own socket timeouts are a backstop; each layer's deadline is enforced
+        # around the whole layer (connect, AUTH and command) by asyncio.timeout.
+        longest = max(health.ping_timeout_seconds, health.performance_timeout_seconds)
+        # Probes share PROBE_CONNECTIONS (a connectivity and a performance layer can overlap);
+        # `ping_connections` more are kept for ping(), so that no flood of probes delays it.
+        self.redis = make_client(
+            target.redis,
+            timeout_seconds=longest,
+            max_connections=PROBE_CONNECTIONS + ping_connections,
+        )
+        self._probe_slots = asyncio.Semaphore(PROBE_CONNECTIONS)
+        self.timeouts = {
+            Layer.CONNECTIVITY: health.ping_timeout_seconds,
+            Layer.SYSTEMD: health.systemd_timeout_seconds,
+            Layer.PERFORMANCE: health.performance_timeout_seconds,
+        }
+        self._active = 0  # probes running now
+        self._retired = False  # closed once the last running probe ends
+        self._closed = False
+        self._last_reason: dict[Layer, Reason | None] = dict.fromkeys(Layer)
+        self._bodies: dict[Layer, Callable[[float, float], Awaitable[LayerResult]]] = {
+            Layer.CONNECTIVITY: self._connectivity,
+            Layer.SYSTEMD: self._systemd,
+            Layer.PERFORMANCE: self._performance,
+        }
+        self.log = target_logger(logger, target.name)
+
+    async def probe(self, layers: tuple[Layer, ...], budget: float | None) -> list[LayerResult]:
+        """Run `layers` concurrently, each within min(its timeout, budget) seconds."""
+        self._active += 1
+        try:
+            if len(layers) == 1:
+                return [await self.probe_layer(layers[0], budget)]
+            # The others in tasks of their own, the first in this one: cheaper than gather's
+            # task per layer (a sixth of an idle target's `all` probe).
+            others = [asyncio.ensure_future(self.probe_layer(x, budget)) for x in layers[1:]]
+            try:
+                first = await self.probe_layer(layers[0], budget)
+                return [first, *[await task for task in others]]
+            finally:
+                for task in others:  # the request was cancelled: no probe is left running
+                    task.cancel()
+        finally:
+            self._active -= 1
+            if self._retired and self._active == 0:
+                await self.close()
+
+    async def retire(self) -> None:
+        """Close the connections now, or when the probes running on them end."""
+        self._retired = True
+        if self._active == 0:
+            await self.close()
+
+    async def probe_layer(self, layer: Layer, budget: float | None) -> LayerResult:
+        """One layer within min(its timeout, budget) seconds; a change of outcome is logged."""
+        seconds = self.timeouts[layer]
+        if budget is not None:
+            seconds = min(seconds, budget)
+        slots = None if layer is Layer.SYSTEMD else self._probe_slots
+        result = await self._measure(layer, seconds, slots)
+        self._note(result)
+        return result
+
+    async def ping(self, timeout_seconds: float | None = None) -> ConnectivityResult:
+        """One PING within `timeout_seconds` (the layer's timeout by default), not logged:
+        a caller waiting for Redis to come up or go down expects failures."""
+        seconds = self.timeouts[Layer.CONNECTIVITY] if timeout_seconds is None else timeout_seconds
+        result = await self._measure(Layer.CONNECTIVITY, seconds)
+        if not isinstance(result, ConnectivityResult):  # result_types says it is one
+            raise TypeError(f"connectivity probe gave a {type(result).__name__}")
+        return result
+
+    async def _measure(
+        self, layer: Layer, seconds: float, slots: asyncio.Semaphore | None = None
+    ) -> LayerResult:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(seconds):
+                if slots is None:
+                    return await self._bodies[layer](started, seconds)
+                async with slots:
+                    return await self._bodies[layer](started, seconds)
+        except TimeoutError:
+            return self._failed(layer, started, Reason.TIMEOUT, f"no answer within {seconds:g}s")
+        except SshError as e:
+            return self._failed(layer, started, ssh_reason(e), str(e))
+        except Exception as e:  # every failure is a failed probe, never a 500
+            reason = redis_reason(e)
+            if reason is Reason.ERROR:
+                self.log.exception("%s probe failed unexpectedly", layer)
+            return self._failed(layer, started, reason, f"{self.target.redis.address}: {e}")
+
+    def _failed(self, layer: Layer, started: float, reason: Reason, message: str) -> LayerResult:
+        duration = time.perf_counter() - started
+        kind = self.result_types[layer]
+        extra = {"unit": self.target.unit} if layer is Layer.SYSTEMD else {}
+        return kind(
+            layer=layer,
+            success=False,
+            duration_seconds=duration,
+            reason=reason,
+            message=one_line(message),
+            **extra,
+        )
+
+    async def _once_more_if_closed(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+        """Run `call`; if a kept connection turns out closed by the server, once more.
+
+        A restart of Redis (or its idle `timeout`) closes the connections the pool keeps; the
+        next command on one fails although Redis is up. The failed connection is dropped, so
+        the second try opens a new one and reports what is true now: up, or refused.
+        """
+        try:
+            return await call(self.redis)
+        except redis_errors.ConnectionError as e:
+            if redis_reason(e) is not Reason.CONNECTION_LOST:
+                raise
+        return await call(self.redis)
+
+    async def _connectivity(self, started: float, _seconds: float) -> LayerResult:
+        latency = await self._once_more_if_closed(ping)
+        return ConnectivityResult(
+            layer=Layer.CONNECTIVITY,
+            success=True,
+            duration_seconds=time.perf_counter() - started,
+            latency_seconds=latency,
+        )
+
+    async def _systemd(self, started: float, seconds: float) -> LayerResult:
+        if self.ssh is None:
+            message = "no ssh section for this target: the unit's state cannot be read"
+            return self._failed(Layer.SYSTEMD, started, Reason.SSH_NOT_CONFIGURED, message)
+        ran = await self.ssh.run(self._is_active, timeout_seconds=seconds)
+        words = ran.stdout.split()
+        reason: Reason | None = None
+        message = ""
+        state: str | None = None
+        if not words:
+            reason = Reason.COMMAND_FAILED
+            err = ran.stderr or "no output"
+            message = f"{ran.line!r} exited {ran.exit_code} without a state: {err}"
+        elif words[0] in UNIT_STATES:
+            state = words[0]
+        else:
+            state, reason = UNKNOWN_STATE, Reason.UNKNOWN_STATE
+            message = f"{ran.line!r} printed a state outside {UNIT_STATES}: {ran.stdout!r}"
+        return SystemdResult(
+            layer=Layer.SYSTEMD,
+            success=state in RUNNING,
+            duration_seconds=time.perf_counter() - started,
+            reason=reason,
+            message=one_line(message),
+            unit=self.target.unit,
+            ssh_up=True,
+            state=state,
+        )
+
+    async def _performance(self, started: float, _seconds: float) -> LayerResult:
+        fields = await self._once_more_if_closed(info)
+        maxclients = fields.get("maxclients")
+        if maxclients is None:  # Redis before 7; an ACL user may not run CONFIG GET
+            with contextlib.suppress(redis_errors.ResponseError):
+                maxclients = await config_get(self.redis, "maxclients")
+        return PerformanceResult(
+            layer=Layer.PERFORMANCE,
+            success=True,
+            duration_seconds=time.perf_counter() - started,
+            info=fields,
+            maxclients=maxclients,
+        )
+
+    def _note(self, result: LayerResult) -> None:
+        """Log a layer's failure when it starts or its reason changes, and its recovery."""
+        last = self._last_reason[result.layer]
+        if result.reason == last:
+            return
+        self._last_reason[result.layer] = result.reason
+        if result.reason is None:
+            if last is not None:
+                self.log.info("%s probe succeeds again", result.layer)
+        else:
+            self.log.warning(
+                "%s probe failed (%s): %s", result.layer, result.reason, result.message
+            )
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        # make_client hands the client its pool, so the client would leave the pool open.
+        await self.redis.aclose(close_connection_pool=True)
