@@ -154,7 +154,9 @@ def main() -> int:
     faults += ["sigstop"] * args.hung_runs
     ready = dict.fromkeys(ALERTS, 0.0)
     options = StackOptions(
-        cadence=shipped_cadence(), circuit_breaker={"max_recoveries": 100, "window_seconds": 60}
+        cadence=shipped_cadence(),
+        follow=True,
+        circuit_breaker={"max_recoveries": 100, "window_seconds": 60},
     )
     started = time.monotonic()
     with Stack(options) as stack:

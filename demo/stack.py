@@ -60,8 +60,8 @@ class StackOptions:
     auto_recovery: dict[str, float] | None = None  # overrides of demo/configs.py's
     maintenance_windows: bool = False  # keep the remediator's mute_time_intervals
     # The exporter follows the unit and pushes RedisServiceInactive/Failed at once
-    # (exporter.follow); False: those alerts come from the rules only.
-    follow: bool = True
+    # (exporter.follow); False: those alerts come from the rules only (the demo's story).
+    follow: bool = False
     host_options: HostOptions = field(default_factory=HostOptions)
     keep_workdir: bool = False  # leave the directory (configs, logs) behind for a post-mortem
     say: Callable[[str], None] | None = None  # progress, one line per step

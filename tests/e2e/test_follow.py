@@ -1,4 +1,4 @@
-"""The whole stack with the exporter following the unit (exporter.follow, on by default).
+"""The whole stack with the exporter following the unit (exporter.follow).
 
 - At the production settings (alerts/ exactly as shipped: systemd scraped every 60 s), a
   kill -9 is healed through the pushed RedisServiceFailed: the remediator acts on it before
@@ -31,7 +31,7 @@ def _webhook_decisions(stack, alertname: str, since: float) -> list[str]:
 
 
 def test_kill9_heals_at_production_settings_through_the_pushed_alert(make_stack):
-    stack = make_stack(cadence=shipped_cadence())
+    stack = make_stack(cadence=shipped_cadence(), follow=True)
     host = stack.host
     origin = time.time()
     host.kill9()
@@ -54,7 +54,7 @@ def test_kill9_heals_at_production_settings_through_the_pushed_alert(make_stack)
 
 
 def test_a_stop_through_the_operator_api_is_not_undone(make_stack):
-    stack = make_stack()
+    stack = make_stack(follow=True)
     host = stack.host
     token = (stack.workdir / "secrets" / "admin.token").read_text().strip()
     origin = time.time()
