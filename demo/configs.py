@@ -175,10 +175,12 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
     circuit_breaker: dict[str, float] | None = None,
     auto_recovery: dict[str, float] | None = None,
     follow_rules: Path | None = None,
+    follow_push_to: str | None = None,
 ) -> Path:
     """The redis-autoheal config of the stack (both services read it).
 
-    `follow_rules`: the exporter follows the unit and pushes the alerts of that rules file.
+    `follow_rules`: the exporter follows the unit and pushes the alerts of that rules file, to
+    `follow_push_to` (default: the stack's Alertmanager).
     """
     target = copy.deepcopy(target)
     target["name"] = TARGET
@@ -229,7 +231,7 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
         del data["health_check"]  # the defaults: the runbook's timeouts
     if follow_rules is not None:
         data["exporter"]["follow"] = {
-            "alertmanager_urls": [ports.url("alertmanager")],
+            "alertmanager_urls": [follow_push_to or ports.url("alertmanager")],
             "rules_file": str(follow_rules),
         }
     return _write_yaml(path, data, "# redis-autoheal config of the local stack (demo/stack.py)\n")

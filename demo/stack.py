@@ -62,6 +62,7 @@ class StackOptions:
     # The exporter follows the unit and pushes RedisServiceInactive/Failed at once
     # (exporter.follow); False: those alerts come from the rules only (the demo's story).
     follow: bool = False
+    follow_push_to: str | None = None  # where it pushes them; None: the stack's Alertmanager
     host_options: HostOptions = field(default_factory=HostOptions)
     keep_workdir: bool = False  # leave the directory (configs, logs) behind for a post-mortem
     say: Callable[[str], None] | None = None  # progress, one line per step
@@ -140,6 +141,7 @@ class Stack:
             circuit_breaker=o.circuit_breaker,
             auto_recovery=o.auto_recovery,
             follow_rules=rules_file if o.follow else None,
+            follow_push_to=o.follow_push_to,
         )
         configs.prometheus_config(
             self.workdir / "prometheus" / "prometheus.yml",

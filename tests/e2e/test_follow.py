@@ -3,6 +3,7 @@
 - At the production settings (alerts/ exactly as shipped: systemd scraped every 60 s), a
   kill -9 is healed through the pushed RedisServiceFailed: the remediator acts on it before
   the systemd rule could have fired. How fast is bench/e2e_recovery.py's to measure.
+- With Alertmanager unreachable for the exporter's pushes, the rule still heals a kill -9.
 - A stop through the operator API is not undone: the pushed RedisServiceInactive reaches the
   remediator, which suppresses it (the stop opened the breaker), and the unit stays stopped.
 """
@@ -14,7 +15,7 @@ import time
 import urllib.request
 
 from demo.configs import TARGET, shipped_cadence
-from demo.loopback import post_json
+from demo.loopback import free_port, post_json
 from demo.timeline import parse_time
 from tests.conftest import HANG
 
@@ -42,15 +43,27 @@ def test_kill9_heals_at_production_settings_through_the_pushed_alert(make_stack)
         "the remediator's decision on RedisServiceFailed",
     )
     assert [i.verb for i in host.invocations() if i.ts >= origin] == ["restart"]
+    assert _pushes(stack, "success") >= 1
+
+
+def _pushes(stack, result: str) -> float:
     with urllib.request.urlopen(f"{stack.url('exporter')}/metrics", timeout=10) as response:
         metrics = response.read().decode()
-    pushed = re.search(
-        r'^redis_autoheal_exporter_alert_pushes_total\{result="success"\} (\S+)$',
-        metrics,
-        re.MULTILINE,
-    )
-    assert pushed is not None
-    assert float(pushed[1]) >= 1
+    line = rf'^redis_autoheal_exporter_alert_pushes_total\{{result="{result}"\}} (\S+)$'
+    found = re.search(line, metrics, re.MULTILINE)
+    assert found is not None
+    return float(found[1])
+
+
+def test_the_rule_heals_when_pushes_cannot_reach_alertmanager(make_stack):
+    stack = make_stack(follow=True, follow_push_to=f"http://127.0.0.1:{free_port()}")
+    host = stack.host
+    origin = time.time()
+    host.kill9()
+    stack.wait_for(lambda: _pushes(stack, "error") >= 1, HANG, "a push that failed")
+    stack.wait_for(lambda: host.ping(timeout=0.5), 2 * HANG, "Redis to answer PING again")
+    assert "recovery_started" in _webhook_decisions(stack, "RedisServiceFailed", origin)
+    assert _pushes(stack, "success") == 0
 
 
 def test_a_stop_through_the_operator_api_is_not_undone(make_stack):
