@@ -1262,9 +1262,9 @@ def parse_journalctl(argv: Sequence[str]) -> JournalQuery | None:
 def follow_journal(paths: Paths, query: JournalQuery) -> int:
     """journalctl -f: the last entries, then each new one as it is written, until stdout closes.
 
-    Like systemd's journalctl (v250 on) it exits when the reader of its output goes away
+    Like systemd's journalctl (v240 on) it exits when the reader of its output goes away
     (POLLHUP/POLLERR on stdout), not only at its next write: under sudo, the SSH client's
-    KILL reaches sudo but not this root process.
+    KILL reaches sudo but not this root process. Before v258 that exit status is 1.
     """
     offset = 0
     with contextlib.suppress(FileNotFoundError):
@@ -1300,9 +1300,9 @@ def follow_journal(paths: Paths, query: JournalQuery) -> int:
 
 
 def _reader_gone() -> int:
-    """Nobody reads our output any more: drop what is buffered for it, and end."""
+    """Nobody reads our output any more: drop what is buffered for it, and end (-ECANCELED)."""
     os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return EXIT_SUCCESS
+    return EXIT_FAILURE
 
 
 def _print_entries(entries: list[dict[str, Any]], query: JournalQuery) -> None:
