@@ -247,8 +247,15 @@ class SshHost:
         try:
             async for text in process.stdout:
                 yield text
+            # The output ended: say how (a missing sudoers rule, journalctl refusing an option).
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                ended = await process.wait()
+        except TimeoutError:
+            raise SshError(self.label, f"{line!r} stopped writing but did not end") from None
         except (OSError, asyncssh.Error) as e:
             raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
+        code, err = ended.returncode, " ".join(_text(ended.stderr).split())[:300]
+        raise SshError(self.label, f"{line!r} ended (exit status {code}): {err or 'no message'}")
 
     async def _open_session(
         self, lane: _Lane, line: str, start_by: float, start_limit: float
