@@ -19,14 +19,17 @@ import yaml
 from aiohttp import web
 from prometheus_client import REGISTRY
 
+from exporter.app import create_app
 from exporter.follow import Followers, UnitFollower
 from redis_autoheal.config import Config, load_config
 from redis_autoheal.rulefile import load_state_alerts
 from redis_autoheal.ssh import SshPool
 from tests.conftest import free_port, hang_guard
+from tests.hostprocs import still_running
 
 pytestmark = pytest.mark.root
 
+JOURNALCTL = "/usr/bin/python3 /bin/journalctl -u redis-server -f"  # the stand-in, under sudo
 RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules" / "redis-autoheal.rules.yml"
 
 
@@ -198,3 +201,21 @@ async def test_alertmanager_down_then_back(test_host, follow):
         await api.wait_for("the retried push", lambda: firing(api, "RedisServiceFailed"))
     finally:
         await api.stop()
+
+
+async def test_the_exporter_follows_from_its_start_until_a_reload_turns_it_off(
+    test_host, api, tmp_path, aiohttp_client
+):
+    config = follow_config(tmp_path, test_host, api.url)
+    client = await aiohttp_client(create_app(config))
+    assert (await client.get("/healthz")).status == 200
+    test_host.kill9()
+    await api.wait_for("RedisServiceFailed", lambda: firing(api, "RedisServiceFailed"))
+    assert await still_running(test_host, JOURNALCTL, gone_within=0)
+
+    data = yaml.safe_load(config.source.read_text())
+    del data["exporter"]
+    config.source.write_text(yaml.safe_dump(data))
+    assert (await client.post("/-/reload")).status == 200
+    assert await still_running(test_host, JOURNALCTL) == []
+    assert REGISTRY.get_sample_value("redis_autoheal_exporter_followed_units") == 0
