@@ -112,7 +112,7 @@ class _Lane:
         self.connecting = asyncio.Lock()
         self.sessions = asyncio.Semaphore(max_sessions)
         self.users: collections.Counter[Connection] = collections.Counter()
-        self.streams: dict[Connection, set[Process]] = {}
+        self.streams: dict[Connection, set[asyncio.Event]] = {}  # set: end the stream
         self.opened = 0
 
     def retire(self, conn: Connection) -> None:
@@ -122,8 +122,8 @@ class _Lane:
         """
         if self.conn is conn:
             self.conn = None
-        for process in self.streams.pop(conn, set()):
-            process.close()
+        for retired in self.streams.pop(conn, set()):
+            retired.set()
         if not self.users[conn]:
             self.users.pop(conn, None)
             conn.close()
@@ -228,13 +228,14 @@ class SshHost:
         try:
             start_by = asyncio.get_running_loop().time() + limit
             process, conn = await self._open_session(chosen, line, start_by, limit)
-            chosen.streams.setdefault(conn, set()).add(process)
+            retired = asyncio.Event()
+            chosen.streams.setdefault(conn, set()).add(retired)
             try:
-                yield self._lines(process, line)
+                yield self._lines(process, line, retired)
             finally:
                 streams = chosen.streams.get(conn)
                 if streams is not None:
-                    streams.discard(process)
+                    streams.discard(retired)
                     if not streams:
                         del chosen.streams[conn]
                 _kill(process)
@@ -243,9 +244,11 @@ class SshHost:
         finally:
             chosen.sessions.release()
 
-    async def _lines(self, process: Process, line: str) -> AsyncIterator[str]:
+    async def _lines(
+        self, process: Process, line: str, retired: asyncio.Event
+    ) -> AsyncIterator[str]:
         try:
-            async for text in process.stdout:
+            while text := await self._next_line(process, line, retired):
                 yield text
             # The output ended: say how (a missing sudoers rule, journalctl refusing an option).
             async with asyncio.timeout(CLOSE_WAIT_SECONDS):
@@ -256,6 +259,21 @@ class SshHost:
             raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
         code, err = ended.returncode, " ".join(_text(ended.stderr).split())[:300]
         raise SshError(self.label, f"{line!r} ended (exit status {code}): {err or 'no message'}")
+
+    async def _next_line(self, process: Process, line: str, retired: asyncio.Event) -> str:
+        """The next line; "" at the end. A dead connection's channel may never report its end:
+        its retirement does."""
+        reading = asyncio.ensure_future(process.stdout.readline())
+        ending = asyncio.ensure_future(retired.wait())
+        try:
+            await asyncio.wait((reading, ending), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not reading.done():
+                reading.cancel()
+        if not reading.done() or reading.cancelled():
+            raise SshError(self.label, f"{line!r} cut: its connection was found dead")
+        return reading.result()
 
     async def _open_session(
         self, lane: _Lane, line: str, start_by: float, start_limit: float

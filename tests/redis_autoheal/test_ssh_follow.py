@@ -55,3 +55,25 @@ async def _read_all(ssh: SshHost, unit: Unit) -> None:
 async def test_a_journal_sudo_does_not_allow_ends_with_sudos_message(ssh):
     with pytest.raises(SshError, match=r"exit status 1\): sudo: .*password is required"):
         await _read_all(ssh, Unit("other"))
+
+
+async def _drain(lines) -> None:
+    async for _ in lines:
+        pass
+
+
+async def test_a_connection_a_read_finds_dead_ends_the_stream_on_it(test_host):
+    # Keepalives would notice only after 3 minutes: the read's retirement must end it.
+    ssh = SshHost(endpoint(test_host, keepalive_seconds=60, max_sessions=2))
+    try:
+        async with ssh.follow(JournalFollow(UNIT)) as lines:
+            await anext(lines)
+            test_host.blackhole()
+            with pytest.raises(SshError, match="no session opened"):
+                await ssh.run(IsActive(UNIT))
+            async with hang_guard("the stream to end"):
+                with pytest.raises(SshError):
+                    await _drain(lines)
+    finally:
+        test_host.unblackhole()
+        await ssh.close()
