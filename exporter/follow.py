@@ -23,6 +23,7 @@ a failed push, an Alertmanager that was down, or a stream that could not be open
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -51,6 +52,10 @@ FIRST_RETRY_SECONDS = 1.0
 RESOLVED_KEPT_SECONDS = 15 * 60.0
 VALID_FOR_RESENDS = 4  # a firing alert's endsAt: 4 resends ahead, as Prometheus sets it
 PUSH_RETRY_SECONDS = 5.0  # a push no Alertmanager took is tried again this soon
+# Streams opening at once. A thousand handshakes started together (the exporter's start, its
+# network back after a cut) overload the process: most then miss connect_timeout_seconds and
+# back off, and the last stream is up minutes later. In turns, each is up within seconds.
+OPENING_AT_ONCE = 32
 
 
 def about_the_unit(line: str) -> bool:
@@ -80,10 +85,17 @@ class UnitFollower:
     """Follows one target's unit; see the module docstring."""
 
     def __init__(
-        self, target: Target, ssh: SshHost, settings: UnitFollow, pusher: AlertPusher
+        self,
+        target: Target,
+        ssh: SshHost,
+        settings: UnitFollow,
+        pusher: AlertPusher,
+        opening: asyncio.Semaphore | None = None,
     ) -> None:
         self.target = target
         self.ssh = ssh
+        # Shared by every follower: how many streams may be opening (SSH handshakes) at once.
+        self.opening = opening or asyncio.Semaphore(OPENING_AT_ONCE)
         self.settings = settings
         self.pusher = pusher
         self.state: str | None = None  # the last state read
@@ -117,7 +129,9 @@ class UnitFollower:
         command = JournalFollow(self.target.systemd_unit)
         while True:
             try:
-                async with self.ssh.follow(command) as lines:
+                async with contextlib.AsyncExitStack() as stream:
+                    async with self.opening:
+                        lines = await stream.enter_async_context(self.ssh.follow(command))
                     self._set_up(up=True)
                     self._wake.set()  # reconcile: whatever happened while we did not follow
                     async for line in lines:
@@ -217,6 +231,7 @@ class Followers:
         self._settings: UnitFollow | None = None
         self._pusher: AlertPusher | None = None
         self._running: dict[str, tuple[Target, UnitFollower, asyncio.Task[None]]] = {}
+        self._opening = asyncio.Semaphore(OPENING_AT_ONCE)
 
     async def sync(self, config: Config) -> None:
         """Follow the units of `config`: unchanged targets go on, others stop or start."""
@@ -243,7 +258,9 @@ class Followers:
             assert target.ssh is not None
             assert settings is not None
             assert self._pusher is not None
-            follower = UnitFollower(target, self.pool.host(target.ssh), settings, self._pusher)
+            follower = UnitFollower(
+                target, self.pool.host(target.ssh), settings, self._pusher, self._opening
+            )
             self._running[name] = (target, follower, asyncio.ensure_future(follower.run()))
 
     def running(self) -> list[UnitFollower]:
