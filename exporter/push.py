@@ -2,7 +2,9 @@
 
 Every configured Alertmanager gets every alert; a push counts as delivered if one of them took
 it. A firing alert carries `endsAt` (when Alertmanager may consider it over unless sent again),
-a resolved one its end time.
+a resolved one its end time. Pushes made while a POST is on its way go together in the next
+one (up to BATCH alerts a POST), as Prometheus batches its own: a thousand units failing at
+once make a few requests, not a thousand.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Alert = dict[str, object]
+BATCH = 256
 
 
 def timestamp(unix: float) -> str:
@@ -50,15 +53,39 @@ class AlertPusher:
         self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
         self._session: aiohttp.ClientSession | None = None
         self._failing: set[str] = set()  # URLs whose last push failed (logged once)
+        self._queued: list[tuple[list[Alert], asyncio.Future[bool]]] = []
+        self._sender: asyncio.Task[None] | None = None
 
     async def push(self, alerts: list[Alert]) -> bool:
         """POST `alerts` to every Alertmanager; True if at least one accepted them."""
-        if self._session is None:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        results = await asyncio.gather(*(self._post(url, alerts) for url in self.urls))
-        delivered = any(results)
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queued.append((alerts, done))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.ensure_future(self._send_queued())
+        delivered = await asyncio.shield(done)
         selfmetrics.ALERT_PUSHES.labels("success" if delivered else "error").inc()
         return delivered
+
+    async def _send_queued(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(timeout=self.timeout)
+        while self._queued:
+            batch: list[tuple[list[Alert], asyncio.Future[bool]]] = []
+            size = 0
+            while self._queued and (not batch or size + len(self._queued[0][0]) <= BATCH):
+                batch.append(self._queued.pop(0))
+                size += len(batch[-1][0])
+            alerts = [a for chunk, _ in batch for a in chunk]
+            try:
+                results = await asyncio.gather(*(self._post(url, alerts) for url in self.urls))
+            except BaseException:
+                for _, done in batch:
+                    if not done.done():
+                        done.set_result(False)
+                raise
+            for _, done in batch:
+                if not done.done():
+                    done.set_result(any(results))
 
     async def _post(self, url: str, alerts: list[Alert]) -> bool:
         assert self._session is not None
@@ -84,6 +111,13 @@ class AlertPusher:
         return True
 
     async def close(self) -> None:
+        if self._sender is not None:
+            self._sender.cancel()
+            await asyncio.gather(self._sender, return_exceptions=True)
+        for _, done in self._queued:
+            if not done.done():
+                done.set_result(False)
+        self._queued.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
