@@ -50,6 +50,9 @@ class Cadence:
     page_grace: str  # remediate="true", critical -> on-call, auto-recovery's grace (2m)
     page_wait: str  # other critical -> on-call (10s)
     group_interval: str  # every route (5m; the remediator's 30s)
+    # True: alerts/ exactly as shipped (the numbers above only describe it), the exporter's
+    # probe timeouts at their defaults.
+    shipped: bool = False
 
 
 # The fast cadence of the demo, the e2e tests and the benchmark.
@@ -80,6 +83,32 @@ FAST = Cadence(
     page_wait="1s",
     group_interval="2s",
 )
+
+
+def shipped_cadence() -> Cadence:
+    """The production cadence: alerts/ as shipped, its numbers read from the files."""
+    prom = _load(ALERTS / "prometheus.yml")
+    jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+    am = _load(ALERTS / "alertmanager.yml")
+    routes = {deploy.route_role(r): r for r in am["route"]["routes"]}
+
+    def seconds(job: str, key: str = "scrape_interval") -> int:
+        return int(str(jobs[job][key]).removesuffix("s"))
+
+    return Cadence(
+        connectivity=seconds("redis-connectivity"),
+        connectivity_timeout=seconds("redis-connectivity", "scrape_timeout"),
+        systemd=seconds("redis-systemd"),
+        performance=seconds("redis-performance"),
+        services=int(str(prom["global"]["scrape_interval"]).removesuffix("s")),
+        evaluation=int(str(prom["global"]["evaluation_interval"]).removesuffix("s")),
+        group_wait=am["route"]["group_wait"],
+        remediator_group_wait=routes["remediator"]["group_wait"],
+        page_grace=routes["grace"]["group_wait"],
+        page_wait=routes["page"]["group_wait"],
+        group_interval=am["route"]["group_interval"],
+        shipped=True,
+    )
 
 
 @dataclass(frozen=True)
@@ -139,8 +168,14 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
     cadence: Cadence,
     circuit_breaker: dict[str, float] | None = None,
     auto_recovery: dict[str, float] | None = None,
+    follow_rules: Path | None = None,
+    follow_push_to: str | None = None,
 ) -> Path:
-    """The redis-autoheal config of the stack (both services read it)."""
+    """The redis-autoheal config of the stack (both services read it).
+
+    `follow_rules`: the exporter follows the unit and pushes the alerts of that rules file, to
+    `follow_push_to` (default: the stack's Alertmanager).
+    """
     target = copy.deepcopy(target)
     target["name"] = TARGET
     # Short SSH timeouts: the host is a veth away; a lost host should fail a step quickly.
@@ -187,6 +222,13 @@ def autoheal_config(  # noqa: PLR0913 - each part of the config, named at the ca
             }
         ],
     }
+    if cadence.shipped:
+        del data["health_check"]  # the defaults: the runbook's timeouts
+    if follow_rules is not None:
+        data["exporter"]["follow"] = {
+            "alertmanager_urls": [follow_push_to or ports.url("alertmanager")],
+            "rules_file": str(follow_rules),
+        }
     return _write_yaml(path, data, "# redis-autoheal config of the local stack (demo/stack.py)\n")
 
 
@@ -196,6 +238,8 @@ def rules(directory: Path, cadence: Cadence) -> Path:
     intervals = thresholds.get("scrape_intervals")
     if not isinstance(intervals, dict) or set(intervals) != set(LAYERS):
         raise StackError(f"{ALERTS / 'thresholds.yml'}: scrape_intervals are not the known four")
+    if cadence.shipped:
+        return ALERTS / "rules" / "redis-autoheal.rules.yml"
     thresholds["scrape_intervals"] = {
         "connectivity": f"{cadence.connectivity}s",
         "systemd": f"{cadence.systemd}s",
@@ -237,6 +281,7 @@ def prometheus_config(
 ) -> Path:
     """alerts/prometheus.yml on the stack's ports and at its cadence."""
     _write_yaml(targets_dir / "redis.yml", [{"targets": [TARGET]}], "# file_sd targets\n")
+    # The shipped cadence keeps alerts/'s own intervals; a demo cadence sets every one.
     intervals = {
         job: (f"{getattr(cadence, layer)}s", f"{getattr(cadence, layer)}s")
         for job, layer in deploy.PROBE_JOBS.items()
@@ -245,18 +290,19 @@ def prometheus_config(
         f"{cadence.connectivity}s",
         f"{cadence.connectivity_timeout}s",
     )
+    global_ = {
+        "scrape_interval": f"{cadence.services}s",
+        "scrape_timeout": f"{cadence.services}s",
+        "evaluation_interval": f"{cadence.evaluation}s",
+    }
     site = deploy.PrometheusSite(
         alertmanager=f"127.0.0.1:{ports.alertmanager}",
         exporter=f"127.0.0.1:{ports.exporter}",
         remediator=f"127.0.0.1:{ports.remediator}",
         target_files={job: [str(targets_dir / "*.yml")] for job in deploy.PROBE_JOBS},
         rule_files=[str(rules_file)],
-        global_={
-            "scrape_interval": f"{cadence.services}s",
-            "scrape_timeout": f"{cadence.services}s",
-            "evaluation_interval": f"{cadence.evaluation}s",
-        },
-        intervals=intervals,
+        global_=None if cadence.shipped else global_,
+        intervals={} if cadence.shipped else intervals,
     )
     return _adapted(path, "prometheus.yml", lambda shipped: deploy.prometheus(shipped, site))
 
@@ -280,7 +326,9 @@ def alertmanager_config(  # noqa: PLR0913 - each part of the config, named at th
         webhook_token_file=str(webhook_token_file),
         sink_url=sink_url,
         templates=[str(ALERTS / "templates" / "*.tmpl")],
-        waits=deploy.Waits(
+        waits=None
+        if cadence.shipped
+        else deploy.Waits(
             root=cadence.group_wait,
             remediator=cadence.remediator_group_wait,
             grace=cadence.page_grace,

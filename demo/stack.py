@@ -59,6 +59,10 @@ class StackOptions:
     circuit_breaker: dict[str, float] | None = None  # overrides of the runbook's 3 in 300 s
     auto_recovery: dict[str, float] | None = None  # overrides of demo/configs.py's
     maintenance_windows: bool = False  # keep the remediator's mute_time_intervals
+    # The exporter follows the unit and pushes RedisServiceInactive/Failed at once
+    # (exporter.follow); False: those alerts come from the rules only (the demo's story).
+    follow: bool = False
+    follow_push_to: str | None = None  # where it pushes them; None: the stack's Alertmanager
     host_options: HostOptions = field(default_factory=HostOptions)
     keep_workdir: bool = False  # leave the directory (configs, logs) behind for a post-mortem
     say: Callable[[str], None] | None = None  # progress, one line per step
@@ -118,7 +122,9 @@ class Stack:
                 self._say(f"a port was taken meanwhile ({e}); trying other ports")
                 self._stop_daemons()
         self._say("waiting for the first scrapes, rules and Alertmanager discovery")
-        self.wait_live()
+        c = self.options.cadence
+        # Each job's first scrape comes within one interval of the start.
+        self.wait_live(max(LIVE_TIMEOUT, max(c.performance, c.systemd, c.services) + 30.0))
 
     def _write_configs(self, secret_files: configs.Secrets, rules_file: Path) -> None:
         assert self.host is not None
@@ -134,6 +140,8 @@ class Stack:
             cadence=o.cadence,
             circuit_breaker=o.circuit_breaker,
             auto_recovery=o.auto_recovery,
+            follow_rules=rules_file if o.follow else None,
+            follow_push_to=o.follow_push_to,
         )
         configs.prometheus_config(
             self.workdir / "prometheus" / "prometheus.yml",

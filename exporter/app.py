@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from exporter import views
+from exporter.follow import Followers
 from exporter.state import ExporterState
 from exporter.typedefs import STATE
 from redis_autoheal.config import Config
@@ -34,10 +35,14 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
 
     Nothing connects here: each connection opens on its first probe, so a target that is
     down at start-up does not delay the others, and reopens after the target comes back.
-    SIGHUP reloads the config, as POST /-/reload does.
+    SIGHUP reloads the config, as POST /-/reload does. With `exporter.follow`, each unit's
+    journal is followed from the start (exporter/follow.py).
     """
     ssh = SshPool()
     state = app[STATE] = ExporterState(app[_INITIAL], ssh)
+    followers = Followers(ssh)
+    await followers.sync(state.config)
+    state.on_reload.append(followers.sync)
     reloads: set[asyncio.Task[str | None]] = set()
 
     def on_sighup() -> None:
@@ -52,6 +57,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
         loop.remove_signal_handler(signal.SIGHUP)
     await asyncio.gather(*reloads, return_exceptions=True)
+    await followers.close()
     await state.close()
     await ssh.close()
 

@@ -7,6 +7,8 @@ redis_autoheal_exporter_bad_requests_total{reason}           /probe requests ref
 redis_autoheal_exporter_targets                              configured targets
 redis_autoheal_exporter_config_last_reload_successful        1 if the last reload took effect
 redis_autoheal_exporter_config_last_reload_success_timestamp_seconds   when it last did
+redis_autoheal_exporter_followed_units                      unit journals followed now
+redis_autoheal_exporter_alert_pushes_total{result}          pushes to Alertmanager
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ RELOAD_TIMESTAMP = Gauge(
     "redis_autoheal_exporter_config_last_reload_success_timestamp_seconds",
     "Unix time of the last config load that took effect.",
 )
+FOLLOWED_UNITS = Gauge(
+    "redis_autoheal_exporter_followed_units",
+    "Units whose journal is followed over SSH right now (exporter.follow).",
+)
+ALERT_PUSHES = Counter(
+    "redis_autoheal_exporter_alert_pushes",
+    "Pushes of unit-state alerts to Alertmanager, by result (success: one Alertmanager took it).",
+    ["result"],
+)
 
 for _module in MODULES:
     PROBE_DURATION.labels(_module)
@@ -68,3 +79,5 @@ for _layer, _reasons in LAYER_REASONS.items():
         LAYER_FAILURES.labels(_layer, _reason)
 for _bad in BAD_REQUEST_REASONS:
     BAD_REQUESTS.labels(_bad)
+for _result in ("success", "error"):
+    ALERT_PUSHES.labels(_result)

@@ -20,6 +20,8 @@ from redis_autoheal.config import load_config
 from redis_autoheal.errors import ConfigError
 
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from redis_autoheal.config import Config
     from redis_autoheal.ssh import SshPool
 
@@ -31,6 +33,8 @@ class ExporterState:
 
     def __init__(self, config: Config, ssh: SshPool) -> None:
         self.ssh = ssh
+        # Called with each config that takes effect (exporter/follow.py keeps in step).
+        self.on_reload: list[Callable[[Config], Awaitable[None]]] = []
         self.directory = TargetDirectory(config, ssh)
         self._lock = asyncio.Lock()
         selfmetrics.TARGETS.set(len(config.targets))
@@ -58,6 +62,8 @@ class ExporterState:
                 )
             old, self.directory = self.directory, TargetDirectory(config, self.ssh, self.directory)
             await old.retire(self.directory)
+            for call in self.on_reload:
+                await call(config)
             selfmetrics.TARGETS.set(len(config.targets))
             selfmetrics.RELOAD_SUCCESSFUL.set(1)
             selfmetrics.RELOAD_TIMESTAMP.set(time.time())

@@ -7,6 +7,7 @@ rejects anything outside the whitelist before any network I/O:
     systemctl is-active UNIT
     systemctl status UNIT
     sudo -n journalctl -u UNIT -n N --no-pager        (1 <= N <= 1000)
+    sudo -n journalctl -u UNIT -f -n 1 -o json --no-pager    (a stream: see JournalFollow)
 
 Why `sudo -n`, and why journalctl goes through sudo: the README, "What runs on the Redis host".
 """
@@ -188,8 +189,37 @@ class Journal:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class JournalFollow:
+    """`sudo -n journalctl -u UNIT -f -n 1 -o json --no-pager`: the unit's journal as it grows.
+
+    It never ends by itself: SshHost.follow runs it as a stream. `-n 1` prints the newest
+    entry first, which proves the journal is being followed; `-o json` lets the reader tell
+    systemd's messages about the unit from the service's own output. The runbook's sudoers
+    line `/bin/journalctl -u redis-server *` already allows it.
+    """
+
+    unit: Unit
+
+    def __post_init__(self) -> None:
+        _check_unit(self.unit)
+
+    @property
+    def name(self) -> str:
+        return "journalctl-follow"
+
+    @property
+    def read_only(self) -> bool:
+        return True
+
+    def argv(self) -> tuple[str, ...]:
+        unit = self.unit.name
+        return ("sudo", "-n", "journalctl", "-u", unit, "-f", "-n", "1", "-o", "json", "--no-pager")
+
+
+# What SshHost.run runs to its end; JournalFollow is whitelisted too, but only as a stream.
 Command = ServiceControl | IsActive | Status | Journal
-COMMAND_TYPES = (ServiceControl, IsActive, Status, Journal)
+COMMAND_TYPES = (ServiceControl, IsActive, Status, Journal, JournalFollow)
 
 
 def command_line(command: object) -> str:

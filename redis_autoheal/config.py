@@ -23,6 +23,7 @@ import yaml
 from redis_autoheal import thresholds
 from redis_autoheal.commands import Unit, validate_unit
 from redis_autoheal.errors import CommandRejected, ConfigError
+from redis_autoheal.rulefile import StateAlert, load_state_alerts
 from redis_autoheal.schema import build, field, in_range, internal
 
 # Short enough that an alert carrying it stays within the webhook's size budget (alerts/).
@@ -236,6 +237,33 @@ class AllowedTargets:
     credentials: tuple[TargetCredentials, ...] = ()
 
 
+def _alertmanager_urls(value: tuple[str, ...]) -> str | None:
+    if not value:
+        return "must list at least one Alertmanager, like http://127.0.0.1:9093"
+    for url in value:
+        if not re.fullmatch(r"https?://[^\s/?#]+(/[^\s?#]*)?", url):
+            return f"must be http(s)://HOST:PORT[/PATH] URLs, got {url!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class UnitFollow:
+    """Follow each target's unit over SSH; push its state alerts to Alertmanager at once."""
+
+    # Every Alertmanager Prometheus sends to (alerting.alertmanagers), each gets each alert.
+    alertmanager_urls: tuple[str, ...] = field(check=_alertmanager_urls)
+    # The rules file Prometheus loads: the pushed alerts are its RedisServiceInactive/Failed.
+    rules_file: Path = field()
+    # While an alert fires it is sent again this often, valid for 4 times as long (Prometheus'
+    # --rules.alert.resend-delay, 1m by default).
+    resend_seconds: float = field(60.0, check=in_range(1, 3600))
+    # A lost stream is reopened after 1 s, doubling up to this.
+    reconnect_max_seconds: float = field(30.0, check=in_range(1, 3600))
+    push_timeout_seconds: float = field(5.0, check=_positive)
+    # Loaded from rules_file by load_config, by unit state.
+    alerts: dict[str, StateAlert] = internal(None, refuse="it is read from rules_file")
+
+
 @dataclass(frozen=True)
 class ExporterSettings:
     """Where the exporter listens, and which targets besides the configured ones it probes."""
@@ -244,6 +272,8 @@ class ExporterSettings:
     allowed_targets: AllowedTargets = field(default_factory=AllowedTargets)
     # redis_commands_latencies_usec{cmd} from LATENCY HISTOGRAM: about 6 series per command.
     latency_histograms: bool = False
+    # Absent: unit states are seen by Prometheus' systemd scrapes only.
+    follow: UnitFollow | None = None
 
 
 @dataclass(frozen=True)
@@ -465,7 +495,11 @@ def _finish_exporter(e: ExporterSettings) -> ExporterSettings:
         _finish_credentials(c, f"{key}.credentials[{i}]") for i, c in enumerate(allowed.credentials)
     )
     allowed = AllowedTargets(allowed.networks, allowed.hosts, credentials)
-    return ExporterSettings(**{**e.__dict__, "allowed_targets": allowed})
+    follow = e.follow
+    if follow is not None:
+        alerts = load_state_alerts(follow.rules_file, "exporter.follow.rules_file")
+        follow = UnitFollow(**{**follow.__dict__, "alerts": alerts})
+    return ExporterSettings(**{**e.__dict__, "allowed_targets": allowed, "follow": follow})
 
 
 def _check_etcd(e: EtcdSettings) -> None:

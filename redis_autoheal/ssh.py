@@ -8,6 +8,9 @@ connection that looks dead (a session that does not open in time) is retired: th
 opens a new one, and the old one is closed once the commands still running on it have ended. A
 command that never started because the kept connection had died is retried once.
 
+A stream (`follow`: `journalctl -f`) holds one session of the probe lane for as long as it is
+read; it ends when its connection is retired, so it is reopened on the next one.
+
 A command's bounds are all enforced here, so that no caller's outer timeout has to: a free
 session in its lane within its timeout; then the connection and the session opened within
 min(`connect_timeout_seconds`, its timeout); past either, it did not run (SshError,
@@ -29,10 +32,12 @@ from typing import TYPE_CHECKING
 
 import asyncssh
 
-from redis_autoheal.commands import Command, command_line
+from redis_autoheal.commands import Command, JournalFollow, command_line
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from redis_autoheal.config import SshEndpoint
 
 CLOSE_WAIT_SECONDS = 2.0  # how long a cut command may take to give its session back
@@ -101,12 +106,18 @@ class _Lane:
         self.connecting = asyncio.Lock()
         self.sessions = asyncio.Semaphore(max_sessions)
         self.users: collections.Counter[Connection] = collections.Counter()
+        self.streams: dict[Connection, set[asyncio.Event]] = {}  # set: end the stream
         self.opened = 0
 
     def retire(self, conn: Connection) -> None:
-        """Open no more sessions on `conn`; it is closed when its last command ends."""
+        """Open no more sessions on `conn`; it is closed when its last command ends.
+
+        Its streams end now: they would otherwise hold it until keepalives give up.
+        """
         if self.conn is conn:
             self.conn = None
+        for retired in self.streams.pop(conn, set()):
+            retired.set()
         if not self.users[conn]:
             self.users.pop(conn, None)
             conn.close()
@@ -188,6 +199,75 @@ class SshHost:
             stderr=_text(completed.stderr),
             duration_seconds=time.monotonic() - started,
         )
+
+    @contextlib.asynccontextmanager
+    async def follow(self, command: JournalFollow) -> AsyncIterator[AsyncIterator[str]]:
+        """Start a command that does not end by itself, on the probe lane; its output's lines.
+
+        The session is held until the block is left, which kills the command. The lines stop
+        (or raise SshError) when the command, the channel or the connection ends, and when a
+        command on the lane finds the connection dead and retires it. Not started within
+        `connect_timeout_seconds`: SshError or SshConnectError, as for `run`.
+        """
+        line = command_line(command)  # raises CommandRejected before any I/O
+        limit = self.endpoint.connect_timeout_seconds
+        chosen = self._lanes[Lane.PROBE]
+        try:
+            async with asyncio.timeout(limit):
+                await chosen.sessions.acquire()
+        except TimeoutError:
+            raise SshError(
+                self.label, f"{line!r} not run: no free {Lane.PROBE} session within {limit:g}s"
+            ) from None
+        try:
+            start_by = asyncio.get_running_loop().time() + limit
+            process, conn = await self._open_session(chosen, line, start_by, limit)
+            retired = asyncio.Event()
+            chosen.streams.setdefault(conn, set()).add(retired)
+            try:
+                yield self._lines(process, line, retired)
+            finally:
+                streams = chosen.streams.get(conn)
+                if streams is not None:
+                    streams.discard(retired)
+                    if not streams:
+                        del chosen.streams[conn]
+                _kill(process)
+                process.close()
+                chosen.release(conn)
+        finally:
+            chosen.sessions.release()
+
+    async def _lines(
+        self, process: Process, line: str, retired: asyncio.Event
+    ) -> AsyncIterator[str]:
+        try:
+            while text := await self._next_line(process, line, retired):
+                yield text
+            # The output ended: say how (a missing sudoers rule, journalctl refusing an option).
+            async with asyncio.timeout(CLOSE_WAIT_SECONDS):
+                ended = await process.wait()
+        except TimeoutError:
+            raise SshError(self.label, f"{line!r} stopped writing but did not end") from None
+        except (OSError, asyncssh.Error) as e:
+            raise SshError(self.label, f"connection lost during {line!r}: {e}") from None
+        code, err = ended.returncode, " ".join(_text(ended.stderr).split())[:300]
+        raise SshError(self.label, f"{line!r} ended (exit status {code}): {err or 'no message'}")
+
+    async def _next_line(self, process: Process, line: str, retired: asyncio.Event) -> str:
+        """The next line; "" at the end. A dead connection's channel may never report its end:
+        its retirement does."""
+        reading = asyncio.ensure_future(process.stdout.readline())
+        ending = asyncio.ensure_future(retired.wait())
+        try:
+            await asyncio.wait((reading, ending), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            ending.cancel()
+            if not reading.done():
+                reading.cancel()
+        if not reading.done() or reading.cancelled():
+            raise SshError(self.label, f"{line!r} cut: its connection was found dead")
+        return reading.result()
 
     async def _open_session(
         self, lane: _Lane, line: str, start_by: float, start_limit: float

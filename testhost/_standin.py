@@ -75,6 +75,7 @@ GLYPHS |= {"inactive": "○", "failed": "\u00d7"}
 SUB_DISPLAY = {"active": "running", "reloading": "reload", "activating": "start"}
 SUB_DISPLAY |= {"deactivating": "stop-sigterm", "inactive": "dead", "failed": "failed"}
 POLL = 0.01
+FOLLOW_POLL = 0.05  # journalctl -f: how often the journal file is checked for new entries
 
 
 T = TypeVar("T")
@@ -1226,6 +1227,7 @@ class JournalQuery:
     reverse: bool = False
     grep: str | None = None
     no_hostname: bool = False
+    follow: bool = False
     matches: list[tuple[str, str]] = dataclasses.field(default_factory=list)
 
 
@@ -1244,6 +1246,8 @@ def journalctl_main(paths: Paths, argv: Sequence[str]) -> int:
             out("      Pass -q to turn off this notice.", err=True)
         out("No journal files were opened due to insufficient permissions.", err=True)
         return EXIT_FAILURE
+    if query.follow:
+        return follow_journal(paths, query)
     entries = select_entries(Unit(paths).journal(), query)
     if not entries:
         if not query.quiet:
@@ -1264,13 +1268,72 @@ def parse_journalctl(argv: Sequence[str]) -> JournalQuery | None:
         query.matches.append(parse_match(arg))
     if query.pager_end and query.lines is None:
         query.lines = 1000
+    if query.follow:
+        if query.reverse:
+            raise UsageError("Please specify either --reverse or --follow, not both.")
+        if query.lines is None and not any(name == "lines" for name, _ in opts):
+            query.lines = 10  # -f alone shows the last 10 entries, as -n does
     return query
 
 
-def apply_journal_option(query: JournalQuery, name: str, value: str | None) -> None:
-    if name in ("follow", "since", "until", "dmesg"):
+def follow_journal(paths: Paths, query: JournalQuery) -> int:
+    """journalctl -f: the last entries, then each new one as it is written, until stdout closes.
+
+    Like systemd's journalctl (v240 on) it exits when the reader of its output goes away
+    (POLLHUP/POLLERR on stdout), not only at its next write: under sudo, the SSH client's
+    KILL reaches sudo but not this root process. Before v258 that exit status is 1.
+    """
+    offset = 0
+    with contextlib.suppress(FileNotFoundError):
+        old = paths.journal.read_bytes()
+        offset = old.rfind(b"\n") + 1  # a line still being written is read with the new ones
+        entries = [json.loads(line) for line in old[:offset].decode().splitlines() if line]
+        try:
+            _print_entries(select_entries(entries, query), query)
+        except BrokenPipeError:
+            return _reader_gone()
+    watch = select.poll()
+    watch.register(sys.stdout.fileno(), 0)  # only POLLHUP, POLLERR and POLLNVAL are reported
+    partial = b""
+    while True:
+        if watch.poll(FOLLOW_POLL * 1000):
+            return _reader_gone()
+        try:
+            with paths.journal.open("rb") as f:
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        offset += len(data)
+        *lines, partial = (partial + data).split(b"\n")
+        if not lines:
+            continue
+        entries = [json.loads(line) for line in lines if line.strip()]
+        query_all = dataclasses.replace(query, lines=None)
+        try:
+            _print_entries(select_entries(entries, query_all), query)
+        except BrokenPipeError:
+            return _reader_gone()
+
+
+def _reader_gone() -> int:
+    """Nobody reads our output any more: drop what is buffered for it, and end (-ECANCELED)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_FAILURE
+
+
+def _print_entries(entries: list[dict[str, Any]], query: JournalQuery) -> None:
+    for e in entries:
+        sys.stdout.write(format_entry(e, query.output, no_hostname=query.no_hostname) + "\n")
+    sys.stdout.flush()
+
+
+def apply_journal_option(query: JournalQuery, name: str, value: str | None) -> None:  # noqa: C901 - one branch per option
+    if name == "follow":
+        query.follow = True
+    elif name in ("since", "until", "dmesg"):
         raise UsageError(f"journalctl (test host stand-in): --{name} is not supported")
-    if name == "unit":
+    elif name == "unit":
         query.units.append(mangle(value or ""))
     elif name == "lines":
         query.lines = parse_lines(value)

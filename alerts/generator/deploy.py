@@ -149,7 +149,7 @@ def site_prometheus(shipped: dict[str, Any], ping_interval: int) -> dict[str, An
     return config
 
 
-def _route_role(route: dict[str, Any]) -> str:
+def route_role(route: dict[str, Any]) -> str:
     receiver, matchers = route.get("receiver"), route.get("matchers", [])
     if receiver == "remediator":
         return "remediator"
@@ -165,7 +165,7 @@ def _routes(route: dict[str, Any], site: AlertmanagerSite) -> None:
     if waits is not None:
         route["group_wait"], route["group_interval"] = waits.root, waits.group_interval
     for child in route.get("routes", []):
-        role = _route_role(child)
+        role = route_role(child)
         if child.get("routes"):
             raise ShapeError(f"alerts/alertmanager.yml: nested routes unknown to {__name__}")
         if waits is not None:

@@ -108,7 +108,7 @@ def test_remediation_route(am_config):
     (route,) = [r for r in _routes(am_config["route"]) if r["receiver"] == "remediator"]
     assert route["matchers"] == ['remediate="true"']
     assert route["continue"] is True  # critical ones page as well
-    assert route["group_wait"] == "5s"
+    assert route["group_wait"] == "1s"
     assert route["mute_time_intervals"] == MAINTENANCE
 
 
