@@ -90,7 +90,11 @@ class RedisHost:
             yield
 
     def park(self, conn: RedisConnection) -> None:
-        """`conn` is idle from now; it is closed if still idle after idle_close_seconds."""
+        """`conn` is idle from now; it is closed if still idle after idle_close_seconds, or at
+        once if another target waits for room on this host."""
+        if any(not w.done() for w in self._waiters):
+            conn.close()  # its slot goes to the waiter
+            return
         loop = asyncio.get_running_loop()
         self._idle[conn] = loop.time()
         if self._sweep is None:
@@ -138,9 +142,15 @@ class RedisHosts:
 
 
 class RedisLink:
-    """One target's Redis connections: up to `size`, opened on demand, reused, closed idle."""
+    """One target's Redis connections: up to `size`, opened on demand, reused, closed idle.
 
-    __slots__ = ("_count", "_idle", "_waiters", "endpoint", "host", "size")
+    With one connection (the exporter's), requests that overlap share it, pipelined: a
+    probe's PING and its INFO go out together and Redis answers them in order. With more
+    (the remediator's), each request has a connection to itself, so a slow one delays no
+    other.
+    """
+
+    __slots__ = ("_count", "_idle", "_shared", "_waiters", "endpoint", "host", "size")
 
     def __init__(self, endpoint: RedisEndpoint, host: RedisHost, size: int = 1) -> None:
         self.endpoint = endpoint
@@ -148,6 +158,7 @@ class RedisLink:
         self.size = size
         self._count = 0  # connections open or being opened
         self._idle: list[RedisConnection] = []
+        self._shared: RedisConnection | None = None  # in use, and pipelined (size 1)
         self._waiters: deque[asyncio.Future[RedisConnection | None]] | None = None
 
     async def request(self, commands: Sequence[Command]) -> tuple[list[Reply], float]:
@@ -163,23 +174,45 @@ class RedisLink:
         return replies, waited
 
     async def _acquire(self) -> RedisConnection:
-        while self._idle:
-            conn = self._idle.pop()
-            self.host.unpark(conn)
-            if not conn.closed:
-                return conn
+        """A connection with this request counted among its users."""
+        conn = self._take()
+        if conn is not None:
+            return conn
         if self._count >= self.size:
-            conn_or_none = await self._wait()
-            if conn_or_none is not None:
-                return conn_or_none
+            handed = await self._wait()
+            if handed is not None:
+                return handed
         else:
             self._count += 1
         try:
-            return await self._open()
+            conn = await self._open()
         except BaseException:
             self._count -= 1
             self._wake(None)
             raise
+        conn.users += 1
+        if self.size == 1:
+            self._shared = conn
+            while self._wake(conn):  # those who waited for it share it
+                pass
+        return conn
+
+    def _take(self) -> RedisConnection | None:
+        """A connection to use at once: the shared one in use, or an idle one."""
+        conn = self._shared
+        if conn is None or conn.closed:
+            conn = None
+            while self._idle:
+                idle = self._idle.pop()
+                self.host.unpark(idle)
+                if not idle.closed:
+                    conn = idle
+                    break
+        if conn is not None:
+            conn.users += 1
+            if self.size == 1:
+                self._shared = conn
+        return conn
 
     async def _wait(self) -> RedisConnection | None:
         """A connection handed over by a probe that finished, or None: open one."""
@@ -205,20 +238,26 @@ class RedisLink:
             waiter = self._waiters.popleft()
             if not waiter.done():
                 if conn is None:
-                    self._count += 1
+                    self._count += 1  # the waiter opens one
+                else:
+                    conn.users += 1
                 waiter.set_result(conn)
                 return True
         return False
 
     def _release(self, conn: RedisConnection) -> None:
-        if conn.closed:
-            return  # connection_closed() counted it out
+        conn.users -= 1
+        if conn.closed or conn.users:
+            return  # connection_closed() counted it out, or another request still uses it
         if self.size == 0:  # the link was closed while this request ran
             conn.close()
             return
-        if not self._wake(conn):
-            self._idle.append(conn)
-            self.host.park(conn)
+        if self._wake(conn):
+            return
+        if self._shared is conn:
+            self._shared = None
+        self._idle.append(conn)
+        self.host.park(conn)
 
     async def _open(self) -> RedisConnection:
         e = self.endpoint
@@ -253,6 +292,8 @@ class RedisLink:
         """A connection closed (by us, the server, or the host's idle sweep or cap)."""
         self.host.unpark(conn)
         self.host.give_slot()
+        if self._shared is conn:
+            self._shared = None
         if conn in self._idle:
             self._idle.remove(conn)
         self._count -= 1

@@ -118,18 +118,18 @@ class Owner(Protocol):
 
 
 class RedisConnection(asyncio.Protocol):
-    """A connected socket to Redis and the replies of the one request in flight."""
+    """A connected socket to Redis and the requests in flight on it, answered in order."""
 
-    __slots__ = ("_buffer", "_expected", "_replies", "_transport", "_waiter", "closed", "owner")
+    __slots__ = ("_buffer", "_pending", "_transport", "closed", "owner", "users")
 
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
         self.closed = False
+        self.users = 0  # requests sent or about to be: kept by RedisLink
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
-        self._expected = 0
-        self._replies: list[Reply] = []
-        self._waiter: asyncio.Future[list[Reply]] | None = None
+        # (replies expected, replies so far, who waits for them), oldest first
+        self._pending: list[tuple[int, list[Reply], asyncio.Future[list[Reply]]]] = []
 
     # asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -140,28 +140,27 @@ class RedisConnection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         buffer = self._buffer
         buffer += data
-        waiter = self._waiter
-        if waiter is None:  # bytes nobody asked for: the server is closing (maxclients)
-            return
+        pending = self._pending
         pos = 0
         try:
-            while len(self._replies) < self._expected:
-                reply, pos = parse(buffer, pos)
-                self._replies.append(reply)
+            while pending:
+                expected, replies, waiter = pending[0]
+                while len(replies) < expected:
+                    reply, pos = parse(buffer, pos)
+                    replies.append(reply)
+                del pending[0]
+                if not waiter.done():
+                    waiter.set_result(replies)
         except _Incomplete:
             pass
         except (ValueError, redis_errors.InvalidResponse) as e:
             self._fail(redis_errors.InvalidResponse(f"cannot read Redis's reply: {e}"))
             return
         del buffer[:pos]
-        if len(self._replies) == self._expected:
-            replies, self._replies, self._waiter = self._replies, [], None
-            if not waiter.done():
-                waiter.set_result(replies)
 
     def connection_lost(self, exc: Exception | None) -> None:
         error = redis_errors.ConnectionError("connection closed by the server")
-        if self._buffer and self._waiter is None:  # it said why before closing
+        if self._buffer:  # it may have said why before closing (maxclients)
             try:
                 reply, _ = parse(self._buffer, 0)
             except (_Incomplete, ValueError, redis_errors.InvalidResponse):
@@ -172,12 +171,13 @@ class RedisConnection(asyncio.Protocol):
 
     # use
     async def request(self, commands: Sequence[Command]) -> list[Reply]:
-        """Send `commands` in one write; their replies, in order. Closes it if cut short."""
+        """Send `commands` in one write; their replies, in order. Closes it if cut short.
+
+        Requests may overlap: Redis answers them in the order they were sent."""
         if self.closed or self._transport is None:
             raise redis_errors.ConnectionError("connection closed")
-        loop = asyncio.get_running_loop()
-        waiter: asyncio.Future[list[Reply]] = loop.create_future()
-        self._waiter, self._expected, self._replies = waiter, len(commands), []
+        waiter: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        self._pending.append((len(commands), [], waiter))
         self._transport.write(pack(commands))
         try:
             return await waiter
@@ -194,9 +194,10 @@ class RedisConnection(asyncio.Protocol):
     def _fail(self, error: Exception, cause: BaseException | None = None) -> None:
         if cause is not None:
             error.__cause__ = cause
-        waiter, self._waiter = self._waiter, None
-        if waiter is not None and not waiter.done():
-            waiter.set_exception(error)
+        pending, self._pending = self._pending, []
+        for _, _, waiter in pending:
+            if not waiter.done():
+                waiter.set_exception(error)
         if not self.closed:
             self.closed = True
             self._buffer = bytearray()
