@@ -403,7 +403,14 @@ class FleetRun:
         return out
 
 
-def fleet(stack: ExitStack, workdir: Path, counts: list[int], interval: float, cycles: int) -> None:
+def fleet(  # noqa: PLR0913, PLR0917 -- the command line's settings
+    stack: ExitStack,
+    workdir: Path,
+    counts: list[int],
+    interval: float,
+    cycles: int,
+    exporters: tuple[str, ...] = ("ours", "redis_exporter"),
+) -> None:
     servers = [start_fleet_redis(stack, workdir, s) for s in range(FLEET_SERVERS)]
     print(
         f"\nPart 3: a fleet, each target probed once per {interval:g} s, spread evenly; "
@@ -429,6 +436,8 @@ def fleet(stack: ExitStack, workdir: Path, counts: list[int], interval: float, c
         ours = [f"/probe?target=t{i}&module=all" for i in range(n)]
         theirs = [f"/scrape?target=redis://{host}:{port}" for host, port in where]
         for name, paths in (("ours", ours), ("redis_exporter", theirs)):
+            if name not in exporters:
+                continue
             with ExitStack() as own:
                 if name == "ours":
                     port, pid = start_exporter(own, workdir, targets)
@@ -484,6 +493,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0, help="part 3 scrape interval")
     parser.add_argument("--cycles", type=int, default=2, help="part 3 steady intervals")
     parser.add_argument(
+        "--exporters", default="ours,redis_exporter", help="part 3: which exporters, in order"
+    )
+    parser.add_argument(
         "--redis", choices=("idle", "busy", "both"), default="both", help="part 1's Redis"
     )
     parser.add_argument(
@@ -523,6 +535,7 @@ def main() -> None:
                 [int(n) for n in args.fleet.split(",")],
                 args.interval,
                 args.cycles,
+                tuple(args.exporters.split(",")),
             )
         if args.part in ("2", "both"):
             part2(stack, workdir, [int(n) for n in args.targets.split(",")], args.servers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import os
 import resource
@@ -60,6 +61,24 @@ def raise_open_files_limit() -> None:
             log.warning("cannot raise the open-files limit from %d: %s", soft, e)
 
 
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Fewer collections over a heap of thousands of targets and kept connections.
+
+    With a target's config, prober and connection alive for the process's life, Python's
+    default thresholds (700, 10, 10) make full collections frequent and long: pauses of
+    hundreds of milliseconds at 10 000 targets, each a tail of scrape latency. What is loaded
+    by now (modules, the config's targets) is frozen out of every collection; the young
+    generation is collected every 50 000 allocations instead of 700, so the objects of a probe
+    die before a collection could promote them, and the old ones are scanned rarely.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the config and serve until SIGINT or SIGTERM."""
     from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
@@ -68,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
     host, port = args.listen or parse_listen(config.exporter.listen)  # the config's is checked
     raise_open_files_limit()
     app = create_app(config)
+    tune_gc()
     phase = "starting"  # then "binding" once the app's parts are open, then "serving"
 
     async def binding(_app: web.Application) -> None:

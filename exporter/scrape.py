@@ -203,7 +203,18 @@ def _config_values(replies: Sequence[Reply]) -> dict[str, str]:
             name, text = _text(key), _text(value)
             if name is not None and text is not None:
                 values[name] = text
-    return values
+    # Kept a minute per target, and mostly alike across a fleet: one shared copy of each.
+    key = tuple(values.items())
+    shared = _shared_configs.get(key)
+    if shared is None:
+        if len(_shared_configs) >= _SHARED_CONFIGS_MAX:
+            _shared_configs.clear()
+        shared = _shared_configs[key] = values
+    return shared
+
+
+_shared_configs: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_SHARED_CONFIGS_MAX = 1024
 
 
 class Scraper:

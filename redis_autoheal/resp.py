@@ -120,7 +120,7 @@ class Owner(Protocol):
 class RedisConnection(asyncio.Protocol):
     """A connected socket to Redis and the requests in flight on it, answered in order."""
 
-    __slots__ = ("_buffer", "_pending", "_transport", "closed", "owner", "users")
+    __slots__ = ("_buffer", "_out", "_pending", "_transport", "closed", "owner", "users")
 
     def __init__(self, owner: Owner) -> None:
         self.owner = owner
@@ -128,6 +128,7 @@ class RedisConnection(asyncio.Protocol):
         self.users = 0  # requests sent or about to be: kept by RedisLink
         self._transport: asyncio.Transport | None = None
         self._buffer = bytearray()
+        self._out: bytearray | None = None  # requests of this turn of the loop, unsent yet
         # (replies expected, replies so far, who waits for them), oldest first
         self._pending: list[tuple[int, list[Reply], asyncio.Future[list[Reply]]]] = []
 
@@ -156,7 +157,12 @@ class RedisConnection(asyncio.Protocol):
         except (ValueError, redis_errors.InvalidResponse) as e:
             self._fail(redis_errors.InvalidResponse(f"cannot read Redis's reply: {e}"))
             return
-        del buffer[:pos]
+        if pos == len(buffer):
+            # A new, empty one: a bytearray emptied by `del` keeps its memory (an INFO reply's
+            # several KiB, times every kept connection).
+            self._buffer = bytearray()
+        else:
+            del buffer[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
         error = redis_errors.ConnectionError("connection closed by the server")
@@ -173,18 +179,28 @@ class RedisConnection(asyncio.Protocol):
     async def request(self, commands: Sequence[Command]) -> list[Reply]:
         """Send `commands` in one write; their replies, in order. Closes it if cut short.
 
-        Requests may overlap: Redis answers them in the order they were sent."""
+        Requests may overlap: Redis answers them in the order they were sent. Those made in
+        one turn of the event loop (a probe's PING and INFO) go out in one write."""
         if self.closed or self._transport is None:
             raise redis_errors.ConnectionError("connection closed")
-        waiter: asyncio.Future[list[Reply]] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[list[Reply]] = loop.create_future()
         self._pending.append((len(commands), [], waiter))
-        self._transport.write(pack(commands))
+        if self._out is None:  # the first this turn: send them all at its end, in one write
+            self._out = bytearray()
+            loop.call_soon(self._flush)
+        self._out += pack(commands)
         try:
             return await waiter
         except BaseException:
             if not waiter.done() or waiter.cancelled():
                 self.close()  # replies left unread: never hand this connection out again
             raise
+
+    def _flush(self) -> None:
+        out, self._out = self._out, None
+        if out and self._transport is not None and not self.closed:
+            self._transport.write(out)
 
     def close(self) -> None:
         if self._transport is not None:
