@@ -48,7 +48,7 @@ def register(
 def raise_open_files_limit() -> None:
     """Raise the soft limit on open files to the hard one, as Go programs do at start-up.
 
-    Each target keeps up to two Redis connections: a thousand targets outgrow the usual
+    Each target keeps a Redis connection: a thousand targets outgrow the usual
     soft limit of 1024 while the hard limit is far higher.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

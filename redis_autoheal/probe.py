@@ -240,7 +240,6 @@ class Prober:
 
     __slots__ = (
         "_last_reason",
-        "_log",
         "_probe_slots",
         "_state",
         "health",
@@ -275,13 +274,11 @@ class Prober:
         self._probe_slots = asyncio.Semaphore(PROBE_CONNECTIONS) if ping_connections else None
         self._state = 0  # probes running now, times 4, + 1 once retired, + 2 once closed
         self._last_reason: list[Reason | None] | None = None  # per layer, once one failed
-        self._log: logging.LoggerAdapter[logging.Logger] | None = None
 
     @property
     def log(self) -> logging.LoggerAdapter[logging.Logger]:
-        if self._log is None:
-            self._log = target_logger(logger, self.target.name)
-        return self._log
+        """Made when needed (an outcome changed), not kept: 400 bytes a target otherwise."""
+        return target_logger(logger, self.target.name)
 
     @property
     def _retired(self) -> bool:
