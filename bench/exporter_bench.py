@@ -16,9 +16,19 @@ redis-servers, every target probed at once; wall time for all answers, the expor
 and its RSS. Each module is probed twice: the first round opens connections (`all` runs
 PING and INFO at once, so it opens each target's second one), the second reuses them.
 
-Everything listens on 127.0.0.1 and every loop is bounded. Not a test: it prints figures.
+Part 3 (`--part fleet`), a fleet as Prometheus scrapes it: N targets over 4 redis-servers
+(each bound to 16 loopback addresses, so the targets are spread over 64 hosts), each target
+probed once per --interval, the probes spread evenly over it, from one client process over
+keep-alive HTTP, with Prometheus's scrape-timeout header. Ours (module=all, configured target
+names) and then redis_exporter (/scrape?target=redis://HOST:PORT) in the same run, each for
+one cold interval (just started: every connection still to open) and --cycles intervals of
+steady state. Printed for each: p50, p99 and slowest answer, failed probes (not 200, no
+redis_up 1, or no answer within the scrape timeout), the exporter's CPU in cores, and its RSS.
+
+Everything listens on loopback and every loop is bounded. Not a test: it prints figures.
 
     .venv/bin/python bench/exporter_bench.py [--scrapes 1000] [--targets 100,1000] [--ssh]
+    .venv/bin/python bench/exporter_bench.py --part fleet --fleet 1000,5000,10000
 """
 
 from __future__ import annotations
@@ -80,9 +90,18 @@ def wait_port(port: int, process: subprocess.Popen, what: str) -> None:
     sys.exit(f"{what} did not listen on {port} within 30 s")
 
 
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(10)
+
+
 def start(stack: ExitStack, args: list[str], port: int, what: str) -> subprocess.Popen:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.callback(lambda: (process.terminate(), process.wait(10)))
+    stack.callback(stop, process)
     wait_port(port, process, what)
     return process
 
@@ -307,6 +326,153 @@ def part2(stack: ExitStack, workdir: Path, counts: list[int], servers: int) -> N
             print(f"{n:5} (RSS when idle, before the first probe: {idle:.1f} MiB)")
 
 
+FLEET_SERVERS = 4
+FLEET_ADDRESSES = 16  # loopback addresses each redis-server binds: redis-server's maximum
+SCRAPE_TIMEOUT = 10.0  # Prometheus's default scrape_timeout
+
+
+def start_fleet_redis(stack: ExitStack, workdir: Path, index: int) -> tuple[int, list[str]]:
+    """A redis-server bound to 16 loopback addresses of its own (127.0.INDEX+1.1-16)."""
+    port = free_port()
+    hosts = [f"127.0.{index + 1}.{a}" for a in range(1, FLEET_ADDRESSES + 1)]
+    args = ["redis-server", "--port", str(port), "--bind", *hosts, "--save", ""]
+    args += ["--appendonly", "no", "--daemonize", "no", "--dir", str(workdir)]
+    args += ["--maxclients", "20000"]
+    process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    stack.callback(stop, process)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection((hosts[0], port), timeout=1).close()
+        except OSError:
+            time.sleep(0.05)
+        else:
+            return port, hosts
+    sys.exit(f"redis-server did not listen on {hosts[0]}:{port}")
+
+
+class FleetRun:
+    """One exporter scraped as Prometheus scrapes a fleet: each path once per interval."""
+
+    def __init__(self, port: int, pid: int, paths: list[str], interval: float) -> None:
+        self.port, self.pid, self.paths, self.interval = port, pid, paths, interval
+
+    async def run(self, cycles: int) -> list[tuple[list[float], int, float, float]]:
+        """Per interval: latencies, failures, CPU seconds of the exporter, its RSS at the end."""
+        connector = aiohttp.TCPConnector(limit=0, force_close=False)
+        timeout = aiohttp.ClientTimeout(total=SCRAPE_TIMEOUT)
+        headers = {"X-Prometheus-Scrape-Timeout-Seconds": str(SCRAPE_TIMEOUT)}
+        n = len(self.paths)
+        pending: set[asyncio.Task[None]] = set()
+        out = []
+        async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
+            base = f"http://127.0.0.1:{self.port}"
+
+            async def one(path: str, latencies: list[float], failed: list[int]) -> None:
+                started = time.perf_counter()
+                try:
+                    async with session.get(base + path, headers=headers) as response:
+                        body = await response.read()
+                    ok = response.status == 200 and b"\nredis_up 1" in body
+                except (TimeoutError, aiohttp.ClientError):
+                    ok = False
+                latencies.append(time.perf_counter() - started)
+                if not ok:
+                    failed[0] += 1
+
+            loop = asyncio.get_running_loop()
+            for _ in range(cycles + 1):
+                latencies: list[float] = []
+                failed = [0]
+                cpu_before = cpu_seconds(self.pid)
+                start = loop.time()
+                for i, path in enumerate(self.paths):
+                    due = start + self.interval * i / n
+                    delay = due - loop.time()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    task = asyncio.ensure_future(one(path, latencies, failed))
+                    pending.add(task)
+                    task.add_done_callback(pending.discard)
+                rest = start + self.interval - loop.time()
+                if rest > 0:
+                    await asyncio.sleep(rest)
+                cpu = cpu_seconds(self.pid) - cpu_before
+                out.append((latencies, failed[0], cpu, rss_mib(self.pid)[0]))
+            await asyncio.gather(*pending)
+        return out
+
+
+def fleet(  # noqa: PLR0913, PLR0917 -- the command line's settings
+    stack: ExitStack,
+    workdir: Path,
+    counts: list[int],
+    interval: float,
+    cycles: int,
+    exporters: tuple[str, ...] = ("ours", "redis_exporter"),
+) -> None:
+    servers = [start_fleet_redis(stack, workdir, s) for s in range(FLEET_SERVERS)]
+    print(
+        f"\nPart 3: a fleet, each target probed once per {interval:g} s, spread evenly; "
+        f"{FLEET_SERVERS} redis-servers x {FLEET_ADDRESSES} loopback addresses; "
+        f"1 cold interval then {cycles} of steady state; scrape timeout {SCRAPE_TIMEOUT:g} s"
+    )
+    print(
+        f"{'N':>6} {'exporter':15}{'phase':8}{'probes':>7}{'failed':>7}{'p50 ms':>9}"
+        f"{'p99 ms':>9}{'max ms':>9}{'cores':>7}{'RSS MiB':>9}{'peak MiB':>9}"
+    )
+    for n in counts:
+        where = [
+            (
+                servers[i % FLEET_SERVERS][1][(i // FLEET_SERVERS) % FLEET_ADDRESSES],
+                servers[i % FLEET_SERVERS][0],
+            )
+            for i in range(n)
+        ]
+        targets = [
+            {"name": f"t{i}", "redis": {"host": host, "port": port}}
+            for i, (host, port) in enumerate(where)
+        ]
+        ours = [f"/probe?target=t{i}&module=all" for i in range(n)]
+        theirs = [f"/scrape?target=redis://{host}:{port}" for host, port in where]
+        for name, paths in (("ours", ours), ("redis_exporter", theirs)):
+            if name not in exporters:
+                continue
+            with ExitStack() as own:
+                if name == "ours":
+                    port, pid = start_exporter(own, workdir, targets)
+                else:
+                    port = free_port()
+                    pid = start(
+                        own,
+                        [REDIS_EXPORTER, f"--web.listen-address=127.0.0.1:{port}"],
+                        port,
+                        "prometheus-redis-exporter",
+                    ).pid
+                intervals = asyncio.run(FleetRun(port, pid, paths, interval).run(cycles))
+                peak = rss_mib(pid)[1]
+            cold, steady = intervals[0], intervals[1:]
+            lat = [x for latencies, *_ in steady for x in latencies]
+            rows = [("cold", cold[0], cold[1], cold[2] / interval, cold[3])]
+            rows.append(
+                (
+                    "steady",
+                    lat,
+                    sum(f for _, f, _, _ in steady),
+                    sum(c for *_, c, _ in steady) / (interval * len(steady)),
+                    steady[-1][3],
+                )
+            )
+            for phase, latencies, failed, cores, rss in rows:
+                print(
+                    f"{n:6} {name:15}{phase:8}{len(latencies):7}{failed:7}"
+                    f"{percentile(latencies, 0.5) * 1e3:9.1f}"
+                    f"{percentile(latencies, 0.99) * 1e3:9.1f}{max(latencies) * 1e3:9.1f}"
+                    f"{cores:7.2f}{rss:9.1f}{peak if phase == 'steady' else float('nan'):9.1f}",
+                    flush=True,
+                )
+
+
 def test_host_target(stack: ExitStack) -> dict:
     """A target on a new test host (VM3 in a box, root only), torn down at the end."""
     sys.path.insert(0, str(ROOT))
@@ -322,7 +488,13 @@ def main() -> None:
     parser.add_argument("--scrapes", type=int, default=1000, help="part 1 scrapes of each")
     parser.add_argument("--targets", default="100,1000", help="part 2 target counts")
     parser.add_argument("--servers", type=int, default=4, help="part 2 redis-servers")
-    parser.add_argument("--part", choices=("1", "2", "both"), default="both")
+    parser.add_argument("--part", choices=("1", "2", "both", "fleet"), default="both")
+    parser.add_argument("--fleet", default="1000,5000,10000", help="part 3 target counts")
+    parser.add_argument("--interval", type=float, default=30.0, help="part 3 scrape interval")
+    parser.add_argument("--cycles", type=int, default=2, help="part 3 steady intervals")
+    parser.add_argument(
+        "--exporters", default="ours,redis_exporter", help="part 3: which exporters, in order"
+    )
     parser.add_argument(
         "--redis", choices=("idle", "busy", "both"), default="both", help="part 1's Redis"
     )
@@ -356,6 +528,15 @@ def main() -> None:
                 else:
                     print("\nidle Redis")
                 part1(stack, workdir, args.scrapes, target)
+        if args.part == "fleet":
+            fleet(
+                stack,
+                workdir,
+                [int(n) for n in args.fleet.split(",")],
+                args.interval,
+                args.cycles,
+                tuple(args.exporters.split(",")),
+            )
         if args.part in ("2", "both"):
             part2(stack, workdir, [int(n) for n in args.targets.split(",")], args.servers)
 

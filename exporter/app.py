@@ -31,7 +31,7 @@ def setup_routes(app: web.Application) -> None:
 
 
 async def _connections(app: web.Application) -> AsyncIterator[None]:
-    """One Redis client per target and one SSH connection per host, kept and reused.
+    """One Redis connection per target and one SSH connection per host, kept and reused.
 
     Nothing connects here: each connection opens on its first probe, so a target that is
     down at start-up does not delay the others, and reopens after the target comes back.

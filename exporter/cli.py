@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import resource
 from collections.abc import Callable
@@ -34,7 +35,7 @@ def register(
 def raise_open_files_limit() -> None:
     """Raise the soft limit on open files to the hard one, as Go programs do at start-up.
 
-    Each target keeps up to two Redis connections: a thousand targets outgrow the usual
+    Each target keeps a Redis connection: a thousand targets outgrow the usual
     soft limit of 1024 while the hard limit is far higher.
     """
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
@@ -47,6 +48,24 @@ def raise_open_files_limit() -> None:
             log.warning("cannot raise the open-files limit from %d: %s", soft, e)
 
 
+GC_THRESHOLDS = (50_000, 50, 100)
+
+
+def tune_gc() -> None:
+    """Fewer collections over a heap of thousands of targets and kept connections.
+
+    With a target's config, prober and connection alive for the process's life, Python's
+    default thresholds (700, 10, 10) make full collections frequent and long: pauses of
+    hundreds of milliseconds at 10 000 targets, each a tail of scrape latency. What is loaded
+    by now (modules, the config's targets) is frozen out of every collection; the young
+    generation is collected every 50 000 allocations instead of 700, so the objects of a probe
+    die before a collection could promote them, and the old ones are scanned rarely.
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 def run(args: argparse.Namespace) -> int:
     """Load the config and serve until SIGINT or SIGTERM."""
     from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
@@ -56,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
     raise_open_files_limit()
     app = create_app(config)
     listen.watch(app)
+    tune_gc()
 
     def listening(_banner: str) -> None:  # aiohttp calls it once the port is bound
         listen.serving()

@@ -14,6 +14,7 @@ from redis_autoheal.probe import Layer, LayerResult, PerformanceResult, Prober
 
 if TYPE_CHECKING:
     from redis_autoheal.config import HealthCheck, Target
+    from redis_autoheal.links import RedisHosts
     from redis_autoheal.ssh import SshHost
 
 # The `module` query parameter: which layers one /probe runs.
@@ -45,6 +46,8 @@ class ScrapeResult(PerformanceResult):
 class TargetProber(Prober):
     """A `Prober` whose performance layer is redis_exporter's scrape."""
 
+    __slots__ = ("_scraper", "_stats")
+
     result_types: ClassVar[dict[Layer, type[LayerResult]]] = {
         **Prober.result_types,
         Layer.PERFORMANCE: ScrapeResult,
@@ -57,8 +60,9 @@ class TargetProber(Prober):
         ssh: SshHost | None,
         *,
         latency_histograms: bool = False,
+        hosts: RedisHosts | None = None,
     ) -> None:
-        super().__init__(target, health, ssh)
+        super().__init__(target, health, ssh, hosts=hosts)
         self._scraper = Scraper(target.name, latency_histograms=latency_histograms)
         self._stats = ScrapeStats()
 

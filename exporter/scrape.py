@@ -16,7 +16,6 @@ families and nothing else. An ACL user for the exporter needs `+ping +info +clie
 from __future__ import annotations
 
 import logging
-import math
 import time
 from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -29,7 +28,8 @@ from redis_autoheal.redis_client import parse_info
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    import redis.asyncio as aioredis
+    from redis_autoheal.links import RedisLink
+    from redis_autoheal.resp import Command, Reply
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,6 @@ CONFIG_NAMES = (
     "client-output-buffer-limit",
     "databases",
 )
-Command = tuple[str, ...]
 _FIRST: tuple[Command, ...] = (
     ("INFO", "ALL"),
     ("SLOWLOG", "LEN"),
@@ -120,37 +119,15 @@ class RedisScrape:
     connect_seconds: float = 0.0  # waiting for a connection: opening one if none was kept
 
 
-Reply = object  # bytes, int, list, or the redis_errors.ResponseError the server answered
-
-
-async def send_together(
-    client: aioredis.Redis, commands: Sequence[Command]
-) -> tuple[list[Reply], float]:
+async def send_together(link: RedisLink, commands: Sequence[Command]) -> tuple[list[Reply], float]:
     """Send `commands` in one write and read their replies, and how long getting a connection took.
 
     An error reply is returned in its place, not raised, so one refused command does not hide
     the others' replies; any other failure (a lost connection, the caller's deadline) raises,
-    and redis-py then drops the connection rather than hand back one with replies still
-    unread. The reads have no timeout of their own (a timer each): the caller bounds the whole
-    exchange, as TargetProber does each layer with asyncio.timeout.
+    and the connection is then closed rather than handed back with replies still unread. The
+    caller bounds the whole exchange, as TargetProber does each layer with asyncio.timeout.
     """
-    pool = client.connection_pool
-    started = time.perf_counter()
-    conn = await pool.get_connection()  # type: ignore[no-untyped-call]  # redis-py: untyped
-    try:
-        connect_seconds = time.perf_counter() - started
-        await conn.send_packed_command(conn.pack_commands(commands))
-        replies: list[Reply] = []
-        for _ in commands:
-            try:
-                # The layer's deadline bounds the reads: none of their own (a timer each).
-                reply = await conn.read_response(disable_decoding=True, timeout=math.inf)
-            except (redis_errors.ResponseError, redis_errors.BusyLoadingError) as e:
-                reply = e
-            replies.append(reply)
-    finally:
-        await pool.release(conn)
-    return replies, connect_seconds
+    return await link.request(commands)
 
 
 def _text(reply: Reply) -> str | None:
@@ -226,23 +203,36 @@ def _config_values(replies: Sequence[Reply]) -> dict[str, str]:
             name, text = _text(key), _text(value)
             if name is not None and text is not None:
                 values[name] = text
-    return values
+    # Kept a minute per target, and mostly alike across a fleet: one shared copy of each.
+    key = tuple(values.items())
+    shared = _shared_configs.get(key)
+    if shared is None:
+        if len(_shared_configs) >= _SHARED_CONFIGS_MAX:
+            _shared_configs.clear()
+        shared = _shared_configs[key] = values
+    return shared
+
+
+_shared_configs: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_SHARED_CONFIGS_MAX = 1024
 
 
 class Scraper:
     """Runs one target's scrape commands; keeps the CONFIG values a minute."""
 
+    __slots__ = ("_config", "_logged", "latency_histograms", "target_name")
+
     def __init__(self, target_name: str, *, latency_histograms: bool = False) -> None:
         self.target_name = target_name
         self.latency_histograms = latency_histograms
         self._config: tuple[float, dict[str, str]] | None = None  # (read at, values)
-        self._logged: set[str] = set()  # commands whose refusal was logged already
+        self._logged: frozenset[str] = frozenset()  # commands whose refusal was logged already
 
     def _refused(self, command: str, reply: Reply) -> bool:
         if not isinstance(reply, Exception):
             return False
         if command not in self._logged:
-            self._logged.add(command)
+            self._logged |= {command}
             logger.info(
                 "target %s: %s refused (%s); its metrics are left out",
                 self.target_name,
@@ -251,7 +241,7 @@ class Scraper:
             )
         return True
 
-    async def scrape(self, client: aioredis.Redis) -> RedisScrape:
+    async def scrape(self, client: RedisLink) -> RedisScrape:
         """Run the commands; raise only if INFO itself fails."""
         commands = list(_FIRST)
         now = time.monotonic()

@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 
 from exporter.probe import TargetProber
 from redis_autoheal.config import RedisEndpoint, Target
+from redis_autoheal.links import ConnectionLimits, RedisHosts
 
 if TYPE_CHECKING:
     from redis_autoheal.config import AllowedTargets, Config, TargetCredentials
@@ -178,6 +179,9 @@ class TargetDirectory:
         self.ssh = ssh
         self.allow = AllowList(config.exporter.allowed_targets)
         self.histograms = config.exporter.latency_histograms
+        limits = config.exporter.redis_connections
+        self.hosts: RedisHosts = RedisHosts() if old is None else old.hosts  # caps span reloads
+        self.hosts.limit(ConnectionLimits(limits.max_per_host, limits.idle_close_seconds))
         kept = {} if old is None else old.probers
         self.probers: dict[str, TargetProber] = {}
         for t in config.targets:
@@ -185,7 +189,11 @@ class TargetDirectory:
             if prober is None or not prober.same_as(t, config.health_check, self.histograms):
                 ssh_host = None if t.ssh is None else ssh.host(t.ssh)
                 prober = TargetProber(
-                    t, config.health_check, ssh_host, latency_histograms=self.histograms
+                    t,
+                    config.health_check,
+                    ssh_host,
+                    latency_histograms=self.histograms,
+                    hosts=self.hosts,
                 )
             self.probers[t.name] = prober
         self._urls: OrderedDict[tuple[str, str], TargetProber] = OrderedDict()
@@ -231,7 +239,11 @@ class TargetDirectory:
         )
         target = Target(name=url.host_port, redis=endpoint, ssh=None)
         return TargetProber(
-            target, self.config.health_check, None, latency_histograms=self.histograms
+            target,
+            self.config.health_check,
+            None,
+            latency_histograms=self.histograms,
+            hosts=self.hosts,
         )
 
     async def retire(self, successor: TargetDirectory | None = None) -> None:

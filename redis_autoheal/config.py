@@ -265,11 +265,20 @@ class UnitFollow:
 
 
 @dataclass(frozen=True)
+class RedisConnections:
+    """What the exporter costs each Redis: one connection per target, kept while it is used."""
+
+    max_per_host: int = field(1000, check=in_range(1, 1_000_000))  # open at once to one host
+    idle_close_seconds: float = field(300.0, check=in_range(1, 86400))
+
+
+@dataclass(frozen=True)
 class ExporterSettings:
     """Where the exporter listens, and which targets besides the configured ones it probes."""
 
     listen: str = field("127.0.0.1:9121", check=_listen)
     allowed_targets: AllowedTargets = field(default_factory=AllowedTargets)
+    redis_connections: RedisConnections = field(default_factory=RedisConnections)
     # redis_commands_latencies_usec{cmd} from LATENCY HISTOGRAM: about 6 series per command.
     latency_histograms: bool = False
     # Absent: unit states are seen by Prometheus' systemd scrapes only.

@@ -5,16 +5,15 @@ systemd       `systemctl is-active UNIT` over SSH       health_check.systemd_tim
 performance   INFO (the exporter scrapes more)          health_check.performance_timeout_seconds
 
 A probe never raises: every failure, the deadline included, becomes a failed result whose
-`reason` is one of the fixed `Reason` values. A `Prober` keeps one Redis client per target and
-shares its host's SSH connection; an ACL user needs `+ping +info +client|setname` (the client
-names itself redis-autoheal, for CLIENT LIST), and `+config|get` for maxclients on Redis
-before 7.
+`reason` is one of the fixed `Reason` values. A `Prober` keeps its target's Redis connection
+(redis_autoheal/links.py: one, closed when idle, under a per-host cap) and shares its host's
+SSH connection; an ACL user needs `+ping +info +client|setname` (the client names itself
+redis-autoheal, for CLIENT LIST), and `+config|get` for maxclients on Redis before 7.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import logging
 import socket
@@ -29,14 +28,13 @@ from redis import exceptions as redis_errors
 
 from redis_autoheal.commands import IsActive
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.links import RedisHosts, RedisLink
 from redis_autoheal.logs import target_logger
-from redis_autoheal.redis_client import config_get, info, make_client, ping
+from redis_autoheal.redis_client import parse_info
 from redis_autoheal.units import RUNNING, UNIT_STATES, UNKNOWN_STATE
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator, Mapping
-
-    import redis.asyncio as aioredis
 
     from redis_autoheal.config import HealthCheck, Target
     from redis_autoheal.ssh import SshHost
@@ -111,7 +109,8 @@ LAYER_REASONS: dict[Layer, tuple[Reason, ...]] = {
 }
 
 MESSAGE_MAX = 300
-PROBE_CONNECTIONS = 2  # Redis connections a target's probes share
+PROBE_CONNECTIONS = 1  # Redis connections a target's probes share: their layers take turns
+_SHARED_HOSTS = RedisHosts()  # for probers not given their own (the remediator's)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -239,6 +238,16 @@ def ssh_reason(error: SshError) -> Reason:
 class Prober:
     """Probes one target's layers over connections kept for the prober's life."""
 
+    __slots__ = (
+        "_last_reason",
+        "_probe_slots",
+        "_state",
+        "health",
+        "link",
+        "ssh",
+        "target",
+    )
+
     result_types: ClassVar[dict[Layer, type[LayerResult]]] = {
         Layer.CONNECTIVITY: ConnectivityResult,
         Layer.SYSTEMD: SystemdResult,
@@ -252,41 +261,49 @@ class Prober:
         ssh: SshHost | None,
         *,
         ping_connections: int = 0,
+        hosts: RedisHosts | None = None,
     ) -> None:
         self.target = target
         self.health = health
         self.ssh = ssh
-        self._is_active = IsActive(target.systemd_unit)
-        # The client's own socket timeouts are a backstop; each layer's deadline is enforced
-        # around the whole layer (connect, AUTH and command) by asyncio.timeout.
-        longest = max(health.ping_timeout_seconds, health.performance_timeout_seconds)
-        # Probes share PROBE_CONNECTIONS (a connectivity and a performance layer can overlap);
+        # Probes share PROBE_CONNECTIONS (a connectivity and a performance layer take turns);
         # `ping_connections` more are kept for ping(), so that no flood of probes delays it.
-        self.redis = make_client(
-            target.redis,
-            timeout_seconds=longest,
-            max_connections=PROBE_CONNECTIONS + ping_connections,
-        )
-        self._probe_slots = asyncio.Semaphore(PROBE_CONNECTIONS)
-        self.timeouts = {
-            Layer.CONNECTIVITY: health.ping_timeout_seconds,
-            Layer.SYSTEMD: health.systemd_timeout_seconds,
-            Layer.PERFORMANCE: health.performance_timeout_seconds,
-        }
-        self._active = 0  # probes running now
-        self._retired = False  # closed once the last running probe ends
-        self._closed = False
-        self._last_reason: dict[Layer, Reason | None] = dict.fromkeys(Layer)
-        self._bodies: dict[Layer, Callable[[float, float], Awaitable[LayerResult]]] = {
-            Layer.CONNECTIVITY: self._connectivity,
-            Layer.SYSTEMD: self._systemd,
-            Layer.PERFORMANCE: self._performance,
-        }
-        self.log = target_logger(logger, target.name)
+        # Each layer's deadline is enforced around the whole layer (connect, AUTH, command).
+        host = (hosts or _SHARED_HOSTS).host(target.redis.host)
+        self.link = RedisLink(target.redis, host, PROBE_CONNECTIONS + ping_connections)
+        self._probe_slots = asyncio.Semaphore(PROBE_CONNECTIONS) if ping_connections else None
+        self._state = 0  # probes running now, times 4, + 1 once retired, + 2 once closed
+        self._last_reason: list[Reason | None] | None = None  # per layer, once one failed
+
+    @property
+    def log(self) -> logging.LoggerAdapter[logging.Logger]:
+        """Made when needed (an outcome changed), not kept: 400 bytes a target otherwise."""
+        return target_logger(logger, self.target.name)
+
+    @property
+    def _retired(self) -> bool:
+        return bool(self._state & 1)
+
+    @property
+    def closed(self) -> bool:
+        return bool(self._state & 2)
+
+    @property
+    def running(self) -> int:
+        """How many probes are running now."""
+        return self._state >> 2
+
+    def timeout(self, layer: Layer) -> float:
+        health = self.health
+        if layer is Layer.CONNECTIVITY:
+            return health.ping_timeout_seconds
+        if layer is Layer.SYSTEMD:
+            return health.systemd_timeout_seconds
+        return health.performance_timeout_seconds
 
     async def probe(self, layers: tuple[Layer, ...], budget: float | None) -> list[LayerResult]:
         """Run `layers` concurrently, each within min(its timeout, budget) seconds."""
-        self._active += 1
+        self._state += 4
         try:
             if len(layers) == 1:
                 return [await self.probe_layer(layers[0], budget)]
@@ -300,19 +317,19 @@ class Prober:
                 for task in others:  # the request was cancelled: no probe is left running
                     task.cancel()
         finally:
-            self._active -= 1
-            if self._retired and self._active == 0:
+            self._state -= 4
+            if self._state == 1:  # retired, and the last probe ended
                 await self.close()
 
     async def retire(self) -> None:
         """Close the connections now, or when the probes running on them end."""
-        self._retired = True
-        if self._active == 0:
+        self._state |= 1
+        if self._state == 1:
             await self.close()
 
     async def probe_layer(self, layer: Layer, budget: float | None) -> LayerResult:
         """One layer within min(its timeout, budget) seconds; a change of outcome is logged."""
-        seconds = self.timeouts[layer]
+        seconds = self.timeout(layer)
         if budget is not None:
             seconds = min(seconds, budget)
         slots = None if layer is Layer.SYSTEMD else self._probe_slots
@@ -323,7 +340,7 @@ class Prober:
     async def ping(self, timeout_seconds: float | None = None) -> ConnectivityResult:
         """One PING within `timeout_seconds` (the layer's timeout by default), not logged:
         a caller waiting for Redis to come up or go down expects failures."""
-        seconds = self.timeouts[Layer.CONNECTIVITY] if timeout_seconds is None else timeout_seconds
+        seconds = self.timeout(Layer.CONNECTIVITY) if timeout_seconds is None else timeout_seconds
         result = await self._measure(Layer.CONNECTIVITY, seconds)
         if not isinstance(result, ConnectivityResult):  # result_types says it is one
             raise TypeError(f"connectivity probe gave a {type(result).__name__}")
@@ -334,11 +351,12 @@ class Prober:
     ) -> LayerResult:
         started = time.perf_counter()
         try:
+            body = self._body(layer)
             async with asyncio.timeout(seconds):
                 if slots is None:
-                    return await self._bodies[layer](started, seconds)
+                    return await body(started, seconds)
                 async with slots:
-                    return await self._bodies[layer](started, seconds)
+                    return await body(started, seconds)
         except TimeoutError:
             return self._failed(layer, started, Reason.TIMEOUT, f"no answer within {seconds:g}s")
         except SshError as e:
@@ -348,6 +366,13 @@ class Prober:
             if reason is Reason.ERROR:
                 self.log.exception("%s probe failed unexpectedly", layer)
             return self._failed(layer, started, reason, f"{self.target.redis.address}: {e}")
+
+    def _body(self, layer: Layer) -> Callable[[float, float], Awaitable[LayerResult]]:
+        if layer is Layer.CONNECTIVITY:
+            return self._connectivity
+        if layer is Layer.SYSTEMD:
+            return self._systemd
+        return self._performance
 
     def _failed(self, layer: Layer, started: float, reason: Reason, message: str) -> LayerResult:
         duration = time.perf_counter() - started
@@ -362,7 +387,7 @@ class Prober:
             **extra,
         )
 
-    async def _once_more_if_closed(self, call: Callable[[aioredis.Redis], Awaitable[T]]) -> T:
+    async def _once_more_if_closed(self, call: Callable[[RedisLink], Awaitable[T]]) -> T:
         """Run `call`; if a kept connection turns out closed by the server, once more.
 
         A restart of Redis (or its idle `timeout`) closes the connections the pool keeps; the
@@ -370,11 +395,11 @@ class Prober:
         the second try opens a new one and reports what is true now: up, or refused.
         """
         try:
-            return await call(self.redis)
+            return await call(self.link)
         except redis_errors.ConnectionError as e:
             if redis_reason(e) is not Reason.CONNECTION_LOST:
                 raise
-        return await call(self.redis)
+        return await call(self.link)
 
     async def _connectivity(self, started: float, _seconds: float) -> LayerResult:
         latency = await self._once_more_if_closed(ping)
@@ -389,7 +414,7 @@ class Prober:
         if self.ssh is None:
             message = "no ssh section for this target: the unit's state cannot be read"
             return self._failed(Layer.SYSTEMD, started, Reason.SSH_NOT_CONFIGURED, message)
-        ran = await self.ssh.run(self._is_active, timeout_seconds=seconds)
+        ran = await self.ssh.run(IsActive(self.target.systemd_unit), timeout_seconds=seconds)
         words = ran.stdout.split()
         reason: Reason | None = None
         message = ""
@@ -418,8 +443,9 @@ class Prober:
         fields = await self._once_more_if_closed(info)
         maxclients = fields.get("maxclients")
         if maxclients is None:  # Redis before 7; an ACL user may not run CONFIG GET
-            with contextlib.suppress(redis_errors.ResponseError):
-                maxclients = await config_get(self.redis, "maxclients")
+            (reply,), _ = await self.link.request([("CONFIG", "GET", "maxclients")])
+            if isinstance(reply, list) and len(reply) == 2 and isinstance(reply[1], bytes):
+                maxclients = reply[1].decode()
         return PerformanceResult(
             layer=Layer.PERFORMANCE,
             success=True,
@@ -430,10 +456,13 @@ class Prober:
 
     def _note(self, result: LayerResult) -> None:
         """Log a layer's failure when it starts or its reason changes, and its recovery."""
-        last = self._last_reason[result.layer]
+        index = _LAYER_INDEX[result.layer]
+        last = None if self._last_reason is None else self._last_reason[index]
         if result.reason == last:
             return
-        self._last_reason[result.layer] = result.reason
+        if self._last_reason is None:
+            self._last_reason = [None, None, None]
+        self._last_reason[index] = result.reason
         if result.reason is None:
             if last is not None:
                 self.log.info("%s probe succeeds again", result.layer)
@@ -443,8 +472,34 @@ class Prober:
             )
 
     async def close(self) -> None:
-        if self._closed:
+        if self._state & 2:
             return
-        self._closed = True
-        # make_client hands the client its pool, so the client would leave the pool open.
-        await self.redis.aclose(close_connection_pool=True)
+        self._state |= 2
+        self.link.close()
+        await asyncio.sleep(0)  # the sockets close in the loop's next turn: let it come
+
+
+_LAYER_INDEX = {layer: i for i, layer in enumerate(Layer)}
+
+
+async def ping(link: RedisLink) -> float:
+    """Send PING and return its round trip in seconds (opening a connection not counted);
+    raise on any error or a reply other than PONG."""
+    started = time.perf_counter()
+    (answer,), waited = await link.request([("PING",)])
+    elapsed = time.perf_counter() - started - waited
+    if isinstance(answer, Exception):
+        raise answer
+    if answer != b"PONG":
+        raise redis_errors.ResponseError(f"PING answered {answer!r}, not PONG")
+    return max(elapsed, 0.0)
+
+
+async def info(link: RedisLink) -> dict[str, str]:
+    """INFO's fields as `field -> value` text (keyspace lines keep their raw value)."""
+    (reply,), _ = await link.request([("INFO",)])
+    if isinstance(reply, Exception):
+        raise reply
+    if not isinstance(reply, bytes):
+        raise redis_errors.ResponseError(f"INFO answered {type(reply).__name__}, not text")
+    return parse_info(reply.decode("utf-8", "replace"))

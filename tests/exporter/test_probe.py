@@ -21,6 +21,7 @@ from redis_autoheal.commands import IsActive, Unit
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
 from redis_autoheal.probe import (
     LAYER_REASONS,
+    PROBE_CONNECTIONS,
     Layer,
     PerformanceResult,
     Prober,
@@ -339,9 +340,12 @@ class HeldInfoRedis:
         self.release = asyncio.Event()
         self.held = asyncio.Condition()
         self.infos_waiting = 0
+        self.serving = 0  # connections not yet closed
+        self.all_closed = asyncio.Event()
 
     async def serve(self, reader, writer):
-        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError):
+        self.serving += 1
+        with contextlib.suppress(ConnectionError, asyncio.IncompleteReadError, ValueError):
             while True:
                 count = int((await reader.readline())[1:])
                 words = []
@@ -361,11 +365,15 @@ class HeldInfoRedis:
                     writer.write(b"+OK\r\n")
                 await writer.drain()
         writer.close()
+        await writer.wait_closed()
+        self.serving -= 1
+        if not self.serving:
+            self.all_closed.set()
 
 
 async def test_pings_kept_for_verification_never_wait_behind_probes(make_config):
     """The remediator's PINGs that verify an action have connections of their own: probes that
-    hold every connection they may take (two INFOs waiting) do not delay them."""
+    hold every connection they may take (PROBE_CONNECTIONS INFOs waiting) do not delay them."""
     fake = HeldInfoRedis()
     server = await asyncio.start_server(fake.serve, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
@@ -373,15 +381,17 @@ async def test_pings_kept_for_verification_never_wait_behind_probes(make_config)
     p = Prober(config.targets[0], config.health_check, None, ping_connections=1)
     probes = [asyncio.ensure_future(p.probe_layer(P, None)) for _ in range(5)]
     try:
-        async with hang_guard("two INFOs held"), fake.held:
-            await fake.held.wait_for(lambda: fake.infos_waiting == 2)
+        async with hang_guard("INFOs held"), fake.held:
+            await fake.held.wait_for(lambda: fake.infos_waiting == PROBE_CONNECTIONS)
         result = await p.ping(1.0)
         assert (result.success, result.reason) == (True, None)
-        assert fake.infos_waiting == 2  # the other probes wait for a slot, not a connection
+        assert fake.infos_waiting == PROBE_CONNECTIONS  # the others wait for a slot
     finally:
         fake.release.set()
         results = await asyncio.gather(*probes)
         await p.close()
+        async with hang_guard("the stand-in's connections closed"):
+            await fake.all_closed.wait()
         server.close()
         await server.wait_closed()
     assert all(r.success for r in results)

@@ -114,7 +114,7 @@ async def test_a_scrape_in_flight_during_a_reload_finishes(exporter, tmp_path, r
             exporter.get("/probe", params={"target": "a", "module": "performance"})
         )
         deadline = time.monotonic() + 10
-        while prober._active == 0:  # the probe is running on the old prober's connection
+        while prober.running == 0:  # the probe is running on the old prober's connection
             assert time.monotonic() < deadline, "the scrape did not start"
             await asyncio.sleep(0.01)
         write_config(tmp_path / "config.yml", [{"name": "z"}])  # target a removed
@@ -128,7 +128,7 @@ async def test_a_scrape_in_flight_during_a_reload_finishes(exporter, tmp_path, r
     assert value(samples, "redis_probe_success", layer="performance") == 1
     with redis_server.client() as c:  # on its kept connection: no other opened but this one
         assert c.info("stats")["total_connections_received"] == connections + 1
-    assert prober._closed  # and closed once it was done
+    assert prober.closed  # and closed once it was done
 
 
 def test_sighup_reloads_the_running_process(tmp_path, redis_server, redis_server_factory):

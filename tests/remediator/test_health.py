@@ -239,7 +239,7 @@ def test_cli_clients_near_maxclients_exits_1(
 ) -> None:
     config = host_config(tmp_path, test_host)
     with contextlib.ExitStack() as stack:
-        for _ in range(7):  # with the probe's own two: 9 of 10, above 80 %
+        for _ in range(8):  # with the probe's own one: 9 of 10, above 80 %
             sock = stack.enter_context(socket.create_connection((test_host.address, 6379), 2))
             sock.sendall(b"PING\r\n")
             assert sock.recv(16) == b"+PONG\r\n"
