@@ -60,6 +60,36 @@ def _interrupt(proc) -> None:
         raise
 
 
+# One timeline line: its stage and its source; the source's times made neutral.
+TIMELINE_LINE = re.compile(
+    r"^  \S+ +\+[\d.]+(?:\.\.[\d.]+)? s  (\S+) .*\[([^\]]+)\]$", re.MULTILINE
+)
+# Kinds of line a run prints or not depending on when a scrape or an evaluation falls.
+BY_TIMING = {("pending", "Prometheus rule"), ("detected", "Prometheus scrape")}
+
+
+def timeline_kinds(text: str) -> set[tuple[str, str]]:
+    """The (stage, source) of every timeline line in `text`."""
+    return {
+        (stage, re.sub(r"\d\d:\d\d:\d\d", "HH:MM:SS", source))
+        for stage, source in TIMELINE_LINE.findall(text)
+    }
+
+
+def readme_sample() -> str:
+    """The README's sample timeline (the block that starts with its header)."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    start = readme.index("```\n  time (UTC)")
+    return readme[start : readme.index("```\n", start + 4)]
+
+
+def test_the_readme_sample_reads_as_a_timeline() -> None:
+    kinds = timeline_kinds(readme_sample())
+    assert ("fault", "demo: injected") in kinds
+    assert ("webhook", "Alertmanager log + audit HH:MM:SS") in kinds
+    assert len(kinds) >= 8
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -104,6 +134,11 @@ def test_demo_prints_the_recovery_keeps_running_and_cleans_up_on_ctrl_c() -> Non
         assert -1 not in positions, out
         assert positions == sorted(positions), out
         assert "Redis ready again" in out
+        # The README's sample is this output: every kind of line the one shows, the other does,
+        # but for those that depend on when a scrape or an evaluation falls.
+        shown, printed = timeline_kinds(readme_sample()), timeline_kinds(out)
+        assert shown - BY_TIMING <= printed, out
+        assert printed - BY_TIMING <= shown, out
 
         # The stack still runs: the URLs it printed answer.
         links = dict(
