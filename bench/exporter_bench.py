@@ -37,6 +37,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -82,7 +83,12 @@ def wait_port(port: int, process: subprocess.Popen, what: str) -> None:
 
 def start(stack: ExitStack, args: list[str], port: int, what: str) -> subprocess.Popen:
     process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    stack.callback(lambda: (process.terminate(), process.wait(10)))
+
+    def stop() -> None:
+        process.terminate()
+        process.wait(10)
+
+    stack.callback(stop)
     wait_port(port, process, what)
     return process
 
@@ -286,7 +292,7 @@ def part2(stack: ExitStack, workdir: Path, counts: list[int], servers: int) -> N
         f"{'CPU s':>7}{'RSS MiB':>9}{'peak MiB':>9}"
     )
     for n in counts:
-        targets = [
+        targets: list[dict[str, Any]] = [
             {"name": f"t{i}", "redis": {"host": "127.0.0.1", "port": ports[i % servers]}}
             for i in range(n)
         ]
@@ -345,7 +351,10 @@ def main() -> None:
                 if kind == "busy" and args.ssh:
                     print("\n(--ssh: the test host's Redis is not filled; idle only)")
                     continue
-                target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
+                target: dict[str, Any] = {
+                    "name": "redis",
+                    "redis": {"host": "127.0.0.1", "port": 0},
+                }
                 if args.ssh:
                     target = test_host_target(stack)
                 else:

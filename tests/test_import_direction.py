@@ -21,7 +21,7 @@ ENTRY_POINT = "redis_autoheal/cli.py"
 
 def imported_packages(path: Path) -> set[str]:
     """The top-level package of every absolute import in a file."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name.partition(".")[0] for alias in node.names)
