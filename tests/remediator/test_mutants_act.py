@@ -1,0 +1,91 @@
+"""Tests added for remediator/act.py's surviving mutants (scripts/mutation.sh): every command a
+run sends to the host is audited under the run it belongs to, against the real test host.
+
+Who acted, from where and for which run (operation_id; recovery_id and attempt) is what an
+auditor reads on each `ssh_command` event, for the action and for each look (is-active) around it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from remediator.audit import read_events
+from remediator.keys import CONFIG
+from tests.remediator.configs import ADMIN, OPERATOR
+from tests.remediator.notifications import alert
+from tests.remediator.test_integration import host_config, make_client, post, settle
+from tests.remediator.test_operations import call, client
+
+if TYPE_CHECKING:
+    from aiohttp.test_utils import TestClient
+
+    from testhost.host import TestHost
+    from tests.remediator.test_integration import MakeClient
+
+pytestmark = pytest.mark.root
+__all__ = ["client", "make_client"]  # fixtures, shared with test_operations and test_integration
+
+
+def between(
+    events: list[dict[str, Any]], first: dict[str, Any], last: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The `ssh_command` events of the log from `first` to `last`."""
+    span = events[events.index(first) : events.index(last)]
+    return [e for e in span if e["event_type"] == "ssh_command"]
+
+
+async def test_each_command_of_an_operation_is_audited_under_who_asked_and_its_id(
+    client: TestClient, test_host: TestHost
+) -> None:
+    status, body = await call(client, "POST", "stop", ADMIN)
+    assert status == 200, body
+    status, body = await call(client, "POST", "start", OPERATOR)
+    assert status == 200, body
+    events = read_events(client.app[CONFIG].audit)
+    ops = [e for e in events if e["event_type"] == "service_operation"]
+    assert [(e["operation"], e["phase"]) for e in ops] == [
+        ("stop", "started"),
+        ("stop", "finished"),
+        ("start", "started"),
+        ("start", "finished"),
+    ]
+    for started, finished in zip(ops[::2], ops[1::2], strict=True):
+        commands = between(events, started, finished)
+        # The look before, the command, the looks after: each phase of each.
+        assert {e["operation"] for e in commands} >= {"is-active", started["operation"]}
+        for e in commands:
+            assert e["user"] == finished["user"], e
+            assert e["source_ip"] == "127.0.0.1", e
+            assert e["operation_id"] == started["operation_id"], e
+        assert finished["result"]["exit_code"] == 0
+        assert finished["result"]["success"] is True, finished
+    stopped, started_again = ops[1], ops[3]
+    assert stopped["unit_state_after"] == "inactive"
+    assert started_again["unit_state_after"] == "active"
+    assert test_host.ping()
+
+
+async def test_each_command_of_a_recovery_is_audited_under_its_id_and_attempt(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    config = host_config(tmp_path, {"vm3": test_host})
+    client = await make_client(config)
+    test_host.stop()
+    await asyncio.to_thread(test_host.wait_state, "inactive")
+    assert await post(client, alert("vm3")) == ["recovery_started"]
+    await settle(client)
+    assert test_host.ping()
+    events = read_events(config.audit)
+    recovery = [e for e in events if e["event_type"] == "auto_recovery"]
+    recovery_id = recovery[0]["recovery_id"]
+    commands = [e for e in events if e["event_type"] == "ssh_command"]
+    assert {e["operation"] for e in commands} >= {"is-active", "start"}
+    for e in commands:
+        assert e["user"] == recovery[0]["user"], e
+        assert e["recovery_id"] == recovery_id, e
+        assert e["attempt"] == 1, e
+    assert recovery[-1]["outcome"] == "recovered"
