@@ -64,6 +64,19 @@ async def test_each_command_of_an_operation_is_audited_under_who_asked_and_its_i
         assert finished["result"]["exit_code"] == 0
         assert finished["result"]["success"] is True, finished
     stopped, started_again = ops[1], ops[3]
+    # The stop opened the breaker, in the admin's name and the stop's.
+    (opened,) = [e for e in events if e["event_type"] == "circuit_breaker"]
+    assert {k: v for k, v in opened.items() if k != "timestamp"} == {
+        "event_type": "circuit_breaker",
+        "service": "redis",
+        "operation": "open",
+        "user": stopped["user"],
+        "source_ip": "127.0.0.1",
+        "result": {"success": True, "duration_seconds": None, "exit_code": None},
+        "security": {"command_validated": True, "risk_level": "none", "ssh_key_used": False},
+        "operation_id": stopped["operation_id"],
+        "reason": "manual stop by user-123: auto-recovery is off until an admin resets it",
+    }
     assert stopped["unit_state_after"] == "inactive"
     assert started_again["unit_state_after"] == "active"
     assert test_host.ping()
@@ -74,8 +87,8 @@ async def test_each_command_of_a_recovery_is_audited_under_its_id_and_attempt(
 ) -> None:
     config = host_config(tmp_path, {"vm3": test_host})
     client = await make_client(config)
-    test_host.stop()
-    await asyncio.to_thread(test_host.wait_state, "inactive")
+    test_host.kill9()  # failed: a restart, checked for stability (is-active once more)
+    await asyncio.to_thread(test_host.wait_state, "failed")
     assert await post(client, alert("vm3")) == ["recovery_started"]
     await settle(client)
     assert test_host.ping()
@@ -83,7 +96,12 @@ async def test_each_command_of_a_recovery_is_audited_under_its_id_and_attempt(
     recovery = [e for e in events if e["event_type"] == "auto_recovery"]
     recovery_id = recovery[0]["recovery_id"]
     commands = [e for e in events if e["event_type"] == "ssh_command"]
-    assert {e["operation"] for e in commands} >= {"is-active", "start"}
+    # The restart, its settled state, and the state once stable for stable_seconds.
+    assert [e["operation"] for e in commands if e["phase"] == "finished"][-3:] == [
+        "restart",
+        "is-active",
+        "is-active",
+    ]
     for e in commands:
         assert e["user"] == recovery[0]["user"], e
         assert e["recovery_id"] == recovery_id, e
