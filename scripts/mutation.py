@@ -44,6 +44,7 @@ TESTS: dict[str, list[str]] = {
         f"{_R}test_recovery.py",
         f"{_R}test_mutants_recovery.py",
         f"{_R}test_mutants_act.py",
+        f"{_R}test_operations.py",
     ],
     "remediator/audit.py": [
         f"{_R}test_audit.py",

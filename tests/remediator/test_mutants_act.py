@@ -104,6 +104,7 @@ async def test_each_command_of_a_recovery_is_audited_under_its_id_and_attempt(
     ]
     for e in commands:
         assert e["user"] == recovery[0]["user"], e
+        assert e["source_ip"] == "127.0.0.1", e  # the webhook's caller
         assert e["recovery_id"] == recovery_id, e
         assert e["attempt"] == 1, e
     assert recovery[-1]["outcome"] == "recovered"
