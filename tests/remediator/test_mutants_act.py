@@ -13,14 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import CONFIG
-from tests.remediator.configs import ADMIN, OPERATOR
+from tests.remediator.configs import ADMIN, OPERATOR, write_config
 from tests.remediator.notifications import alert
 from tests.remediator.test_integration import host_config, make_client, post, settle
 from tests.remediator.test_operations import call, client
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from aiohttp.test_utils import TestClient
 
     from testhost.host import TestHost
@@ -108,3 +111,46 @@ async def test_each_command_of_a_recovery_is_audited_under_its_id_and_attempt(
         assert e["recovery_id"] == recovery_id, e
         assert e["attempt"] == 1, e
     assert recovery[-1]["outcome"] == "recovered"
+
+
+ROGUE_PORT = 6380
+
+
+@pytest.fixture
+def rogue_redis(test_host: TestHost) -> Iterator[int]:
+    """A redis-server on the host that its unit does not manage (a stop leaves it answering)."""
+    argv = ["redis-server", "--port", str(ROGUE_PORT), "--bind", "0.0.0.0", "--save", ""]
+    argv += ["--protected-mode", "no", "--daemonize", "yes"]
+    if test_host.password_file:
+        argv += ["--requirepass", test_host.password_file.read_text().strip()]
+    started = test_host.run(argv)
+    assert started.returncode == 0, started.stderr
+    yield ROGUE_PORT
+    test_host.run(["pkill", "-f", f"redis-server .*:{ROGUE_PORT}"])
+
+
+async def test_a_stop_after_which_redis_still_answers_is_a_failure(
+    aiohttp_client: Any, test_host: TestHost, rogue_redis: int, tmp_path: Path
+) -> None:
+    """The target's Redis is not the unit's: the unit stops, PING still answers, and the stop
+    says so (502), in its answer and its audit event."""
+    target = test_host.target("redis")
+    target["redis"]["port"] = rogue_redis
+    config = write_config(
+        tmp_path, {"targets": [target], "health_check": {"ping_timeout_seconds": 1}}
+    )
+    client = await aiohttp_client(create_app(config))
+    status, body = await call(client, "POST", "stop", ADMIN)
+    assert status == 502, body
+    assert body["success"] is False
+    assert body["exit_code"] == 0
+    assert body["unit_state_after"] == "inactive"
+    assert body["detail"] == "Redis still answers PING 1s after the stop"
+    assert test_host.unit_state() == "inactive"
+    (finished,) = [
+        e
+        for e in read_events(config.audit)
+        if e["event_type"] == "service_operation" and e["phase"] == "finished"
+    ]
+    assert finished["result"]["success"] is False
+    assert (finished["detail"], finished["outcome"]) == (body["detail"], "failure")
