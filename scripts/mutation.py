@@ -52,8 +52,10 @@ TESTS: dict[str, list[str]] = {
         f"{_R}test_mutants_audit.py",
         f"{_R}test_events.py",
     ],
+    "remediator/breaker.py": [f"{_R}test_breaker.py", f"{_R}test_recovery.py"],
     "remediator/coordination.py": [
         f"{_R}test_coordination.py",
+        f"{_R}test_mutants_coordination.py",
         f"{_R}test_dispatch.py",
         f"{_R}test_mutants_dispatch.py",
     ],
@@ -79,6 +81,8 @@ TESTS: dict[str, list[str]] = {
         f"{_R}test_dispatch.py",
         f"{_R}test_audit_failures.py",
     ],
+    "remediator/verify.py": [f"{_R}test_verify.py", f"{_R}test_recovery.py"],
+    "remediator/webhook.py": [f"{_R}test_webhook.py", f"{_R}test_mutants_dispatch.py"],
 }
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 # mutmut's exit code of the forked test run -> status (mutmut.stats.status_by_exit_code)
