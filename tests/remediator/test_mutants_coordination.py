@@ -1,13 +1,22 @@
 """Tests added for remediator/coordination.py's surviving mutants (scripts/mutation.sh): an
-alert's audit write that settles after its recovery ended, and a recovery ending on alerts the
-memory already forgot."""
+alert's audit write that settles after its recovery ended, a recovery ending on alerts the
+memory already forgot, the target an alert suppressed by an open breaker is audited under."""
 
 from __future__ import annotations
 
-from remediator.coordination import SEEN_TTL_SECONDS, LocalCoordination, Verdict
-from tests.remediator.test_coordination import Clock, admit, clock, key, local
+from typing import Any
 
-__all__ = ["clock", "local"]  # the fixtures, shared with test_coordination.py
+from redis_autoheal.config import Config
+from remediator.app import create_app
+from remediator.audit import read_events
+from remediator.coordination import SEEN_TTL_SECONDS, LocalCoordination, Verdict
+from remediator.keys import BREAKER
+from tests.remediator.configs import TOKEN
+from tests.remediator.notifications import alert, notification
+from tests.remediator.test_coordination import Clock, admit, clock, key, local
+from tests.remediator.test_webhook import unreachable
+
+__all__ = ["clock", "local", "unreachable"]  # fixtures of test_coordination and test_webhook
 
 
 def test_a_join_settled_after_its_recovery_ended_changes_nothing(
@@ -40,3 +49,22 @@ def test_a_recovery_can_end_on_alerts_the_memory_already_forgot(
     local.remember(key("other"))  # ...and is evicted by the next one remembered
     local.end("redis", "r1", [key("a")])
     assert admit(local, "a", new="r2").verdict == Verdict.STARTED
+
+
+async def test_an_alert_suppressed_by_an_open_breaker_is_audited_under_its_target(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    config = unreachable
+    client = await aiohttp_client(create_app(config))
+    client.app[BREAKER].trip("cache", "a person stopped it")
+    response = await client.post(
+        "/webhook",
+        json=notification(alert("cache", fingerprint="fcache1")),
+        headers={"Authorization": f"Bearer {TOKEN}"},
+    )
+    assert response.status == 200, await response.text()
+    assert [a["disposition"] for a in (await response.json())["alerts"]] == [
+        "suppressed_circuit_open"
+    ]
+    (suppressed,) = [e for e in read_events(config.audit) if e.get("phase") == "suppressed"]
+    assert (suppressed["service"], suppressed["alert_fingerprints"]) == ("cache", ["fcache1"])
