@@ -62,7 +62,7 @@ TESTS: dict[str, list[str]] = {
     "remediator/dispatch.py": [
         f"{_R}test_dispatch.py",
         f"{_R}test_mutants_dispatch.py",
-        f"{_R}test_coordination.py",
+        f"{_R}test_mutants_coordination.py",
         f"{_R}test_webhook.py",
     ],
     "remediator/events.py": [
