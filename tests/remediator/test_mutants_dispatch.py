@@ -1,16 +1,44 @@
 """What mutation testing found untested in remediator/dispatch.py (scripts/mutation.sh): the
 re-check of a recovery the last run left unfinished (`resume`) starts only on a free, known
-target of a running remediator, under the recovery's own id, and what it did is audited.
+target of a running remediator, under the recovery's own id, an alert meanwhile joins it, and
+what it did is audited; shutdown during a recovery ends it interrupted and returns.
 """
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
 from typing import Any
 
 from redis_autoheal.config import Config
+from remediator.alertmanager import Notification, parse_notification
 from remediator.app import create_app
 from remediator.audit import read_events
+from remediator.dispatch import Admission
 from remediator.keys import DISPATCHER
+from tests.remediator.configs import write_config
+from tests.remediator.notifications import alert, notification
+from tests.remediator.test_webhook import unreachable
+from tests.support import HANG
+
+__all__ = ["unreachable"]  # the fixture, shared with test_webhook.py
+
+
+def unreachable_config(tmp_path: Path, **auto_recovery: Any) -> Config:
+    """Targets whose SSH port is closed: each attempt fails at once."""
+    key = tmp_path / "key"
+    key.write_text("unused\n")
+    key.chmod(0o600)
+    (tmp_path / "known_hosts").write_text("")
+    ssh = {
+        "host": "127.0.0.1",
+        "port": 1,
+        "key_file": str(key),
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "connect_timeout_seconds": 0.5,
+    }
+    targets = [{"name": "redis", "ssh": ssh}, {"name": "cache", "ssh": ssh}]
+    return write_config(tmp_path, {"targets": targets, "auto_recovery": auto_recovery})
 
 
 async def test_resume_starts_a_recheck_only_on_a_free_known_target(
@@ -35,3 +63,48 @@ async def test_resume_starts_a_recheck_only_on_a_free_known_target(
     await dispatcher.close()
     assert dispatcher.resume("cache", "r-late") is False  # shut down: nothing starts
     assert dispatcher.running("cache") is None
+
+
+def note(*alerts: dict[str, Any]) -> Notification:
+    return parse_notification(notification(*alerts))
+
+
+def dispositions(admission: Admission) -> list[str]:
+    return [d.value for _, d in admission.decisions]
+
+
+async def test_an_alert_during_a_resumed_recheck_joins_it_and_the_target_is_freed_after(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("redis", "r-left")
+    joining = dispatcher.admit(note(alert("redis", fingerprint="join1")), "127.0.0.1")
+    assert dispositions(joining) == ["joined_running_recovery"]
+    dispatcher.commit(joining)
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()
+    assert [r.recovery_id for r in dispatcher.history("redis")] == ["r-left"]
+    after = dispatcher.admit(note(alert("redis", fingerprint="next1")), "127.0.0.1")
+    assert dispositions(after) == ["recovery_started"]  # r-left ended: the target is free
+    dispatcher.release(after)
+
+
+async def test_shutdown_during_a_recovery_ends_it_interrupted_and_returns(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    config = unreachable_config(tmp_path, retry_delay_seconds=60)
+    client = await aiohttp_client(create_app(config))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("redis", "r-long")
+    async with asyncio.timeout(HANG):
+        while not any(e.get("phase") == "verified" for e in read_events(config.audit)):  # noqa: ASYNC110 -- the audit file is the event
+            await asyncio.sleep(0.02)
+    await dispatcher.close()  # during the 60 s before attempt 2
+    assert dispatcher.running("redis") is None
+    (end,) = [
+        e
+        for e in read_events(config.audit)
+        if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
+    ]
+    assert (end["recovery_id"], end["outcome"]) == ("r-long", "interrupted")
