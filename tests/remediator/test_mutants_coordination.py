@@ -68,3 +68,5 @@ async def test_an_alert_suppressed_by_an_open_breaker_is_audited_under_its_targe
     ]
     (suppressed,) = [e for e in read_events(config.audit) if e.get("phase") == "suppressed"]
     assert (suppressed["service"], suppressed["alert_fingerprints"]) == ("cache", ["fcache1"])
+    assert suppressed["source_ip"] == "127.0.0.1"
+    assert suppressed["alerts"][0]["fingerprint"] == "fcache1"

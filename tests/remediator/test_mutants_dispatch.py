@@ -7,6 +7,7 @@ what it did is audited; shutdown during a recovery ends it interrupted and retur
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +17,7 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.dispatch import Admission
 from remediator.keys import DISPATCHER
-from tests.remediator.configs import write_config
+from tests.remediator.configs import TOKEN, write_config
 from tests.remediator.notifications import alert, notification
 from tests.remediator.test_webhook import unreachable
 from tests.support import HANG
@@ -108,3 +109,33 @@ async def test_shutdown_during_a_recovery_ends_it_interrupted_and_returns(
         if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
     ]
     assert (end["recovery_id"], end["outcome"]) == ("r-long", "interrupted")
+
+
+async def post(client: Any, *alerts: dict[str, Any]) -> list[str]:
+    response = await client.post(
+        "/webhook", json=notification(*alerts), headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert response.status == 200, await response.text()
+    return [a["disposition"] for a in (await response.json())["alerts"]]
+
+
+async def test_a_recovery_an_alert_started_is_audited_with_its_caller_and_a_fresh_id(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    assert await post(client, alert("redis", fingerprint="a1")) == ["recovery_started"]
+    async with asyncio.timeout(HANG):
+        await client.app[DISPATCHER].wait_idle()
+    recovery = [e for e in read_events(unreachable.audit) if e["event_type"] == "auto_recovery"]
+    assert {e["phase"] for e in recovery} >= {"started", "finished"}
+    for e in recovery:
+        assert e["source_ip"] == "127.0.0.1", e  # who sent the notification
+        assert re.fullmatch("[0-9a-f]{12}", e["recovery_id"]), e
+
+
+async def test_a_resolved_alert_is_remembered_so_its_late_firing_copy_is_a_duplicate(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    assert await post(client, alert("redis", status="resolved", fingerprint="b1")) == ["resolved"]
+    assert await post(client, alert("redis", fingerprint="b1")) == ["duplicate"]
