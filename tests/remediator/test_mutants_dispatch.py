@@ -139,3 +139,79 @@ async def test_a_resolved_alert_is_remembered_so_its_late_firing_copy_is_a_dupli
     client = await aiohttp_client(create_app(unreachable))
     assert await post(client, alert("redis", status="resolved", fingerprint="b1")) == ["resolved"]
     assert await post(client, alert("redis", fingerprint="b1")) == ["duplicate"]
+
+
+async def test_an_alert_given_back_is_not_among_the_alerts_its_recovery_served(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    config = unreachable_config(tmp_path, retry_delay_seconds=60)
+    client = await aiohttp_client(create_app(config))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("redis", "r-long")
+    kept = dispatcher.admit(note(alert("redis", fingerprint="kept1")), "127.0.0.1")
+    dispatcher.commit(kept)
+    given_back = dispatcher.admit(note(alert("redis", fingerprint="back1")), "127.0.0.1")
+    assert dispositions(given_back) == ["joined_running_recovery"]
+    dispatcher.release(given_back)  # its audit write failed
+    async with asyncio.timeout(HANG):
+        while not any(e.get("phase") == "verified" for e in read_events(config.audit)):  # noqa: ASYNC110 -- the audit file is the event
+            await asyncio.sleep(0.02)
+    await dispatcher.close()
+    (end,) = [
+        e
+        for e in read_events(config.audit)
+        if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
+    ]
+    assert end["alert_fingerprints"] == ["kept1"]
+
+
+async def test_a_notification_given_back_frees_every_target_even_one_whose_recovery_ended(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("cache", "r-c")
+    both = dispatcher.admit(
+        note(alert("redis", fingerprint="r1"), alert("cache", fingerprint="c1")), "127.0.0.1"
+    )
+    assert dispositions(both) == ["recovery_started", "joined_running_recovery"]
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()  # r-c ends before the notification's write fails
+    dispatcher.release(both)
+    again = dispatcher.admit(note(alert("redis", fingerprint="r2")), "127.0.0.1")
+    assert dispositions(again) == ["recovery_started"]  # nothing holds redis
+    dispatcher.release(again)
+
+
+async def test_a_join_given_back_before_its_recovery_started_leaves_it_to_start(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    first = dispatcher.admit(note(alert("redis", fingerprint="s1")), "127.0.0.1")
+    second = dispatcher.admit(note(alert("redis", fingerprint="j1")), "127.0.0.1")
+    assert dispositions(second) == ["joined_running_recovery"]
+    dispatcher.release(second)  # the second write failed first
+    dispatcher.commit(first)  # the first is on disk: its recovery starts
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()
+    (report,) = dispatcher.history("redis")
+    assert report.recovery_id == first.claims[0][1].recovery_id
+
+
+async def test_a_late_write_for_an_ended_recovery_starts_nothing_of_the_next(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("redis", "r1")
+    late = dispatcher.admit(note(alert("redis", fingerprint="l1")), "127.0.0.1")  # joins r1
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()  # r1 ends before that write is done
+    following = dispatcher.admit(note(alert("redis", fingerprint="n1")), "127.0.0.1")
+    assert dispositions(following) == ["recovery_started"]
+    dispatcher.commit(late)  # the late write lands: not the following recovery's
+    dispatcher.release(following)  # whose own write failed: it never runs
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()
+    assert [r.recovery_id for r in dispatcher.history("redis")] == ["r1"]
