@@ -215,3 +215,29 @@ async def test_a_late_write_for_an_ended_recovery_starts_nothing_of_the_next(
     async with asyncio.timeout(HANG):
         await dispatcher.wait_idle()
     assert [r.recovery_id for r in dispatcher.history("redis")] == ["r1"]
+
+
+async def test_a_notification_written_starts_every_recovery_even_after_one_that_ended(
+    aiohttp_client: Any, unreachable: Config
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    assert dispatcher.resume("cache", "r-c")
+    both = dispatcher.admit(
+        note(alert("cache", fingerprint="c1"), alert("redis", fingerprint="r1")), "127.0.0.1"
+    )
+    assert dispositions(both) == ["joined_running_recovery", "recovery_started"]
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()  # r-c ends before the notification is on disk
+    dispatcher.commit(both)
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()
+    assert len(dispatcher.history("redis")) == 1  # redis's recovery ran all the same
+
+
+async def test_with_auto_recovery_off_an_alert_is_ignored_as_such(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    config = unreachable_config(tmp_path, enabled=False)
+    client = await aiohttp_client(create_app(config))
+    assert await post(client, alert("redis")) == ["ignored_auto_recovery_disabled"]
