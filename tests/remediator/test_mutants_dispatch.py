@@ -7,9 +7,12 @@ what it did is audited; shutdown during a recovery ends it interrupted and retur
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from redis_autoheal.config import Config
 from remediator.alertmanager import Notification, parse_notification
@@ -241,3 +244,20 @@ async def test_with_auto_recovery_off_an_alert_is_ignored_as_such(
     config = unreachable_config(tmp_path, enabled=False)
     client = await aiohttp_client(create_app(config))
     assert await post(client, alert("redis")) == ["ignored_auto_recovery_disabled"]
+
+
+async def test_a_notification_written_after_shutdown_starts_nothing_and_says_so(
+    aiohttp_client: Any, unreachable: Config, caplog: pytest.LogCaptureFixture
+) -> None:
+    client = await aiohttp_client(create_app(unreachable))
+    dispatcher = client.app[DISPATCHER]
+    late = dispatcher.admit(note(alert("redis", fingerprint="z1")), "127.0.0.1")
+    ((_, claim),) = late.claims
+    await dispatcher.close()
+    with caplog.at_level(logging.ERROR, logger="remediator.dispatch"):
+        dispatcher.commit(late)  # its write outlived the shutdown's grace
+    assert dispatcher.running("redis") is None
+    assert dispatcher.history("redis") == []
+    assert [r.getMessage() for r in caplog.records] == [
+        f"redis: recovery {claim.recovery_id} admitted after shutdown: not started"
+    ]
