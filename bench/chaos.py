@@ -25,6 +25,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chaos import campaign
+from chaos.runner import REPO
 
 
 def main() -> int:
@@ -48,7 +49,7 @@ def main() -> int:
     parser.add_argument(
         "--remediator-from",
         type=Path,
-        default=campaign.REPO,
+        default=REPO,
         metavar="DIR",
         help="the checkout whose remediator to run (default: this one)",
     )

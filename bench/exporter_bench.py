@@ -47,6 +47,7 @@ import tempfile
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import yaml
@@ -305,7 +306,7 @@ def part2(stack: ExitStack, workdir: Path, counts: list[int], servers: int) -> N
         f"{'CPU s':>7}{'RSS MiB':>9}{'peak MiB':>9}"
     )
     for n in counts:
-        targets = [
+        targets: list[dict[str, Any]] = [
             {"name": f"t{i}", "redis": {"host": "127.0.0.1", "port": ports[i % servers]}}
             for i in range(n)
         ]
@@ -517,7 +518,10 @@ def main() -> None:
                 if kind == "busy" and args.ssh:
                     print("\n(--ssh: the test host's Redis is not filled; idle only)")
                     continue
-                target = {"name": "redis", "redis": {"host": "127.0.0.1", "port": 0}}
+                target: dict[str, Any] = {
+                    "name": "redis",
+                    "redis": {"host": "127.0.0.1", "port": 0},
+                }
                 if args.ssh:
                     target = test_host_target(stack)
                 else:

@@ -3,11 +3,13 @@
     python scripts/mutation.py modules [--changed BASE] [MODULE ...]
         the module files to mutate: those named (remediator/recovery.py or remediator.recovery),
         else those of remediator/ and redis_autoheal/ that changed since BASE, else all of them
-    python scripts/mutation.py configure WORKDIR MODULE_FILE ...
-        restrict the work copy's [tool.mutmut] to those files (only_mutate)
+    python scripts/mutation.py configure WORKDIR MODULE_FILE
+        restrict the work copy's [tool.mutmut] to that file (only_mutate) and to its tests
+        (TESTS: pytest_add_cli_args_test_selection)
     python scripts/mutation.py score WORKDIR [--record | --check] MODULE_FILE ...
-        print each module's score; --record writes it to tests/mutation/scores.json, --check
-        fails (exit 1) when one is below the score recorded there
+        print each module's score from its run in WORKDIR/<module>; --record writes it to
+        tests/mutation/scores.json, --check fails (exit 1) when one is below the score recorded
+        there
 
 A module's score is killed / (mutants - equivalent): a mutant counts as killed when a test
 failed or timed out with it (or mypy rejected it); one that no test reaches ("no tests")
@@ -30,6 +32,58 @@ REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("remediator", "redis_autoheal")
 SCORES = REPO / "tests" / "mutation" / "scores.json"
 EQUIVALENT = REPO / "tests" / "mutation" / "equivalent.txt"
+# The tests each module's mutants run against: those that kill them without a test host where
+# they can. A mutant runs every selected test that reaches its function (in a process forked
+# per mutant, so a test host is built anew for each), and one that hangs is stopped only after
+# those tests' time x timeout_multiplier: the whole package's tests made a pass of one module
+# take hours. A module not listed runs its package's tests (tests/remediator or
+# tests/redis_autoheal). The selection only has to kill: the suite itself checks the rest.
+_R = "tests/remediator/"
+TESTS: dict[str, list[str]] = {
+    "remediator/act.py": [
+        f"{_R}test_recovery.py",
+        f"{_R}test_mutants_recovery.py",
+        f"{_R}test_mutants_act.py",
+        f"{_R}test_operations.py",
+    ],
+    "remediator/audit.py": [
+        f"{_R}test_audit.py",
+        f"{_R}test_audit_failures.py",
+        f"{_R}test_mutants_audit.py",
+        f"{_R}test_events.py",
+    ],
+    "remediator/breaker.py": [f"{_R}test_breaker.py", f"{_R}test_recovery.py"],
+    "remediator/coordination.py": [
+        f"{_R}test_coordination.py",
+        f"{_R}test_mutants_coordination.py",
+        f"{_R}test_dispatch.py",
+        f"{_R}test_mutants_dispatch.py",
+    ],
+    "remediator/dispatch.py": [
+        f"{_R}test_dispatch.py",
+        f"{_R}test_mutants_dispatch.py",
+        f"{_R}test_mutants_coordination.py",
+        f"{_R}test_webhook.py",
+    ],
+    "remediator/events.py": [
+        f"{_R}test_events.py",
+        f"{_R}test_audit.py",
+        f"{_R}test_review.py",
+        f"{_R}test_violations.py",
+    ],
+    "remediator/operations.py": [
+        f"{_R}test_operations.py",
+        f"{_R}test_mutants_operations.py",
+    ],
+    "remediator/recovery.py": [
+        f"{_R}test_recovery.py",
+        f"{_R}test_mutants_recovery.py",
+        f"{_R}test_dispatch.py",
+        f"{_R}test_audit_failures.py",
+    ],
+    "remediator/verify.py": [f"{_R}test_verify.py", f"{_R}test_recovery.py"],
+    "remediator/webhook.py": [f"{_R}test_webhook.py", f"{_R}test_mutants_dispatch.py"],
+}
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 # mutmut's exit code of the forked test run -> status (mutmut.stats.status_by_exit_code)
 STATUS = {
@@ -92,14 +146,26 @@ def cmd_modules(args: argparse.Namespace) -> None:
     print(" ".join(files))
 
 
+def tests_of(path: str) -> list[str]:
+    """The test files that `path`'s mutants run against (TESTS; else its package's tests)."""
+    package = Path(path).parts[0]
+    return [t for t in TESTS.get(path, [f"tests/{package}"]) if (REPO / t).exists()]
+
+
 def cmd_configure(args: argparse.Namespace) -> None:
     pyproject = Path(args.workdir) / "pyproject.toml"
     text = pyproject.read_text()
     header = "[tool.mutmut]\n"
     if header not in text:
         sys.exit(f"mutation: {pyproject} has no [tool.mutmut] section")
-    only = json.dumps(args.files)
-    pyproject.write_text(text.replace(header, f"{header}only_mutate = {only}\n", 1))
+    # Keys set here replace the section's own (TOML allows a key once).
+    key = "pytest_add_cli_args_test_selection"
+    text = "\n".join(line for line in text.splitlines() if not line.startswith(key))
+    settings = (
+        f"only_mutate = {json.dumps([args.file])}\n"
+        f"pytest_add_cli_args_test_selection = {json.dumps(tests_of(args.file))}\n"
+    )
+    pyproject.write_text(text.replace(header, header + settings, 1) + "\n")
 
 
 def equivalents() -> dict[str, tuple[str, str]]:
@@ -142,17 +208,20 @@ def cmd_score(args: argparse.Namespace) -> None:  # noqa: C901 -- one table, its
     stale: list[str] = []
     survivors: list[str] = []
     unchecked: dict[str, int] = {}
+    not_run: list[str] = []
     for path in args.files:
-        meta = workdir / "mutants" / f"{path}.meta"
+        rundir = workdir / as_name(path)
+        meta = rundir / "mutants" / f"{path}.meta"
         if not meta.exists():
-            sys.exit(f"mutation: {meta}: no results (did the run end early?)")
+            not_run.append(as_name(path))
+            continue
         codes: dict[str, int | None] = json.loads(meta.read_text())["exit_code_by_key"]
         status = {
             k: STATUS.get(v, "suspicious") if v is not None else "not checked"
             for k, v in codes.items()
         }
         claimed = [k for k in status if k in equivalent and status[k] not in KILLED]
-        actual = mutated_lines(workdir, claimed)
+        actual = mutated_lines(rundir, claimed)
         equiv = {k for k in claimed if actual[k] == equivalent[k][0]}
         stale += [
             f"{k}: listed as '{equivalent[k][0]}', now '{actual[k]}'"
@@ -187,8 +256,10 @@ def cmd_score(args: argparse.Namespace) -> None:  # noqa: C901 -- one table, its
         (workdir / "survivors.txt").write_text("\n".join(survivors) + "\n")
         print(
             f"{len(survivors)} surviving mutant(s): {workdir / 'survivors.txt'}; "
-            f"see one with: (cd {workdir} && mutmut show NAME)"
+            f"see one with: (cd {workdir}/MODULE && mutmut show NAME)"
         )
+    for name in not_run:
+        print(f"{name}: not run (the budget ran out before it)")
     for entry in stale:
         print(f"stale entry in {EQUIVALENT.relative_to(REPO)}: {entry}")
     recorded = json.loads(SCORES.read_text()) if SCORES.exists() else {}
@@ -242,7 +313,7 @@ def main() -> None:
     p.set_defaults(func=cmd_modules)
     p = sub.add_parser("configure")
     p.add_argument("workdir")
-    p.add_argument("files", nargs="+")
+    p.add_argument("file")
     p.set_defaults(func=cmd_configure)
     p = sub.add_parser("score")
     p.add_argument("workdir")

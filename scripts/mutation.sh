@@ -9,13 +9,14 @@
 #   scripts/mutation.sh --changed [BASE]      --check the modules changed since BASE (default:
 #                                             the merge base with main, else HEAD~1); none: done
 #
-# mutmut mutates a copy of the tree (MUTATION_WORKDIR, default .mutation/, made anew each run),
-# runs tests/remediator and tests/redis_autoheal once to learn which tests reach which
-# function, then runs, for each mutant, only the tests that reach its function, stopping at the
-# first failure, MUTATION_JOBS (default: the number of cores) at a time. It needs root, as those
-# tests do. MUTATION_BUDGET (seconds, default none) stops the run after that long: a module
-# then fails --check only if it stays below its record even were every untested mutant killed,
-# and passes if it is at or above it already; one in between is reported undecided.
+# For each module, mutmut mutates a copy of the tree (MUTATION_WORKDIR/<module>, default
+# .mutation/, made anew each run), runs the module's tests (TESTS in scripts/mutation.py) once
+# to learn which tests reach which function, then runs, for each mutant, only the tests that
+# reach its function, fastest first, stopping at the first failure, MUTATION_JOBS (default: the
+# number of cores) at a time. It needs root, as some of those tests do. MUTATION_BUDGET
+# (seconds, default none) stops the run after that long: a module cut short then fails --check
+# only if it stays below its record even were every untested mutant killed, and passes if it is
+# at or above it already; one in between is reported undecided, as is one not reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo=$PWD
@@ -48,25 +49,41 @@ rm -rf "$work"
 mkdir -p "$work"
 # The tree as it is (tracked and new files, not ignored ones), without the earlier runs.
 git ls-files -z --cached --others --exclude-standard \
-  | tar --null -T - --ignore-failed-read -cf - 2>/dev/null | tar -xf - -C "$work"
-"$py" scripts/mutation.py configure "$work" "${files[@]}"
+  | tar --null -T - --ignore-failed-read -cf "$work/tree.tar" 2>/dev/null
 
 started=$(date +%s)
-status=0
-(
-  cd "$work"
+for file in "${files[@]}"; do
+  name=${file%.py}
+  name=${name//\//.}
+  left=""
   if [ -n "${MUTATION_BUDGET:-}" ]; then
-    exec timeout --signal=INT --kill-after=60 "$MUTATION_BUDGET" \
-      "$py" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}"
+    left=$((MUTATION_BUDGET - ($(date +%s) - started)))
+    ((left > 0)) || break
   fi
-  exec "$py" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}"
-) >"$work/run.log" 2>&1 || status=$?
-echo "mutation: mutmut ran $(($(date +%s) - started)) s (log: $work/run.log)"
-if ((status != 0)) && ! { [ -n "${MUTATION_BUDGET:-}" ] && ((status == 124 || status == 130)); }; then
-  tail -n 40 "$work/run.log" >&2
-  echo "mutation: mutmut failed (exit $status)" >&2
-  exit "$status"
-fi
+  # Each module in its own copy, mutated alone and tested by its own tests (TESTS in
+  # scripts/mutation.py).
+  dir=$work/$name
+  mkdir -p "$dir"
+  tar -xf "$work/tree.tar" -C "$dir"
+  "$py" scripts/mutation.py configure "$dir" "$file"
+  t0=$(date +%s)
+  status=0
+  (
+    cd "$dir"
+    run=("$py" -m mutmut run --max-children "${MUTATION_JOBS:-$(nproc)}")
+    if [ -n "$left" ]; then
+      exec timeout --signal=INT --kill-after=60 "$left" "${run[@]}"
+    fi
+    exec "${run[@]}"
+  ) >"$dir/run.log" 2>&1 || status=$?
+  echo "mutation: $name: mutmut ran $(($(date +%s) - t0)) s (log: $dir/run.log)"
+  if ((status != 0)) && ! { [ -n "$left" ] && ((status == 124 || status == 130)); }; then
+    tail -n 40 "$dir/run.log" >&2
+    echo "mutation: $name: mutmut failed (exit $status)" >&2
+    exit "$status"
+  fi
+done
+echo "mutation: $(($(date +%s) - started)) s in all"
 
 case $mode in
   show) exec "$py" scripts/mutation.py score "$work" "${files[@]}" ;;

@@ -3,6 +3,7 @@ core imports neither. Every import counts, those under TYPE_CHECKING too."""
 
 from __future__ import annotations
 
+import argparse
 import ast
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -21,7 +22,7 @@ FORBIDDEN = {
 
 def imported_packages(path: Path) -> set[str]:
     """The top-level package of every absolute import in a file."""
-    found = set()
+    found: set[str] = set()
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name.partition(".")[0] for alias in node.names)
@@ -60,7 +61,10 @@ def test_the_console_script_finds_each_services_commands_by_entry_point() -> Non
         "remediator": "remediator.cli:register",
         "init": "redis_autoheal.init.cli:register",
     }
-    commands = build_parser()._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    (subcommands,) = (
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    commands = subcommands.choices
     assert {"check-config", "exporter", "remediator", "health", "audit", "breaker", "init"} <= set(
         commands
     )

@@ -15,6 +15,7 @@ is untouched. Where the test cannot do what the README says, it does the nearest
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -163,7 +164,7 @@ def install(root: PrivateRoot, tmp_path: Path) -> None:
 
 def unit_directives(root: PrivateRoot, unit: str) -> dict[str, str]:
     text = root.must(["cat", f"/etc/systemd/system/{unit}"])
-    found = {}
+    found: dict[str, str] = {}
     for line in text.splitlines():
         if "=" in line and not line.startswith(("#", "[")):
             key, _, value = line.partition("=")
@@ -293,7 +294,9 @@ def test_the_readme_path_heals_a_kill_9(tmp_path, test_host, private_root, servi
     services.extend(start(root, unit, log) for unit, log in zip(UNITS, logs, strict=True))
     for port in (exporter, remediator):
         wait_for(
-            f"a service on {port}", lambda p=port: answers(f"http://127.0.0.1:{p}/healthz"), logs
+            f"a service on {port}",
+            functools.partial(answers, f"http://127.0.0.1:{port}/healthz"),
+            logs,
         )
 
     # The exporter, as redis-autoheal, reaches the host with init's key and known_hosts.

@@ -12,12 +12,12 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from tests.support import free_port
 
 
-def get_json(url: str) -> object:
+def get_json(url: str) -> Any:  # parsed JSON: the caller indexes it
     with urllib.request.urlopen(url, timeout=5) as response:
         return json.load(response)
 
@@ -130,6 +130,6 @@ class Recorder:
         self._server.server_close()
         self._thread.join()
 
-    def received(self, path: str) -> list[tuple[dict[str, str], dict]]:
+    def received(self, path: str) -> list[tuple[dict[str, str], Any]]:
         with self._lock:
             return [(headers, body) for p, headers, body in self.posts if p == path]

@@ -429,7 +429,7 @@ def _will_send(url: str) -> tuple[dict[str, set[tuple[str, str, str]]], set[tupl
     """What Alertmanager holds for each receiver, not inhibited (so it sends it), and what it
     holds inhibited, by its own API."""
     sends: dict[str, set[tuple[str, str, str]]] = {}
-    inhibited = set()
+    inhibited: set[tuple[str, str, str]] = set()
     for group in get_json(f"{url}/api/v2/alerts/groups"):
         for a in group["alerts"]:
             alert = (a["labels"]["alertname"], a["labels"]["instance"], a["labels"]["severity"])
@@ -490,8 +490,12 @@ def test_real_alertmanager_routes_and_inhibits(alertmanager, rules):
     # nothing else so far.
     for receiver, expected in sends.items():
         firing = {(*alert, "firing") for alert in expected}
+
+        def arrived(r: str = receiver, f: set[tuple[str, str, str, str]] = firing) -> bool:
+            return _got(recorder, r) >= f
+
         wait_until(
-            lambda r=receiver, f=firing: _got(recorder, r) >= f,
+            arrived,
             GRACE + HANG,
             f"{receiver} to get {sorted(firing)}",
         )

@@ -18,6 +18,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -51,9 +52,9 @@ def _weekday(t: datetime, days: int = 0) -> str:
     return WEEKDAYS[((t + timedelta(days=days)).weekday() + 1) % 7]
 
 
-def _variants(name: str, shipped: dict[str, object], now: datetime) -> list[Case]:
+def _variants(name: str, shipped: dict[str, Any], now: datetime) -> list[Case]:
     """Intervals of `shipped`'s shape around `now`, each with whether `now` is inside."""
-    (times,) = shipped["times"]  # type: ignore[misc]
+    (times,) = shipped["times"]
     length = _minutes(times["end_time"]) - _minutes(times["start_time"])
     zone = ZoneInfo(str(shipped.get("location", "UTC")))
     t = now.astimezone(zone)
@@ -72,7 +73,7 @@ def _variants(name: str, shipped: dict[str, object], now: datetime) -> list[Case
 
     span = 0
     if "days_of_month" in shipped:
-        (days_range,) = shipped["days_of_month"]  # type: ignore[misc]
+        (days_range,) = shipped["days_of_month"]
         first, last = (int(x) for x in str(days_range).split(":"))
         span = last - first + 1
     location = str(shipped.get("location", "UTC"))
@@ -80,8 +81,8 @@ def _variants(name: str, shipped: dict[str, object], now: datetime) -> list[Case
     days_in = f"{max(1, d - span + 1)}:{d}"
     inside = (m, min(m + length, 1440))
 
-    def case(what: str, muted: bool, **kw: object) -> Case:
-        start, end = kw.get("times", inside)  # type: ignore[misc]
+    def case(what: str, muted: bool, **kw: Any) -> Case:
+        start, end = kw.get("times", inside)
         interval = shape(
             start,
             end,

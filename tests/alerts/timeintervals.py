@@ -10,8 +10,9 @@ shipped shape re-anchored around the current time.
 from __future__ import annotations
 
 import calendar
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 WEEKDAYS = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"]
@@ -46,7 +47,7 @@ def _minutes(hhmm: str) -> int:
     return int(hours) * 60 + int(minutes)
 
 
-def interval_contains(interval: dict[str, object], instant: datetime) -> bool:
+def interval_contains(interval: Mapping[str, Any], instant: datetime) -> bool:
     """Whether `instant` (timezone-aware) falls inside one time interval."""
     unknown = set(interval) - FIELDS
     if unknown:

@@ -32,6 +32,13 @@ STARTUP_LIMIT = 180.0  # the stack, the outage and the timeline
 STOP_LIMIT = 60.0
 
 
+def printed_path(pattern: str, out: str) -> Path:
+    """The path the demo printed where `pattern`'s group is."""
+    match = re.search(pattern, out)
+    assert match is not None, f"{pattern!r} not in the demo's output"
+    return Path(match[1])
+
+
 def read_until(lines: queue.Queue[str | None], marker: str, limit: float) -> list[str]:
     """Lines of output up to and including the one containing `marker`, bounded in time."""
     seen: list[str] = []
@@ -151,8 +158,8 @@ def test_demo_prints_the_recovery_keeps_running_and_cleans_up_on_ctrl_c() -> Non
         with urllib.request.urlopen(links["exporter probe"], timeout=5) as response:
             assert "redis_up 1" in response.read().decode()
 
-        workdir = Path(re.search(r"files: (\S+)", out)[1])
-        hostdir = Path(re.search(r"fault --dir (\S+) kill9", out)[1])
+        workdir = printed_path(r"files: (\S+)", out)
+        hostdir = printed_path(r"fault --dir (\S+) kill9", out)
         pids = [int(p) for p in re.findall(r"\(pid (\d+)\)", out)]
         assert workdir.exists()
         assert hostdir.exists()
@@ -214,11 +221,11 @@ class Footprint:
 
     @classmethod
     def of(cls, out: str) -> Footprint:
-        hostdir = Path(re.search(r"fault --dir (\S+) kill9", out)[1])
+        hostdir = printed_path(r"fault --dir (\S+) kill9", out)
         host = json.loads((hostdir / "host.json").read_text())
         ns = (Path("/run/netns") / host["netns"]).stat()
         return cls(
-            workdir=Path(re.search(r"files: (\S+)", out)[1]),
+            workdir=printed_path(r"files: (\S+)", out),
             hostdir=hostdir,
             groups=frozenset(
                 {*(int(p) for p in re.findall(r"\(pid (\d+)\)", out)), host["pids"]["hostinit"]}

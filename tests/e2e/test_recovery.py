@@ -70,8 +70,13 @@ def first_grace_flushes(stack: Stack, t0: float) -> dict[str, list[str]]:
 
 def assert_story_in_order(t: Timeline) -> None:
     m = t.milestones()
-    assert None not in (m["alert"], m["webhook"], m["action"], m["ready"], m["pong"]), t.render()
-    assert 0 < m["alert"] < m["webhook"] < m["action"] < m["ready"], t.render()
+    alert, webhook, action, ready = (m[k] for k in ("alert", "webhook", "action", "ready"))
+    assert alert is not None, t.render()
+    assert webhook is not None, t.render()
+    assert action is not None, t.render()
+    assert ready is not None, t.render()
+    assert m["pong"] is not None, t.render()
+    assert 0 < alert < webhook < action < ready, t.render()
 
 
 def test_kill9_is_restarted_and_pages_no_one(stack: Stack) -> None:
@@ -136,9 +141,9 @@ def test_hung_redis_escalates_from_reload_to_restart(stack: Stack) -> None:
     pings = stack.prom_query(
         f'redis_up{{job="redis-connectivity"}}[{int(time.time() - t.origin) + 1}s]'
     )[0]["values"]
-    failed_before_firing = [
-        ts for ts, v in pings if v == "0" and t.origin <= ts < t.milestones()["alert"] + t.origin
-    ]
+    fired = t.milestones()["alert"]
+    assert fired is not None, t.render()
+    failed_before_firing = [ts for ts, v in pings if v == "0" and t.origin <= ts < fired + t.origin]
     assert len(failed_before_firing) >= 3, (pings, t.render())
 
     # One recovery: reload (soft) does not bring PONG back, restart (hard) does.

@@ -39,6 +39,7 @@ def _wait_serving(process: subprocess.Popen, port: int) -> None:
     deadline = time.monotonic() + HANG
     while True:
         if process.poll() is not None:
+            assert process.stderr is not None
             raise AssertionError(f"exited {process.returncode}: {process.stderr.read()}")
         try:
             if _get(f"http://127.0.0.1:{port}/healthz")[0] == 200:
@@ -63,6 +64,8 @@ def start_exporter():
         if p.poll() is None:
             p.kill()
         p.wait(10)
+        assert p.stdout is not None
+        assert p.stderr is not None
         p.stdout.close()
         p.stderr.close()
 

@@ -2,24 +2,25 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 import yaml
 
-from redis_autoheal.config import load_config
+from redis_autoheal.config import Config, load_config
 from redis_autoheal.errors import ConfigError
 
 RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules" / "redis-autoheal.rules.yml"
 
 
-def _load(tmp_path: Path, follow: object) -> object:
+def _load(tmp_path: Path, follow: object) -> Config:
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump({"targets": [{"name": "vm3"}], "exporter": {"follow": follow}}))
     return load_config(path)
 
 
-def _rules(tmp_path: Path, rule: dict[str, object]) -> str:
+def _rules(tmp_path: Path, rule: Mapping[str, object]) -> str:
     path = tmp_path / "rules.yml"
     path.write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
     return str(path)
@@ -44,6 +45,7 @@ def test_follow_reads_the_state_alerts_of_the_rules_file(tmp_path):
         tmp_path, {"alertmanager_urls": ["http://127.0.0.1:9093"], "rules_file": str(RULES)}
     )
     follow = config.exporter.follow
+    assert follow is not None
     assert follow.resend_seconds == 60
     assert follow.reconnect_max_seconds == 30
     assert sorted(follow.alerts) == ["failed", "inactive"]
@@ -52,7 +54,9 @@ def test_follow_reads_the_state_alerts_of_the_rules_file(tmp_path):
 def test_a_rule_of_its_own_is_pushed_with_its_labels_and_filled_annotations(tmp_path):
     rules = _rules(tmp_path, STOPPED)
     config = _load(tmp_path, {"alertmanager_urls": ["http://am:9093/"], "rules_file": rules})
-    labels, annotations = config.exporter.follow.alerts["inactive"].alert("vm3", "redis-server")
+    follow = config.exporter.follow
+    assert follow is not None
+    labels, annotations = follow.alerts["inactive"].alert("vm3", "redis-server")
     assert labels == {
         "alertname": "Stopped",
         "job": "redis-systemd",

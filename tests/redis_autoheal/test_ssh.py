@@ -278,9 +278,11 @@ async def test_a_connection_that_dies_unnoticed_is_retried_once(
     assert (await ssh.run(IsActive(UNIT))).exit_code == 0
     conn = ssh._lanes[Lane.PROBE].conn
     assert conn is not None
-    conn._transport.pause_reading()  # do not notice the close
+    transport = conn._transport
+    assert transport is not None
+    transport.pause_reading()  # do not notice the close
     assert kill_ssh_sessions(test_host) >= 1  # waits until sshd's side is gone
-    conn._transport.resume_reading()
+    transport.resume_reading()
     assert (await ssh.run(IsActive(UNIT))).exit_code == 0
     assert ssh.connections_opened == 2
 

@@ -32,7 +32,7 @@ async def test_the_stream_shows_the_newest_entry_then_each_transition(test_host,
         newest = json.loads(await anext(lines))
         assert newest["UNIT"] == "redis-server.service"
         test_host.kill9()
-        messages = []
+        messages: list[str] = []
         while not any("Failed with result" in m for m in messages):
             messages.append(json.loads(await anext(lines))["MESSAGE"])
         assert "redis-server.service: Main process exited, code=killed, status=9/KILL" in messages

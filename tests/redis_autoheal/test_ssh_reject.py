@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from redis_autoheal.ssh import SshHost
 
 
 @pytest.fixture
-def listener() -> socket.socket:
+def listener() -> Iterator[socket.socket]:
     """A loopback port that records whether anything connected to it."""
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))

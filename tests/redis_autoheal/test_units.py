@@ -42,7 +42,7 @@ def test_the_test_hosts_standin_agrees() -> None:
 
 
 def test_the_alert_scenarios_use_it() -> None:
-    assert scenarios.UNIT_STATES is UNIT_STATES
+    assert vars(scenarios)["UNIT_STATES"] is UNIT_STATES
 
 
 def _literal_state_groups(path: Path) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -23,7 +24,7 @@ from remediator.events import (
 )
 
 ALICE = Actor(id="user-123", email="alice@example.com", role="operator")
-RUN = {"recovery_id": "r1", "alert_fingerprints": ["f1"], "dry_run": False}
+RUN: dict[str, Any] = {"recovery_id": "r1", "alert_fingerprints": ["f1"], "dry_run": False}
 EVENTS: list[Event] = [
     Webhook(
         service=None,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from redis_autoheal.commands import Action, Command
-from redis_autoheal.config import Audit
+from redis_autoheal.config import Audit, CircuitBreaker
 from redis_autoheal.ssh import CommandResult
-from remediator.audit import read_events
+from remediator.audit import AUTOHEAL, read_events
 from remediator.recovery import Outcome, RecoveryEngine, Report
 from tests.remediator.test_recovery import (
     FakeTarget,
@@ -164,3 +164,25 @@ async def test_an_interruption_the_audit_log_cannot_take_is_written_when_it_can(
     await engine.audit.close()  # writes what is overdue
     end = finished(audit)
     assert (end["outcome"], end["reason"], end["attempts"]) == ("interrupted", reason, 1)
+
+
+async def test_the_recovery_that_fills_the_breaker_audits_its_opening(
+    engine: RecoveryEngine, audit: Audit
+) -> None:
+    engine.breaker.settings = CircuitBreaker(max_recoveries=1)
+    target = FakeTarget(state="failed", pong=False)
+    report = await engine.recover(target, trigger())
+    assert report.outcome == Outcome.RECOVERED
+    (opened,) = [e for e in read_events(audit) if e["event_type"] == "circuit_breaker"]
+    assert (opened["service"], opened["operation"], opened["user"]) == (
+        "redis",
+        "open",
+        AUTOHEAL.as_json(),
+    )
+    assert (opened["recovery_id"], opened["recoveries"], opened["source_ip"]) == (
+        "r1",
+        1,
+        "127.0.0.1",
+    )
+    assert opened["result"]["success"] is True
+    assert opened["reason"]

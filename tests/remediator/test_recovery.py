@@ -206,7 +206,7 @@ async def test_healthy_target_is_left_alone(engine: RecoveryEngine) -> None:
 
 
 async def test_every_level_failing_is_exhausted_and_counted(engine: RecoveryEngine) -> None:
-    failing = dict.fromkeys(Action, _fails)
+    failing: dict[Action, Callable[[FakeTarget], int]] = dict.fromkeys(Action, _fails)
     target = FakeTarget(state="inactive", pong=False, effects=failing)
     report = await engine.recover(target, trigger())
     assert report.outcome == Outcome.EXHAUSTED

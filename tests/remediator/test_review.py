@@ -166,7 +166,7 @@ def nearest_rank_p95(values: list[float]) -> float:
 
 def bursts(events: list[dict[str, Any]]) -> list[tuple[str, int, str]]:
     """(service, operations, first) of each burst, found by brute force."""
-    found = []
+    found: list[tuple[str, int, str]] = []
     for service in SERVICES:
         times = sorted(
             datetime.fromisoformat(e["timestamp"])

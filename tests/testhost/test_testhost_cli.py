@@ -79,6 +79,6 @@ def test_the_readme_documents_every_flag_of_the_demo_and_every_fault() -> None:
     demo_parser = demo.__main__.parser()
     flags = {s for a in demo_parser._actions for s in a.option_strings if s.startswith("--")}
     choices = {c for a in demo_parser._actions if a.dest == "fault" for c in a.choices or ()}
-    commands = set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr]
+    commands = set(parser()._subparsers._group_actions[0].choices)  # type: ignore[union-attr, arg-type]
     wanted = (flags - {"--help"}) | {f"--fault {c}" for c in choices} | set(FAULTS) | commands
     assert {w for w in wanted if f"`{w}" not in text} == set()

@@ -170,7 +170,7 @@ def test_the_start_limit_window_passes(test_host):
     window_opened = time.monotonic()
     # Restart until one is refused: the 6th, or a later one on a machine so slow that early
     # starts left the 3 s window before the burst of 5 was used up.
-    codes = []
+    codes: list[int] = []
     while len(codes) < 20 and 1 not in codes:
         codes.append(test_host.restart().returncode)
     assert codes[-1] == 1, codes

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import pytest
 
@@ -157,7 +158,7 @@ def test_known_hosts_uses_brackets_only_off_port_22():
     assert known_hosts_line("198.18.1.2", 2222, key) == "[198.18.1.2]:2222 ssh-ed25519 AAAAC3Nza\n"
 
 
-SAMPLE_CONFIG = {
+SAMPLE_CONFIG: dict[str, Any] = {
     "unit": "redis-server",
     "description": "Advanced key-value store",
     "fragment_path": "/lib/systemd/system/redis-server.service",
