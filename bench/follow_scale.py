@@ -23,7 +23,6 @@ import asyncio
 import json
 import logging
 import resource
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 from exporter.follow import Followers  # noqa: E402
 from redis_autoheal.config import load_config  # noqa: E402
 from redis_autoheal.ssh import SshPool  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -300,12 +300,6 @@ def keys(directory: Path) -> None:
         key.write_private_key(str(directory / name))
         key.write_public_key(str(directory / f"{name}.pub"))
         (directory / name).chmod(0o600)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def main() -> int:

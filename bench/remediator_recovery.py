@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import socket
 import statistics
 import sys
 import tempfile
@@ -32,22 +31,17 @@ from redis_autoheal.config import load_config  # noqa: E402
 from remediator.app import create_app  # noqa: E402
 from remediator.keys import DISPATCHER  # noqa: E402
 from testhost.host import TestHost  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 TOKEN = "bench-token"
 PAUSE = 4.0
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 async def _run(host: TestHost, config_path: Path, runs: int) -> tuple[list[float], list[float]]:
     app = create_app(load_config(config_path))
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     verified: list[float] = []
     observed: list[float] = []

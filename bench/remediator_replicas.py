@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import datetime as dt
-import socket
 import statistics
 import sys
 import tempfile
@@ -31,16 +30,10 @@ sys.path.insert(0, str(ROOT))
 from redis_autoheal.config import load_config  # noqa: E402
 from remediator.app import create_app  # noqa: E402
 from tests.etcd_cluster import EtcdCluster  # noqa: E402
+from tests.support import free_port  # noqa: E402
 
 TOKEN = "bench-token"
 TARGETS = 50
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _config(tmp: Path, coordination: dict[str, Any]) -> Path:
@@ -48,7 +41,7 @@ def _config(tmp: Path, coordination: dict[str, Any]) -> Path:
     for name, text in (("token", TOKEN), ("key", "unused\n"), ("known_hosts", "")):
         (tmp / name).write_text(text)
         (tmp / name).chmod(0o600)
-    ssh = {"host": "127.0.0.1", "port": _port(), "key_file": str(tmp / "key")}
+    ssh = {"host": "127.0.0.1", "port": free_port(), "key_file": str(tmp / "key")}
     ssh["known_hosts"] = str(tmp / "known_hosts")
     data = {
         "targets": [{"name": f"t{i}", "ssh": ssh} for i in range(TARGETS)],
@@ -92,7 +85,7 @@ async def _measure(config: Path, rounds: int) -> list[float]:
     app = create_app(load_config(config))
     runner = web.AppRunner(app)
     await runner.setup()
-    port = _port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     await asyncio.sleep(1)  # the etcd lease granted
     seconds = []

@@ -64,6 +64,23 @@ def write_config(tmp_path: Path, data: dict[str, Any]) -> Config:
     return load_config(path)
 
 
+def unreachable_config(tmp_path: Path, **auto_recovery: Any) -> Config:
+    """Targets `redis` and `cache` whose SSH port is closed: each attempt fails at once."""
+    key = tmp_path / "key"
+    key.write_text("unused\n")
+    key.chmod(0o600)
+    (tmp_path / "known_hosts").write_text("")
+    ssh = {
+        "host": "127.0.0.1",
+        "port": 1,
+        "key_file": str(key),
+        "known_hosts": str(tmp_path / "known_hosts"),
+        "connect_timeout_seconds": 0.5,
+    }
+    targets = [{"name": "redis", "ssh": ssh}, {"name": "cache", "ssh": ssh}]
+    return write_config(tmp_path, {"targets": targets, "auto_recovery": auto_recovery})
+
+
 def spawn_remediator(config: Config, port: int, log: Path) -> subprocess.Popen[bytes]:
     """The real `python -m remediator` on 127.0.0.1:PORT at debug level, its output in `log`.
 

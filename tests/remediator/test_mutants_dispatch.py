@@ -18,31 +18,14 @@ from redis_autoheal.config import Config
 from remediator.alertmanager import Notification, parse_notification
 from remediator.app import create_app
 from remediator.audit import read_events
-from remediator.dispatch import Admission
+from remediator.dispatch import Admission, Dispatcher
 from remediator.keys import DISPATCHER
-from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.configs import TOKEN, unreachable_config
 from tests.remediator.notifications import alert, notification
 from tests.remediator.test_webhook import unreachable
 from tests.support import HANG
 
 __all__ = ["unreachable"]  # the fixture, shared with test_webhook.py
-
-
-def unreachable_config(tmp_path: Path, **auto_recovery: Any) -> Config:
-    """Targets whose SSH port is closed: each attempt fails at once."""
-    key = tmp_path / "key"
-    key.write_text("unused\n")
-    key.chmod(0o600)
-    (tmp_path / "known_hosts").write_text("")
-    ssh = {
-        "host": "127.0.0.1",
-        "port": 1,
-        "key_file": str(key),
-        "known_hosts": str(tmp_path / "known_hosts"),
-        "connect_timeout_seconds": 0.5,
-    }
-    targets = [{"name": "redis", "ssh": ssh}, {"name": "cache", "ssh": ssh}]
-    return write_config(tmp_path, {"targets": targets, "auto_recovery": auto_recovery})
 
 
 async def test_resume_starts_a_recheck_only_on_a_free_known_target(
@@ -69,6 +52,18 @@ async def test_resume_starts_a_recheck_only_on_a_free_known_target(
     assert dispatcher.running("cache") is None
 
 
+@pytest.fixture
+async def dispatcher(aiohttp_client: Any, unreachable: Config) -> Dispatcher:
+    """The dispatcher of a remediator whose targets cannot be reached."""
+    client = await aiohttp_client(create_app(unreachable))
+    return client.app[DISPATCHER]
+
+
+async def idle(dispatcher: Dispatcher) -> None:
+    async with asyncio.timeout(HANG):
+        await dispatcher.wait_idle()
+
+
 def note(*alerts: dict[str, Any]) -> Notification:
     return parse_notification(notification(*alerts))
 
@@ -78,16 +73,13 @@ def dispositions(admission: Admission) -> list[str]:
 
 
 async def test_an_alert_during_a_resumed_recheck_joins_it_and_the_target_is_freed_after(
-    aiohttp_client: Any, unreachable: Config
+    dispatcher: Dispatcher,
 ) -> None:
-    client = await aiohttp_client(create_app(unreachable))
-    dispatcher = client.app[DISPATCHER]
     assert dispatcher.resume("redis", "r-left")
     joining = dispatcher.admit(note(alert("redis", fingerprint="join1")), "127.0.0.1")
     assert dispositions(joining) == ["joined_running_recovery"]
     dispatcher.commit(joining)
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()
+    await idle(dispatcher)
     assert [r.recovery_id for r in dispatcher.history("redis")] == ["r-left"]
     after = dispatcher.admit(note(alert("redis", fingerprint="next1")), "127.0.0.1")
     assert dispositions(after) == ["recovery_started"]  # r-left ended: the target is free
@@ -169,17 +161,14 @@ async def test_an_alert_given_back_is_not_among_the_alerts_its_recovery_served(
 
 
 async def test_a_notification_given_back_frees_every_target_even_one_whose_recovery_ended(
-    aiohttp_client: Any, unreachable: Config
+    dispatcher: Dispatcher,
 ) -> None:
-    client = await aiohttp_client(create_app(unreachable))
-    dispatcher = client.app[DISPATCHER]
     assert dispatcher.resume("cache", "r-c")
     both = dispatcher.admit(
         note(alert("redis", fingerprint="r1"), alert("cache", fingerprint="c1")), "127.0.0.1"
     )
     assert dispositions(both) == ["recovery_started", "joined_running_recovery"]
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()  # r-c ends before the notification's write fails
+    await idle(dispatcher)  # r-c ends before the notification's write fails
     dispatcher.release(both)
     again = dispatcher.admit(note(alert("redis", fingerprint="r2")), "127.0.0.1")
     assert dispositions(again) == ["recovery_started"]  # nothing holds redis
@@ -187,54 +176,43 @@ async def test_a_notification_given_back_frees_every_target_even_one_whose_recov
 
 
 async def test_a_join_given_back_before_its_recovery_started_leaves_it_to_start(
-    aiohttp_client: Any, unreachable: Config
+    dispatcher: Dispatcher,
 ) -> None:
-    client = await aiohttp_client(create_app(unreachable))
-    dispatcher = client.app[DISPATCHER]
     first = dispatcher.admit(note(alert("redis", fingerprint="s1")), "127.0.0.1")
     second = dispatcher.admit(note(alert("redis", fingerprint="j1")), "127.0.0.1")
     assert dispositions(second) == ["joined_running_recovery"]
     dispatcher.release(second)  # the second write failed first
     dispatcher.commit(first)  # the first is on disk: its recovery starts
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()
+    await idle(dispatcher)
     (report,) = dispatcher.history("redis")
     assert report.recovery_id == first.claims[0][1].recovery_id
 
 
 async def test_a_late_write_for_an_ended_recovery_starts_nothing_of_the_next(
-    aiohttp_client: Any, unreachable: Config
+    dispatcher: Dispatcher,
 ) -> None:
-    client = await aiohttp_client(create_app(unreachable))
-    dispatcher = client.app[DISPATCHER]
     assert dispatcher.resume("redis", "r1")
     late = dispatcher.admit(note(alert("redis", fingerprint="l1")), "127.0.0.1")  # joins r1
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()  # r1 ends before that write is done
+    await idle(dispatcher)  # r1 ends before that write is done
     following = dispatcher.admit(note(alert("redis", fingerprint="n1")), "127.0.0.1")
     assert dispositions(following) == ["recovery_started"]
     dispatcher.commit(late)  # the late write lands: not the following recovery's
     dispatcher.release(following)  # whose own write failed: it never runs
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()
+    await idle(dispatcher)
     assert [r.recovery_id for r in dispatcher.history("redis")] == ["r1"]
 
 
 async def test_a_notification_written_starts_every_recovery_even_after_one_that_ended(
-    aiohttp_client: Any, unreachable: Config
+    dispatcher: Dispatcher,
 ) -> None:
-    client = await aiohttp_client(create_app(unreachable))
-    dispatcher = client.app[DISPATCHER]
     assert dispatcher.resume("cache", "r-c")
     both = dispatcher.admit(
         note(alert("cache", fingerprint="c1"), alert("redis", fingerprint="r1")), "127.0.0.1"
     )
     assert dispositions(both) == ["joined_running_recovery", "recovery_started"]
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()  # r-c ends before the notification is on disk
+    await idle(dispatcher)  # r-c ends before the notification is on disk
     dispatcher.commit(both)
-    async with asyncio.timeout(HANG):
-        await dispatcher.wait_idle()
+    await idle(dispatcher)
     assert len(dispatcher.history("redis")) == 1  # redis's recovery ran all the same
 
 

@@ -23,7 +23,7 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.errors import AuditWriteError
 from remediator.keys import DISPATCHER, METRICS
-from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.configs import TOKEN, unreachable_config, write_config
 from tests.remediator.notifications import alert, notification
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,25 +196,8 @@ async def test_a_missing_token_file_stops_create_app(tmp_path: Path) -> None:
 
 @pytest.fixture
 def unreachable(tmp_path: Path) -> Config:
-    """A target whose SSH port is closed: recoveries start, find nothing, end exhausted."""
-    key = tmp_path / "key"
-    key.write_text("unused\n")
-    key.chmod(0o600)
-    (tmp_path / "known_hosts").write_text("")
-    ssh = {
-        "host": "127.0.0.1",
-        "port": 1,
-        "key_file": str(key),
-        "known_hosts": str(tmp_path / "known_hosts"),
-        "connect_timeout_seconds": 0.5,
-    }
-    return write_config(
-        tmp_path,
-        {
-            "targets": [{"name": "redis", "ssh": ssh}, {"name": "cache", "ssh": ssh}],
-            "auto_recovery": {"retry_delay_seconds": 0.01, "max_attempts": 2},
-        },
-    )
+    """Targets whose SSH port is closed: recoveries start, find nothing, end exhausted."""
+    return unreachable_config(tmp_path, retry_delay_seconds=0.01, max_attempts=2)
 
 
 async def test_fifty_identical_posts_at_once_start_one_recovery(
