@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from redis_autoheal.config import Config
+from remediator.app import create_app
 from tests.etcd_cluster import EtcdCluster
 from tests.remediator.configs import write_config
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
+
+    from aiohttp.test_utils import TestClient
+
+    from tests.remediator.hostapp import MakeClient
 
 
 @pytest.fixture
@@ -37,3 +42,12 @@ def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+@pytest.fixture
+def make_client(aiohttp_client: Any) -> MakeClient:
+    async def make(config: Config) -> TestClient:
+        client: TestClient = await aiohttp_client(create_app(config))
+        return client
+
+    return make

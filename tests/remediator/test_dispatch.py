@@ -18,15 +18,8 @@ from remediator.alertmanager import parse_notification
 from remediator.app import create_app
 from remediator.keys import DISPATCHER
 from remediator.recovery import Level, Outcome, RecoveryEngine, Report
+from tests.remediator.hostapp import host_config, last_report, post, settle, verbs
 from tests.remediator.notifications import alert, notification
-from tests.remediator.test_integration import (
-    host_config,
-    last_report,
-    make_client,
-    post,
-    settle,
-    verbs,
-)
 from tests.remediator.test_recovery_host import wait_event
 from tests.remediator.test_webhook import unreachable
 
@@ -34,9 +27,9 @@ if TYPE_CHECKING:
     from redis_autoheal.config import Config
     from remediator.recovery import Controls, Trigger
     from testhost.host import TestHost
-    from tests.remediator.test_integration import MakeClient
+    from tests.remediator.hostapp import MakeClient
 
-__all__ = ["make_client", "unreachable"]  # the fixtures, shared with their own test modules
+__all__ = ["unreachable"]  # the fixture, shared with test_webhook.py
 
 
 @pytest.mark.root

@@ -11,58 +11,21 @@ import asyncio
 import io
 import subprocess
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from redis_autoheal.config import Config
-from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.keys import DISPATCHER, METRICS
-from remediator.recovery import Level, Outcome, Report
+from remediator.recovery import Level, Outcome
 from testhost.host import TestHost
-from tests.remediator.configs import TOKEN, write_config
+from tests.remediator.hostapp import AUTH, MakeClient, host_config, last_report, post, settle, verbs
 from tests.remediator.notifications import alert, notification
 
 pytestmark = pytest.mark.root
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-MakeClient = Callable[..., Awaitable[TestClient]]
-
-
-def host_config(tmp_path: Path, hosts: dict[str, TestHost], **sections: Any) -> Config:
-    targets = []
-    for name, host in hosts.items():
-        target = host.target(name)
-        target["ssh"].update(
-            connect_timeout_seconds=1,
-            command_timeout_seconds=3,
-            control_timeout_seconds=20,
-        )
-        targets.append(target)
-    data: dict[str, Any] = {
-        "targets": targets,
-        "health_check": {"ping_timeout_seconds": 1},
-        "auto_recovery": {
-            "retry_delay_seconds": 0.2,
-            "stable_seconds": 0.3,
-            "transition_timeout_seconds": 5,
-        },
-    }
-    for key, value in sections.items():
-        data[key] = {**data.get(key, {}), **value}
-    return write_config(tmp_path, data)
-
-
-@pytest.fixture
-def make_client(aiohttp_client: Any) -> MakeClient:
-    async def make(config: Config) -> TestClient:
-        client: TestClient = await aiohttp_client(create_app(config))
-        return client
-
-    return make
 
 
 @pytest.fixture
@@ -75,25 +38,6 @@ def config(test_host: TestHost, tmp_path: Path) -> Config:
 async def client(make_client: MakeClient, config: Config) -> TestClient:
     """The remediator's app acting on `config`."""
     return await make_client(config)
-
-
-async def post(client: TestClient, *alerts: dict[str, Any]) -> list[str]:
-    response = await client.post("/webhook", json=notification(*alerts), headers=AUTH)
-    assert response.status == 200, await response.text()
-    return [a["disposition"] for a in (await response.json())["alerts"]]
-
-
-async def settle(client: TestClient, limit: float = 60) -> None:
-    async with asyncio.timeout(limit):
-        await client.app[DISPATCHER].wait_idle()
-
-
-def last_report(client: TestClient, target: str = "vm3") -> Report:
-    return client.app[DISPATCHER].history(target)[-1]
-
-
-def verbs(host: TestHost) -> list[str]:
-    return [i.verb for i in host.invocations()]
 
 
 def sample(client: TestClient, name: str, **labels: str) -> float:

@@ -18,8 +18,8 @@ from remediator.audit import read_events
 from remediator.keys import CONFIG
 from tests.remediator.apidoc import call
 from tests.remediator.configs import ADMIN, OPERATOR, write_config
+from tests.remediator.hostapp import host_config, post, settle
 from tests.remediator.notifications import alert
-from tests.remediator.test_integration import host_config, make_client, post, settle
 from tests.remediator.test_operations import client
 
 if TYPE_CHECKING:
@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from aiohttp.test_utils import TestClient
 
     from testhost.host import TestHost
-    from tests.remediator.test_integration import MakeClient
+    from tests.remediator.hostapp import MakeClient
 
 pytestmark = pytest.mark.root
-__all__ = ["client", "make_client"]  # fixtures, shared with test_operations and test_integration
+__all__ = ["client"]  # the fixture, shared with test_operations
 
 
 def between(

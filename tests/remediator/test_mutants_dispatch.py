@@ -20,7 +20,8 @@ from remediator.app import create_app
 from remediator.audit import read_events
 from remediator.dispatch import Admission, Dispatcher
 from remediator.keys import DISPATCHER
-from tests.remediator.configs import TOKEN, unreachable_config
+from tests.remediator.configs import unreachable_config
+from tests.remediator.hostapp import post
 from tests.remediator.notifications import alert, notification
 from tests.remediator.test_webhook import unreachable
 from tests.support import HANG
@@ -86,13 +87,20 @@ async def test_an_alert_during_a_resumed_recheck_joins_it_and_the_target_is_free
     dispatcher.release(after)
 
 
-async def test_shutdown_during_a_recovery_ends_it_interrupted_and_returns(
-    aiohttp_client: Any, tmp_path: Path
-) -> None:
+async def long_recovery(aiohttp_client: Any, tmp_path: Path) -> tuple[Config, Dispatcher]:
+    """A remediator whose recovery r-long of `redis` (re-checked after a restart) waits 60 s
+    between its attempts."""
     config = unreachable_config(tmp_path, retry_delay_seconds=60)
     client = await aiohttp_client(create_app(config))
     dispatcher = client.app[DISPATCHER]
     assert dispatcher.resume("redis", "r-long")
+    return config, dispatcher
+
+
+async def test_shutdown_during_a_recovery_ends_it_interrupted_and_returns(
+    aiohttp_client: Any, tmp_path: Path
+) -> None:
+    config, dispatcher = await long_recovery(aiohttp_client, tmp_path)
     async with asyncio.timeout(HANG):
         while not any(e.get("phase") == "verified" for e in read_events(config.audit)):  # noqa: ASYNC110 -- the audit file is the event
             await asyncio.sleep(0.02)
@@ -104,14 +112,6 @@ async def test_shutdown_during_a_recovery_ends_it_interrupted_and_returns(
         if e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
     ]
     assert (end["recovery_id"], end["outcome"]) == ("r-long", "interrupted")
-
-
-async def post(client: Any, *alerts: dict[str, Any]) -> list[str]:
-    response = await client.post(
-        "/webhook", json=notification(*alerts), headers={"Authorization": f"Bearer {TOKEN}"}
-    )
-    assert response.status == 200, await response.text()
-    return [a["disposition"] for a in (await response.json())["alerts"]]
 
 
 async def test_a_recovery_an_alert_started_is_audited_with_its_caller_and_a_fresh_id(
@@ -139,10 +139,7 @@ async def test_a_resolved_alert_is_remembered_so_its_late_firing_copy_is_a_dupli
 async def test_an_alert_given_back_is_not_among_the_alerts_its_recovery_served(
     aiohttp_client: Any, tmp_path: Path
 ) -> None:
-    config = unreachable_config(tmp_path, retry_delay_seconds=60)
-    client = await aiohttp_client(create_app(config))
-    dispatcher = client.app[DISPATCHER]
-    assert dispatcher.resume("redis", "r-long")
+    config, dispatcher = await long_recovery(aiohttp_client, tmp_path)
     kept = dispatcher.admit(note(alert("redis", fingerprint="kept1")), "127.0.0.1")
     dispatcher.commit(kept)
     given_back = dispatcher.admit(note(alert("redis", fingerprint="back1")), "127.0.0.1")
@@ -160,13 +157,18 @@ async def test_an_alert_given_back_is_not_among_the_alerts_its_recovery_served(
     assert end["alert_fingerprints"] == ["kept1"]
 
 
+def while_cache_recovers(dispatcher: Dispatcher, *targets: str) -> Admission:
+    """One notification with an alert of each target, in this order, admitted while `cache`
+    is recovering (the re-check of a recovery cut by a restart, r-c)."""
+    assert dispatcher.resume("cache", "r-c")
+    alerts = [alert(t, fingerprint=f"{t[0]}1") for t in targets]
+    return dispatcher.admit(note(*alerts), "127.0.0.1")
+
+
 async def test_a_notification_given_back_frees_every_target_even_one_whose_recovery_ended(
     dispatcher: Dispatcher,
 ) -> None:
-    assert dispatcher.resume("cache", "r-c")
-    both = dispatcher.admit(
-        note(alert("redis", fingerprint="r1"), alert("cache", fingerprint="c1")), "127.0.0.1"
-    )
+    both = while_cache_recovers(dispatcher, "redis", "cache")
     assert dispositions(both) == ["recovery_started", "joined_running_recovery"]
     await idle(dispatcher)  # r-c ends before the notification's write fails
     dispatcher.release(both)
@@ -205,10 +207,7 @@ async def test_a_late_write_for_an_ended_recovery_starts_nothing_of_the_next(
 async def test_a_notification_written_starts_every_recovery_even_after_one_that_ended(
     dispatcher: Dispatcher,
 ) -> None:
-    assert dispatcher.resume("cache", "r-c")
-    both = dispatcher.admit(
-        note(alert("cache", fingerprint="c1"), alert("redis", fingerprint="r1")), "127.0.0.1"
-    )
+    both = while_cache_recovers(dispatcher, "cache", "redis")
     assert dispositions(both) == ["joined_running_recovery", "recovery_started"]
     await idle(dispatcher)  # r-c ends before the notification is on disk
     dispatcher.commit(both)

@@ -16,25 +16,17 @@ from remediator.audit import AuditWriter, read_events
 from remediator.errors import AuditWriteError
 from remediator.keys import BREAKER
 from remediator.recovery import Level, Outcome
+from tests.remediator.hostapp import host_config, last_report, post, settle, verbs
 from tests.remediator.notifications import alert
-from tests.remediator.test_integration import (
-    host_config,
-    last_report,
-    make_client,
-    post,
-    settle,
-    verbs,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from redis_autoheal.config import Config
     from testhost.host import TestHost
-    from tests.remediator.test_integration import MakeClient
+    from tests.remediator.hostapp import MakeClient
 
 pytestmark = pytest.mark.root
-__all__ = ["make_client"]  # the fixture, shared with test_integration.py
 
 
 async def wait_event(config: Config, wanted: Callable[[dict[str, Any]], bool]) -> None:

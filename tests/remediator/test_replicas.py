@@ -24,8 +24,8 @@ from remediator.audit import read_events
 from remediator.etcd.audit import copy_path
 from remediator.keys import BREAKER, COORDINATION, METRICS
 from tests.remediator.configs import ADMIN, start_remediator
+from tests.remediator.hostapp import AUTH, host_config, settle, verbs
 from tests.remediator.notifications import alert, notification
-from tests.remediator.test_integration import AUTH, host_config, make_client, settle, verbs
 from tests.support import HANG, free_port
 
 if TYPE_CHECKING:
@@ -38,10 +38,9 @@ if TYPE_CHECKING:
     from remediator.etcd.coordination import EtcdCoordination
     from testhost.host import TestHost
     from tests.etcd_cluster import EtcdCluster
-    from tests.remediator.test_integration import MakeClient
+    from tests.remediator.hostapp import MakeClient
 
 pytestmark = pytest.mark.root
-__all__ = ["make_client"]  # the fixture, shared with test_integration.py
 
 LEASE_TTL = 3
 
