@@ -434,6 +434,10 @@ def _audit_text(e: dict[str, Any]) -> str | None:  # noqa: PLR0911 - one return 
         return f"circuit breaker {e.get('operation')}: {e.get('reason')}"
     if kind == "security_violation":
         return f"refused {e.get('operation')}: {e.get('reason')}"
+    if kind == "security_violation_summary":
+        source = "other sources" if e.get("other_sources") else e.get("source_ip")
+        reasons = ", ".join(f"{r} {n}" for r, n in sorted((e.get("reasons") or {}).items()))
+        return f"{e.get('count')} refused requests from {source} ({reasons})"
     return None
 
 

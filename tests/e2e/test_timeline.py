@@ -110,6 +110,16 @@ def test_audit_texts():
     )
     opened = {"event_type": "circuit_breaker", "operation": "open", "reason": "3 recoveries"}
     assert _audit_text(opened) == "circuit breaker open: 3 recoveries"
+    summary = {
+        "event_type": "security_violation_summary",
+        "source_ip": "127.0.0.1",
+        "count": 7,
+        "reasons": {"invalid_token": 5, "missing_token": 2},
+    }
+    assert _audit_text(summary) == (
+        "7 refused requests from 127.0.0.1 (invalid_token 5, missing_token 2)"
+    )
+    assert "from other sources" in str(_audit_text(summary | {"other_sources": True}))
 
 
 def test_milestones_summary_and_render():
