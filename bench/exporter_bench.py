@@ -8,8 +8,9 @@ a local one and the target has no `ssh` section (so `all` is PING + INFO ALL ...
 (root) it is the test host's, and `all` also runs `systemctl is-active` over SSH (shown alone as
 `systemd`). redis_exporter has no SSH layer: it is compared with both. It runs twice: on an
 idle Redis, and on one with 200 distinct commands in its commandstats and keys in all 16
-databases (`--busy-only` / `--idle-only` for one). Each case's series count is printed with
-its ratio to redis_exporter's, and `promtool check metrics` is run on our /probe output.
+databases (`--redis idle` or `--redis busy` for one). Each case's series count is printed with
+its ratio to redis_exporter's and the series it has more and fewer per sample name, and
+`promtool check metrics` is run on our /probe output.
 
 Part 2, many targets: one exporter process with 100 and then 1000 targets spread over a few
 redis-servers, every target probed at once; wall time for all answers, the exporter's CPU,
@@ -45,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -153,6 +155,23 @@ def series_count(body: bytes) -> int:
     return sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
 
 
+def series_per_name(body: bytes) -> Counter[str]:
+    """How many series each sample name has (`redis_db_keys`, `..._sum`, ...)."""
+    lines = (line for line in body.splitlines() if line and not line.startswith(b"#"))
+    return Counter(line.split(b"{", 1)[0].split(b" ", 1)[0].decode() for line in lines)
+
+
+def series_apart(ours: bytes, theirs: bytes) -> str:
+    """The series one page has more, and fewer, than the other's, per sample name."""
+    mine, other = series_per_name(ours), series_per_name(theirs)
+
+    def listed(counts: Counter[str]) -> str:
+        names = (f"{n}" if k == 1 else f"{n} x{k}" for n, k in sorted(counts.items()))
+        return f"{counts.total()} ({', '.join(names) or 'none'})"
+
+    return f"{listed(mine - other)} more, {listed(other - mine)} fewer"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -224,12 +243,12 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
     for _ in range(50):  # warm-up: connections open, code paths hot
         for i in range(len(cases)):
             scrape(i)
-    sizes = []
+    bodies = []
     for i in range(len(cases)):
         conn, path = connections[i], cases[i][3]
         conn.request("GET", path)
         body = conn.getresponse().read()
-        sizes.append(series_count(body))
+        bodies.append(body)
         if i == 1:
             promtool_check(body)
     latencies: list[list[float]] = [[] for _ in cases]
@@ -253,6 +272,7 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
     print(f"\nPart 1: {len(latencies[0])} scrapes of each, in turn, against {where}")
     print(f"{'':26}{'p50 ms':>9}{'p99 ms':>9}{'mean ms':>9}{'CPU ms/scrape':>15}{'series':>8}")
     rows = []
+    sizes = [series_count(body) for body in bodies]
     for (name, *_), lat, seconds, size in zip(cases, latencies, cpu, sizes, strict=True):
         row = (
             percentile(lat, 0.5) * 1e3,
@@ -268,8 +288,9 @@ def part1(stack: ExitStack, workdir: Path, scrapes: int, target: dict) -> None: 
             f"{name} / redis_exporter: p50 {row[0] / base[0]:.2f}, p99 {row[1] / base[1]:.2f},"
             f" CPU per scrape {row[3] / base[3]:.2f}   (goal: p50 and CPU <= 0.50)"
         )
-    for (name, *_), size in zip(cases[:-1], sizes[:-1], strict=True):
+    for (name, *_), size, body in zip(cases[:-1], sizes[:-1], bodies[:-1], strict=True):
         print(f"{name} series / redis_exporter's: {size / sizes[-1]:.2f}")
+        print(f"    per sample name: {series_apart(body, bodies[-1])}")
     print(f"(CPU: utime+stime in 1/{CLOCK_TICKS} s ticks, read around each block of 25 scrapes)")
     for c in connections:
         c.close()
