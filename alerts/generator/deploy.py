@@ -17,7 +17,7 @@ import yaml
 from redis_autoheal.thresholds import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 # The probe jobs of prometheus.yml and the layer each asks for; then the services' own jobs.
@@ -198,6 +198,17 @@ def alertmanager(shipped: dict[str, Any], site: AlertmanagerSite) -> dict[str, A
                 {"name": name, "webhook_configs": [{"url": url, "send_resolved": True}]}
             )
     config["receivers"] = receivers
+    return config
+
+
+def remediator_replicas(config: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
+    """`config` (as alertmanager() made it) with the remediator's webhook sent to each of
+    `urls`, the replicas of one remediator: every replica gets every notification, and the
+    replicas act once (coordination: etcd)."""
+    config = _unshared(config)
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
+    (hook,) = receiver["webhook_configs"]
+    receiver["webhook_configs"] = [{**_unshared(hook), "url": url} for url in urls]
     return config
 
 
