@@ -229,3 +229,31 @@ COMPOSE_ALERTMANAGER = AlertmanagerSite(
     remediator_url="http://remediator:9122/webhook",
     webhook_token_file="/run/alertmanager-secrets/webhook_token",  # noqa: S106 -- a path
 )
+
+
+def prometheus_replicas(
+    config: dict[str, Any], alertmanagers: Sequence[str], remediators: Sequence[str]
+) -> dict[str, Any]:
+    """`config` (as prometheus() made it) sending its alerts to every Alertmanager of a
+    cluster and scraping every remediator replica (each HOST:PORT)."""
+    config = _unshared(config)
+    config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "redis-autoheal-remediator"]
+    job["static_configs"] = [{"targets": list(remediators)}]
+    return config
+
+
+def coordinated(config: dict[str, Any], endpoints: Sequence[str]) -> dict[str, Any]:
+    """A redis-autoheal config (`config`, as loaded) for replicas sharing the etcd cluster at
+    `endpoints`."""
+    return {
+        **_unshared(config),
+        "coordination": {"backend": "etcd", "etcd": {"endpoints": list(endpoints)}},
+    }
+
+
+# The compose stack's `ha` profile: two clustered Alertmanagers, each sending to both
+# remediator replicas, which share a 3-member etcd cluster; its own Prometheus alerts both.
+COMPOSE_HA_ALERTMANAGERS = ("alertmanager-1:9093", "alertmanager-2:9093")
+COMPOSE_HA_REMEDIATORS = ("remediator-1:9122", "remediator-2:9122")
+COMPOSE_HA_ETCD = ("http://etcd-1:2379", "http://etcd-2:2379", "http://etcd-3:2379")
