@@ -1,9 +1,9 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
 receiving every notification, against the real test host: one recovery per outage (with an etcd
-member down too), a breaker counted once, latched across restarts and reset from any replica, a
-paused holder taken over and then refused, a replica cut off from etcd answering 503 while
-the other heals, no quorum: 503 and nothing done, and every replica's copy of the whole audit
-trail.
+member down too, and from two real Alertmanagers whose gossip is blocked), a breaker counted
+once, latched across restarts and reset from any replica, a paused holder taken over and then
+refused, a replica cut off from etcd answering 503 while the other heals, no quorum: 503 and
+nothing done, and every replica's copy of the whole audit trail.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -126,15 +126,15 @@ def alertmanager_config(clients: list[TestClient], token_file: Path) -> dict[str
     """alerts/alertmanager.yml's routing (the remediator's group_interval 1s, so each round's
     alert goes out within a second), its webhook to every replica, people's receivers inert."""
     shipped = deploy.load(REPO / "alerts" / "alertmanager.yml")
+    urls = [str(c.make_url("/webhook")) for c in clients]
     site = deploy.AlertmanagerSite(
-        remediator_url="unused",
+        remediator_url=urls[0],
         webhook_token_file=str(token_file),
         waits=deploy.Waits(
             root="30s", remediator="1s", grace="2m", page="10s", group_interval="1s"
         ),
         maintenance_windows=False,
     )
-    urls = [str(c.make_url("/webhook")) for c in clients]
     return deploy.remediator_replicas(deploy.alertmanager(shipped, site), urls)
 
 
@@ -185,7 +185,8 @@ async def test_alertmanagers_whose_gossip_is_blocked_both_send_and_one_replica_r
 
     rounds = 5
     with AlertmanagerCluster(tmp_path / "blocked", am_config, gossip=False) as ams:
-        assert [ams.peers(i) for i in (0, 1)] == [{ams.cluster[0]}, {ams.cluster[1]}]
+        alone = [{ams.cluster[0]}, {ams.cluster[1]}]  # each peer sees only itself
+        assert [ams.peers(i) for i in (0, 1)] == alone
         for done in range(rounds):
             starts_at = await outage(test_host)
             await asyncio.to_thread(ams.post, redis_down(starts_at))
@@ -198,6 +199,7 @@ async def test_alertmanagers_whose_gossip_is_blocked_both_send_and_one_replica_r
             await answered(clients, 4 * (done + 1), "both Alertmanagers' resolution")
         assert [webhooks(c) for c in clients] == [4 * rounds] * 3
         assert [ams.metric(i, "alertmanager_notifications_failed_total") for i in (0, 1)] == [0, 0]
+        assert [ams.peers(i) for i in (0, 1)] == alone  # the block held throughout
     ended = [e for c in configs for e in read_events(c.audit) if finished(e)]
     assert [e["result"]["outcome"] for e in ended] == ["recovered"] * rounds
 
