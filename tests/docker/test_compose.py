@@ -528,6 +528,7 @@ def test_ha_remediators_are_replicas_of_the_stacks_remediator_on_that_cluster(re
     for name in replicas:
         service = services[name]
         assert service["command"] == services["remediator"]["command"]
+        assert service["hostname"] == name  # in the audit trail's `replica`
         assert service["image"] == services["remediator"]["image"]
         assert _mounted(resolved, name, "/etc/redis-autoheal/config.yml") == path
         assert _volume_mount(resolved, name, "autoheal-secrets") == _volume_mount(
