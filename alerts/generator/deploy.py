@@ -17,7 +17,7 @@ import yaml
 from redis_autoheal.thresholds import format_duration, parse_duration
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
     from pathlib import Path
 
 # The probe jobs of prometheus.yml and the layer each asks for; then the services' own jobs.
@@ -201,6 +201,17 @@ def alertmanager(shipped: dict[str, Any], site: AlertmanagerSite) -> dict[str, A
     return config
 
 
+def remediator_replicas(config: dict[str, Any], urls: Sequence[str]) -> dict[str, Any]:
+    """`config` (as alertmanager() made it) with the remediator's webhook sent to each of
+    `urls`, the replicas of one remediator: every replica gets every notification, and the
+    replicas act once (coordination: etcd)."""
+    config = _unshared(config)
+    (receiver,) = [r for r in config["receivers"] if r["name"] == "remediator"]
+    (hook,) = receiver["webhook_configs"]
+    receiver["webhook_configs"] = [{**_unshared(hook), "url": url} for url in urls]
+    return config
+
+
 # The compose stack (docker-compose.yml): its service names, its target lists (only the
 # targets with an `ssh` section have a systemd layer), the token copy docker/secrets-init.sh
 # makes for Alertmanager's user, and nobody paged (Alertmanager's UI shows what would be sent).
@@ -218,3 +229,31 @@ COMPOSE_ALERTMANAGER = AlertmanagerSite(
     remediator_url="http://remediator:9122/webhook",
     webhook_token_file="/run/alertmanager-secrets/webhook_token",  # noqa: S106 -- a path
 )
+
+
+def prometheus_replicas(
+    config: dict[str, Any], alertmanagers: Sequence[str], remediators: Sequence[str]
+) -> dict[str, Any]:
+    """`config` (as prometheus() made it) sending its alerts to every Alertmanager of a
+    cluster and scraping every remediator replica (each HOST:PORT)."""
+    config = _unshared(config)
+    config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": list(alertmanagers)}]}]}
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "redis-autoheal-remediator"]
+    job["static_configs"] = [{"targets": list(remediators)}]
+    return config
+
+
+def coordinated(config: dict[str, Any], endpoints: Sequence[str]) -> dict[str, Any]:
+    """A redis-autoheal config (`config`, as loaded) for replicas sharing the etcd cluster at
+    `endpoints`."""
+    return {
+        **_unshared(config),
+        "coordination": {"backend": "etcd", "etcd": {"endpoints": list(endpoints)}},
+    }
+
+
+# The compose stack's `ha` profile: two clustered Alertmanagers, each sending to both
+# remediator replicas, which share a 3-member etcd cluster; its own Prometheus alerts both.
+COMPOSE_HA_ALERTMANAGERS = ("alertmanager-1:9093", "alertmanager-2:9093")
+COMPOSE_HA_REMEDIATORS = ("remediator-1:9122", "remediator-2:9122")
+COMPOSE_HA_ETCD = ("http://etcd-1:2379", "http://etcd-2:2379", "http://etcd-3:2379")

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from redis_autoheal.config import load_config, read_remediator_secrets
+from redis_autoheal.config import load_config, load_settings, read_remediator_secrets
 from tests.dashboards.dashboard_json import REPO
 from tests.support import require_binary
 
@@ -86,6 +86,18 @@ def test_no_version_key(raw):
     assert "version" not in raw, "the compose spec has no version key"
 
 
+HA = {
+    "etcd-1",
+    "etcd-2",
+    "etcd-3",
+    "remediator-1",
+    "remediator-2",
+    "alertmanager-1",
+    "alertmanager-2",
+    "prometheus-ha",
+}
+
+
 def test_services(resolved):
     assert set(resolved["services"]) == {
         "secrets-init",
@@ -96,8 +108,19 @@ def test_services(resolved):
         "prometheus",
         "alertmanager",
         "grafana",
+        *HA,
     }
     assert resolved["services"]["redis"]["image"].startswith("redis:7")
+
+
+def test_the_ha_profile_only_adds_to_the_stack(resolved):
+    """`docker compose up` runs the stack as before: only the `ha` services have a profile,
+    and no other service depends on one of them."""
+    services = resolved["services"]
+    for name, service in services.items():
+        assert service.get("profiles", []) == (["ha"] if name in HA else []), name
+        if name not in HA:
+            assert not set(service.get("depends_on", [])) & HA, name
 
 
 def test_exporter_and_remediator_share_one_image(resolved):
@@ -196,7 +219,15 @@ def test_ports_are_published_on_loopback_only(resolved):
             text = port if isinstance(port, str) else f"{port['host_ip']}:{port['published']}"
             assert text.startswith("127.0.0.1:"), f"{name}: {port}"
             published[name] = text
-    assert set(published) == {"exporter", "remediator", "prometheus", "alertmanager", "grafana"}
+    assert set(published) == {
+        "exporter",
+        "remediator",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        *(HA - {"etcd-1", "etcd-2", "etcd-3"}),
+    }
+    assert len(set(published.values())) == len(published), "two services on one port"
 
 
 def test_images_are_pinned(resolved):
@@ -317,11 +348,12 @@ def _mirror(resolved, service: str, root: Path) -> None:
             shutil.copy(source, dest)
 
 
-def test_prometheus_config_checks_with_its_mounts(resolved, tmp_path):
+@pytest.mark.parametrize("service", ["prometheus", "prometheus-ha"])
+def test_prometheus_config_checks_with_its_mounts(resolved, tmp_path, service):
     promtool = require_binary("promtool")
-    _mirror(resolved, "prometheus", tmp_path)
+    _mirror(resolved, service, tmp_path)
     config = tmp_path / "etc/prometheus/prometheus.yml"
-    command = resolved["services"]["prometheus"]["command"]
+    command = resolved["services"][service]["command"]
     assert "--config.file=/etc/prometheus/prometheus.yml" in command
     assert any(tmp_path.glob("etc/prometheus/rules/*.yml")), "no rules mounted"
     done = subprocess.run(
@@ -439,4 +471,128 @@ def test_grafana_finds_the_dashboard_where_provisioning_looks(resolved):
     assert env["GF_DASHBOARDS_DEFAULT_HOME_DASHBOARD_PATH"] == targets[0]
     assert f"{REPO}/dashboards/provisioning/dashboards:/etc/grafana/provisioning/dashboards:ro" in (
         volumes
+    )
+
+
+# --- the `ha` profile ---------------------------------------------------------------------
+
+
+def _flag(command: list[str], name: str) -> str:
+    (value,) = [c.split("=", 1)[1] for c in command if c.startswith(f"--{name}=")]
+    return value
+
+
+def _mounted(resolved, service: str, target: str) -> Path:
+    """The repository file the service mounts at `target`."""
+    (source,) = [
+        v.split(":")[0] for v in resolved["services"][service]["volumes"] if f":{target}:" in v
+    ]
+    return Path(source)
+
+
+def test_ha_etcd_members_form_one_cluster(resolved):
+    services = resolved["services"]
+    members = sorted(n for n in services if n.startswith("etcd-"))
+    peers = {}
+    for name in members:
+        service = services[name]
+        assert _flag(service["command"], "name") == name
+        assert _flag(service["command"], "advertise-client-urls") == f"http://{name}:2379"
+        peers[name] = _flag(service["command"], "initial-advertise-peer-urls")
+        env = service["environment"]
+        assert env["ETCD_LISTEN_CLIENT_URLS"] == "http://0.0.0.0:2379"
+        assert env["ETCD_LISTEN_PEER_URLS"] == "http://0.0.0.0:2380"
+        assert _volume_mount(resolved, name, f"{name}-data") == env["ETCD_DATA_DIR"]
+    for name in members:
+        cluster = services[name]["environment"]["ETCD_INITIAL_CLUSTER"]
+        assert dict(p.split("=", 1) for p in cluster.split(",")) == peers
+    assert peers == {n: f"http://{n}:2380" for n in ("etcd-1", "etcd-2", "etcd-3")}
+
+
+def test_ha_remediators_are_replicas_of_the_stacks_remediator_on_that_cluster(resolved):
+    services = resolved["services"]
+    replicas = sorted(n for n in services if n.startswith("remediator-"))
+    assert replicas == ["remediator-1", "remediator-2"]
+    path = REPO / "docker/ha/config.yml"
+    data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    single = yaml.safe_load((REPO / "docker/config.yml").read_text(encoding="utf-8"))
+    assert data.pop("coordination") == {
+        "backend": "etcd",
+        "etcd": {"endpoints": [f"http://{n}:2379" for n in ("etcd-1", "etcd-2", "etcd-3")]},
+    }
+    assert data == single  # the same targets, secrets and listen addresses
+    config = load_settings(path)
+    assert config.coordination.backend == "etcd"
+    stateful = ("/var/lib/redis-autoheal", "/var/log/redis-autoheal")
+    volumes = {}
+    for name in replicas:
+        service = services[name]
+        assert service["command"] == services["remediator"]["command"]
+        assert service["hostname"] == name  # in the audit trail's `replica`
+        assert service["image"] == services["remediator"]["image"]
+        assert _mounted(resolved, name, "/etc/redis-autoheal/config.yml") == path
+        assert _volume_mount(resolved, name, "autoheal-secrets") == _volume_mount(
+            resolved, "remediator", "autoheal-secrets"
+        )
+        assert {"etcd-1", "etcd-2", "etcd-3"} <= set(service["depends_on"])
+        volumes[name] = {v.split(":")[0] for v in service["volumes"] if v.split(":")[1] in stateful}
+    # Each replica its own state and audit log (the cluster's copy is rebuilt from etcd).
+    assert len(volumes["remediator-1"] | volumes["remediator-2"]) == 4
+
+
+def test_ha_alertmanagers_gossip_and_send_to_every_replica(resolved):
+    amtool = require_binary("amtool")
+    services = resolved["services"]
+    path = REPO / "docker/ha/alertmanager.yml"
+    done = subprocess.run(
+        [amtool, "check-config", str(path)], capture_output=True, text=True, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    names = ["alertmanager-1", "alertmanager-2"]
+    for name, other in zip(names, reversed(names), strict=True):
+        command = services[name]["command"]
+        assert _mounted(resolved, name, "/etc/alertmanager/alertmanager.yml") == path
+        assert _flag(command, "cluster.listen-address") == "0.0.0.0:9094"
+        assert _flag(command, "cluster.peer") == f"{other}:9094"
+        assert _volume_mount(resolved, name, "alertmanager-secrets") == _volume_mount(
+            resolved, "alertmanager", "alertmanager-secrets"
+        )
+    ours = yaml.safe_load(path.read_text(encoding="utf-8"))
+    single = yaml.safe_load((REPO / "docker/alertmanager/alertmanager.yml").read_text())
+    hooks = next(r for r in ours["receivers"] if r["name"] == "remediator")["webhook_configs"]
+    assert [h.pop("url") for h in hooks] == [
+        "http://remediator-1:9122/webhook",
+        "http://remediator-2:9122/webhook",
+    ]
+    (single_hook,) = next(r for r in single["receivers"] if r["name"] == "remediator")[
+        "webhook_configs"
+    ]
+    del single_hook["url"]
+    assert hooks == [single_hook, single_hook]
+    for config in (ours, single):
+        config["receivers"] = [r for r in config["receivers"] if r["name"] != "remediator"]
+    assert ours == single  # the same routes, inhibitions and maintenance windows
+
+
+def test_ha_prometheus_alerts_both_alertmanagers_and_scrapes_both_replicas(resolved):
+    path = REPO / "docker/ha/prometheus.yml"
+    assert _mounted(resolved, "prometheus-ha", "/etc/prometheus/prometheus.yml") == path
+    ours = yaml.safe_load(path.read_text(encoding="utf-8"))
+    single = yaml.safe_load((REPO / "docker/prometheus/prometheus.yml").read_text())
+    (alerting,) = ours.pop("alerting")["alertmanagers"]
+    assert alerting == {
+        "static_configs": [{"targets": ["alertmanager-1:9093", "alertmanager-2:9093"]}]
+    }
+    jobs = {j["job_name"]: j for j in ours["scrape_configs"]}
+    assert jobs["redis-autoheal-remediator"].pop("static_configs") == [
+        {"targets": ["remediator-1:9122", "remediator-2:9122"]}
+    ]
+    del single["alerting"]
+    for job in single["scrape_configs"]:
+        if job["job_name"] == "redis-autoheal-remediator":
+            del job["static_configs"]
+    assert ours == single
+    service = resolved["services"]["prometheus-ha"]
+    assert {"alertmanager-1", "alertmanager-2", "remediator-1", "remediator-2"} <= set(
+        service["depends_on"]
     )

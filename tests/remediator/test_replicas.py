@@ -1,9 +1,9 @@
 """Remediator replicas on a real 3-member etcd cluster (`coordination.backend: etcd`), each
 receiving every notification, against the real test host: one recovery per outage (with an etcd
-member down too), a breaker counted once, latched across restarts and reset from any replica, a
-paused holder taken over and then refused, a replica cut off from etcd answering 503 while
-the other heals, no quorum: 503 and nothing done, and every replica's copy of the whole audit
-trail.
+member down too, and from two real Alertmanagers whose gossip is blocked), a breaker counted
+once, latched across restarts and reset from any replica, a paused holder taken over and then
+refused, a replica cut off from etcd answering 503 while the other heals, no quorum: 503 and
+nothing done, and every replica's copy of the whole audit trail.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -20,13 +20,15 @@ from typing import TYPE_CHECKING, Any, cast
 import aiohttp
 import pytest
 
+from alerts.generator import deploy
 from remediator.audit import read_events
 from remediator.etcd.audit import copy_path
 from remediator.keys import BREAKER, COORDINATION, METRICS
+from tests.alertmanager_cluster import AlertmanagerCluster
 from tests.remediator.configs import ADMIN, start_remediator
 from tests.remediator.hostapp import AUTH, host_config, settle, verbs
 from tests.remediator.notifications import alert, notification
-from tests.support import HANG, free_port
+from tests.support import HANG, REPO, free_port
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -118,6 +120,106 @@ async def test_each_outage_is_recovered_once_by_one_of_three_replicas(
         assert await post_all(clients, body) == [["duplicate"]] * 3
     await settle_all(clients)
     assert verbs(test_host) == ["restart"] * rounds
+
+
+def alertmanager_config(clients: list[TestClient], token_file: Path) -> dict[str, Any]:
+    """alerts/alertmanager.yml's routing (the remediator's group_interval 1s, so each round's
+    alert goes out within a second), its webhook to every replica, people's receivers inert."""
+    shipped = deploy.load(REPO / "alerts" / "alertmanager.yml")
+    urls = [str(c.make_url("/webhook")) for c in clients]
+    site = deploy.AlertmanagerSite(
+        remediator_url=urls[0],
+        webhook_token_file=str(token_file),
+        waits=deploy.Waits(
+            root="30s", remediator="1s", grace="2m", page="10s", group_interval="1s"
+        ),
+        maintenance_windows=False,
+    )
+    return deploy.remediator_replicas(deploy.alertmanager(shipped, site), urls)
+
+
+def redis_down(starts_at: str, ends_at: str | None = None) -> dict[str, Any]:
+    """RedisDown on vm3 as Prometheus posts it to Alertmanager (resolved with `ends_at`)."""
+    labels = {
+        "alertname": "RedisDown",
+        "instance": "vm3",
+        "layer": "connectivity",
+        "remediate": "true",
+        "severity": "critical",
+    }
+    return {"labels": labels, "startsAt": starts_at} | ({"endsAt": ends_at} if ends_at else {})
+
+
+def webhooks(client: TestClient) -> float:
+    """The webhook requests the replica answered 200."""
+    registry = client.app[METRICS].registry
+    return registry.get_sample_value("autoheal_webhook_requests_total", {"code": "200"}) or 0
+
+
+async def until(check: Callable[[], bool], what: str) -> None:
+    """Until `check()` (run in a thread: it may ask an Alertmanager) holds."""
+    try:
+        async with asyncio.timeout(HANG):
+            while not await asyncio.to_thread(check):  # noqa: ASYNC110 -- polled: no event to await
+                await asyncio.sleep(0.1)
+    except TimeoutError:
+        pytest.fail(f"still waiting after {HANG:g}s for {what}")
+
+
+async def answered(clients: list[TestClient], count: int, what: str) -> None:
+    """Until every replica has answered `count` webhook requests."""
+    await until(lambda: all(webhooks(c) >= count for c in clients), what)
+
+
+async def test_alertmanagers_whose_gossip_is_blocked_both_send_and_one_replica_recovers(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """Two clustered Alertmanagers that cannot gossip each send every notification to each of
+    three replicas: six deliveries per outage, one recovery. Then, gossiping, only one sends."""
+    configs = replica_configs(tmp_path, test_host, etcd, circuit_breaker={"max_recoveries": 100})
+    clients = [await make_client(c) for c in configs]
+    am_config = alertmanager_config(clients, configs[0].remediator.webhook_token_file)
+
+    def sent(ams: AlertmanagerCluster, i: int) -> float:
+        return ams.metric(i, "alertmanager_notifications_total", integration="webhook")
+
+    rounds = 5
+    with AlertmanagerCluster(tmp_path / "blocked", am_config, gossip=False) as ams:
+        alone = [{ams.cluster[0]}, {ams.cluster[1]}]  # each peer sees only itself
+        assert [ams.peers(i) for i in (0, 1)] == alone
+        for done in range(rounds):
+            starts_at = await outage(test_host)
+            await asyncio.to_thread(ams.post, redis_down(starts_at))
+            await answered(clients, 4 * done + 2, "both Alertmanagers' notification")
+            assert [sent(ams, i) for i in (0, 1)] == [3 * (2 * done + 1)] * 2
+            await settle_all(clients)
+            assert verbs(test_host) == ["restart"] * (done + 1)
+            assert test_host.ping()
+            await asyncio.to_thread(ams.post, redis_down(starts_at, ends_at=now()))
+            await answered(clients, 4 * (done + 1), "both Alertmanagers' resolution")
+        assert [webhooks(c) for c in clients] == [4 * rounds] * 3
+        assert [ams.metric(i, "alertmanager_notifications_failed_total") for i in (0, 1)] == [0, 0]
+        assert [ams.peers(i) for i in (0, 1)] == alone  # the block held throughout
+    ended = [e for c in configs for e in read_events(c.audit) if finished(e)]
+    assert [e["result"]["outcome"] for e in ended] == ["recovered"] * rounds
+
+    # For contrast: gossiping, the second peer finds the first's notification in the shared
+    # log once its peer timeout is over, and sends nothing.
+    before = [webhooks(c) for c in clients]
+    with AlertmanagerCluster(tmp_path / "gossip", am_config, gossip=True) as ams:
+        await asyncio.to_thread(ams.post, redis_down(await outage(test_host)))
+        await until(
+            lambda: (
+                all(webhooks(c) >= b + 1 for c, b in zip(clients, before, strict=True))
+                and all(ams.metric(i, "alertmanager_nflog_queries_total") >= 3 for i in (0, 1))
+            ),
+            "one notification at every replica, and both peers past their notification log",
+        )
+        assert sorted(sent(ams, i) for i in (0, 1)) == [0, 3]
+        await settle_all(clients)
+        assert [webhooks(c) for c in clients] == [b + 1 for b in before]
+    assert verbs(test_host) == ["restart"] * (rounds + 1)
+    assert test_host.ping()
 
 
 async def test_with_one_etcd_member_down_recoveries_still_run_and_it_rejoins(
