@@ -78,9 +78,10 @@ class Coordination(Protocol):
         settle with the other replicas which of them this one may start. CoordinationUnavailable
         if that cannot be known: nothing is admitted (the webhook answers 503)."""
 
-    async def check_fence(self, target: str) -> None:
+    async def check_fence(self, target: str) -> int | None:
         """Before each state-changing command: Fenced if this process held the target for a
-        recovery and holds it no more (another replica took over)."""
+        recovery and holds it no more (another replica took over); else that recovery's fence
+        (None if it holds none)."""
 
     def adopt(self, resume: Callable[[str, str], bool]) -> None:
         """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
@@ -160,7 +161,7 @@ class LocalCoordination:
     async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:  # noqa: ARG002
         return None  # one process: `admit` decides alone
 
-    async def check_fence(self, target: str) -> None:  # noqa: ARG002
+    async def check_fence(self, target: str) -> int | None:  # noqa: ARG002
         return None  # nobody else could take the target
 
     def adopt(self, resume: Callable[[str, str], bool]) -> None:  # noqa: ARG002

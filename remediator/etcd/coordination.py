@@ -263,10 +263,10 @@ class EtcdCoordination(LocalCoordination):
 
     # Fencing and takeover.
 
-    async def check_fence(self, target: str) -> None:
+    async def check_fence(self, target: str) -> int | None:
         held = self.fences.get(target)
         if held is None:
-            return  # no recovery of ours: a manual operation, under the target's lock
+            return None  # no recovery of ours: a manual operation, under the target's lock
         if not self.live:
             raise Fenced(f"fence {held.fence}: this replica's etcd lease may have expired")
         try:
@@ -277,6 +277,7 @@ class EtcdCoordination(LocalCoordination):
             raise Fenced(f"fence {held.fence}: cannot confirm it with etcd: {e}") from None
         if not answer.get("succeeded"):
             raise Fenced(f"fence {held.fence}: another replica holds the target now")
+        return held.fence
 
     async def _take_over(self, target: str) -> None:
         """A recovery still running whose replica's claim is gone: continue it here."""
