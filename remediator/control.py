@@ -133,7 +133,7 @@ class TargetControl:
         prober: Prober,
         lock: asyncio.Lock,
         start_budget: StartBudget,
-        fence: Callable[[str], Awaitable[int | None]] | None = None,
+        fence: Callable[[str, Mapping[str, Any]], Awaitable[int | None]] | None = None,
         fenced_command: str | None = None,
     ) -> None:
         self.target = target
@@ -197,7 +197,7 @@ class TargetControl:
             raise
         if self.dry_run and not command.read_only:
             raise CommandRejected(f"dry-run mode: {command.name} is not run")
-        command = await self._fenced(command)
+        command = await self._fenced(command, context or {})
         ssh = self.ssh
         waited = 0.0
         if isinstance(command, ServiceControl) and command.action in (Action.START, Action.RESTART):
@@ -257,12 +257,12 @@ class TargetControl:
         _refused(command, result)
         return result
 
-    async def _fenced(self, command: Command) -> Command:
+    async def _fenced(self, command: Command, context: Mapping[str, Any]) -> Command:
         """A state-changing command once the fence is checked: through the host's fenced
         wrapper, with the recovery's fence, if one is configured and the step has one."""
         if self.fence is None or command.read_only:
             return command
-        fence = await self.fence(self.name)
+        fence = await self.fence(self.name, context)
         if fence is None or self.fenced_command is None or not isinstance(command, ServiceControl):
             return command
         return command.fenced(self.fenced_command, fence)
