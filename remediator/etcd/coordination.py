@@ -312,13 +312,17 @@ class EtcdCoordination(LocalCoordination):
         info = json.loads(handled["value"])
         if not info.get("running") or target in self._holds:
             return
+        after = progress_of(info)  # kept in `seen`, for a replica that takes over from this one
+        kept: dict[str, str | int] = (
+            {} if after is None else {"attempt": after.attempt, "level": after.level.label}
+        )
         answer = await self.gateway.call(
             "kv/txn",
             g.txn(
                 [g.compare(claim, "CREATE", 0), g.compare(seen, "MOD", handled["mod_revision"])],
                 [
                     g.put(claim, self._claim_value(), self.lease),
-                    g.put(seen, seen_value(self.replica, info["at"], running=True)),
+                    g.put(seen, seen_value(self.replica, info["at"], running=True, **kept)),
                 ],
             ),
         )
@@ -327,7 +331,6 @@ class EtcdCoordination(LocalCoordination):
         taken = Arbitration(None, g.revision(answer), info["at"])
         recovery_id = uuid.uuid4().hex[:12]
         self._taken[target] = taken
-        after = progress_of(info)
         went = (
             "before it acted"
             if after is None
