@@ -4,12 +4,16 @@ A command is built from a typed value, never from a string, and the value's cons
 rejects anything outside the whitelist before any network I/O:
 
     sudo -n systemctl start|stop|restart|reload UNIT
+    sudo -n WRAPPER FENCE start|stop|restart|reload UNIT   (a replica's fenced step: see below)
     systemctl is-active UNIT
     systemctl status UNIT
     sudo -n journalctl -u UNIT -n N --no-pager        (1 <= N <= 1000)
     sudo -n journalctl -u UNIT -f -n 1 -o json --no-pager    (a stream: see JournalFollow)
 
 Why `sudo -n`, and why journalctl goes through sudo: the README, "What runs on the Redis host".
+A remediator replica's recovery step may instead go through the host's fenced wrapper
+(packaging/host/redis-autoheal-fenced, `coordination.etcd.fenced_command`), which refuses a
+fence lower than one it has seen with exit FENCE_REFUSED.
 """
 
 from __future__ import annotations
@@ -23,6 +27,9 @@ from redis_autoheal.errors import CommandRejected
 
 MAX_JOURNAL_LINES = 1000
 MAX_UNIT_NAME = 255  # systemd's limit, suffix included
+FENCE_REFUSED = 77  # the fenced wrapper's exit code for a fence below the highest it has seen
+# The fenced wrapper's absolute path: nothing a shell or sudoers would read specially.
+_WRAPPER = re.compile(r"(?:/[A-Za-z0-9_.-]+)+")
 
 # systemd's unit-name grammar (systemd.unit(5)) for a service, minus the backslash escapes:
 # ASCII letters, digits and ":-_." with one optional "@instance". A leading "-" would be read
@@ -82,6 +89,17 @@ class Unit:
         return self.name
 
 
+def validate_wrapper(path: object) -> str:
+    """Return `path` if it can name the fenced wrapper (an absolute path, plain characters)."""
+    parts = path.split("/") if isinstance(path, str) else []
+    if not isinstance(path, str) or not _WRAPPER.fullmatch(path) or {".", ".."} & set(parts):
+        raise CommandRejected(
+            f"the fenced wrapper must be an absolute path of letters, digits, '_', '.', '-', "
+            f"like /usr/local/sbin/redis-autoheal-fenced, got {path!r}"
+        )
+    return path
+
+
 def _check_unit(unit: object) -> None:
     if not isinstance(unit, Unit):
         raise CommandRejected(f"unit must be a Unit, got {type(unit).__name__}")
@@ -90,15 +108,28 @@ def _check_unit(unit: object) -> None:
 
 @dataclass(frozen=True, slots=True)
 class ServiceControl:
-    """`sudo -n systemctl ACTION UNIT`: the only commands that change anything."""
+    """`sudo -n systemctl ACTION UNIT`: the only commands that change anything. Fenced (see
+    `fenced`), the same step as `sudo -n WRAPPER FENCE ACTION UNIT`."""
 
     action: Action
     unit: Unit
+    wrapper: str | None = None  # the fenced wrapper's path on the host
+    fence: int | None = None  # the replica's claim revision, which the wrapper compares
 
     def __post_init__(self) -> None:
         if not isinstance(self.action, Action):
             raise CommandRejected(f"action must be one of {[a.value for a in Action]}")
         _check_unit(self.unit)
+        if (self.wrapper is None) != (self.fence is None):
+            raise CommandRejected("a fenced command needs both the wrapper and the fence")
+        if self.wrapper is not None:
+            validate_wrapper(self.wrapper)
+            if type(self.fence) is not int or self.fence <= 0:
+                raise CommandRejected(f"a fence must be a positive integer, got {self.fence!r}")
+
+    def fenced(self, wrapper: str, fence: int) -> ServiceControl:
+        """The same step, run through the host's fenced wrapper with this fence."""
+        return ServiceControl(self.action, self.unit, wrapper, fence)
 
     @property
     def name(self) -> str:
@@ -109,6 +140,9 @@ class ServiceControl:
         return False
 
     def argv(self) -> tuple[str, ...]:
+        if self.wrapper is not None:
+            fence = str(self.fence)
+            return ("sudo", "-n", self.wrapper, fence, self.action.value, self.unit.name)
         return ("sudo", "-n", "systemctl", self.action.value, self.unit.name)
 
 

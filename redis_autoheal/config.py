@@ -21,7 +21,7 @@ from typing import Literal
 import yaml
 
 from redis_autoheal import thresholds
-from redis_autoheal.commands import Unit, validate_unit
+from redis_autoheal.commands import Unit, validate_unit, validate_wrapper
 from redis_autoheal.errors import CommandRejected, ConfigError
 from redis_autoheal.rulefile import StateAlert, load_state_alerts
 from redis_autoheal.schema import build, field, in_range, internal
@@ -59,6 +59,14 @@ def parse_listen(value: str) -> tuple[str, int]:
     if not 1 <= port <= 65535:
         raise ValueError(f"port must be 1-65535, got {port}")
     return host, port
+
+
+def _wrapper(value: str) -> str | None:
+    try:
+        validate_wrapper(value)
+    except CommandRejected as e:
+        return str(e)
+    return None
 
 
 def _listen(value: str) -> str | None:
@@ -320,6 +328,9 @@ class EtcdSettings:
     tls_key_file: Path | None = None
     # How long a replica that stopped answering (paused, cut off) holds its claims.
     lease_ttl_seconds: int = field(10, check=in_range(2, 300))
+    # The fenced wrapper's path on the Redis hosts: each recovery step then runs as
+    # `sudo -n WRAPPER FENCE ACTION UNIT`. Unset: the runbook's `sudo -n systemctl`.
+    fenced_command: str | None = field(None, check=_wrapper)
 
 
 @dataclass(frozen=True)
@@ -511,8 +522,12 @@ def _finish_exporter(e: ExporterSettings) -> ExporterSettings:
     return ExporterSettings(**{**e.__dict__, "allowed_targets": allowed, "follow": follow})
 
 
-def _check_etcd(e: EtcdSettings) -> None:
+def _check_etcd(e: EtcdSettings, backend: str) -> None:
     key = "coordination.etcd"
+    if e.fenced_command is not None and backend != "etcd":
+        raise ConfigError(
+            f"{key}.fenced_command", "needs coordination.backend: etcd (a fence is an etcd claim)"
+        )
     for name in ("tls_ca_file", "tls_cert_file", "tls_key_file"):
         path = getattr(e, name)
         if path is not None:
@@ -539,7 +554,7 @@ def config_from_data(data: object, source: Path) -> Config:
     if (r.tls_cert_file is None) != (r.tls_key_file is None):
         raise ConfigError("remediator.tls_cert_file", "needs tls_key_file too")
     exporter = _finish_exporter(config.exporter)
-    _check_etcd(config.coordination.etcd)
+    _check_etcd(config.coordination.etcd, config.coordination.backend)
     return Config(**{**config.__dict__, "targets": targets, "exporter": exporter, "source": source})
 
 

@@ -112,6 +112,7 @@ async def _targets(app: web.Application) -> AsyncIterator[None]:
             lock=coordination.lock(t.name),
             start_budget=coordination.start_budget(t.name),
             fence=coordination.check_fence,
+            fenced_command=config.coordination.etcd.fenced_command,
         )
         for t in config.targets
     }

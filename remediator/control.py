@@ -16,11 +16,19 @@ import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
-from redis_autoheal.commands import Action, Command, Journal, ServiceControl, Status, command_line
+from redis_autoheal.commands import (
+    FENCE_REFUSED,
+    Action,
+    Command,
+    Journal,
+    ServiceControl,
+    Status,
+    command_line,
+)
 from redis_autoheal.errors import CommandRejected, HostKeyError, SshCommandTimeout, SshError
 from redis_autoheal.ssh import Lane
 from remediator.audit import AUTOHEAL, Actor, AuditWriter, RiskLevel
-from remediator.errors import AuditWriteError, NoSshConfigured
+from remediator.errors import AuditWriteError, Fenced, NoSshConfigured
 from remediator.events import SecurityViolation, SshCommand, utc_timestamp
 
 if TYPE_CHECKING:
@@ -104,6 +112,13 @@ def _kept(text: str) -> str:
     return text if len(text) <= _OUTPUT_KEPT else text[:_OUTPUT_KEPT] + "..."
 
 
+def _refused(command: Command, result: CommandResult) -> None:
+    """Fenced if the host's fenced wrapper refused the command (it ran nothing)."""
+    if isinstance(command, ServiceControl) and command.fence and result.exit_code == FENCE_REFUSED:
+        stderr = _kept(result.stderr.strip())
+        raise Fenced(f"fence {command.fence}: refused by the host's fenced wrapper ({stderr})")
+
+
 class TargetControl:
     """One target's lock, commands and PING."""
 
@@ -118,7 +133,8 @@ class TargetControl:
         prober: Prober,
         lock: asyncio.Lock,
         start_budget: StartBudget,
-        fence: Callable[[str], Awaitable[None]] | None = None,
+        fence: Callable[[str, Mapping[str, Any]], Awaitable[int | None]] | None = None,
+        fenced_command: str | None = None,
     ) -> None:
         self.target = target
         self.unit = target.systemd_unit
@@ -129,7 +145,10 @@ class TargetControl:
         self.prober = prober  # the target's one Redis client, shared with its health checks
         self.lock = lock
         self.start_budget = start_budget
-        self.fence = fence  # raises Fenced if this replica no longer holds the target
+        # Raises Fenced if this replica no longer holds the target; else the recovery's fence
+        # (None: no recovery of a replica), given with each step to the host's fenced wrapper.
+        self.fence = fence
+        self.fenced_command = fenced_command
 
     @property
     def name(self) -> str:
@@ -153,8 +172,9 @@ class TargetControl:
         """Run one whitelisted command, audited before and after.
 
         Raises AuditWriteError (the command did not run), NoSshConfigured, CommandRejected
-        (a state-changing command in dry-run mode), Fenced (a replica that lost the target)
-        and the SshError family.
+        (a state-changing command in dry-run mode), Fenced (a replica that lost the target:
+        found before the command, or by the host's fenced wrapper, which ran nothing) and the
+        SshError family.
         """
         if self.ssh is None:
             raise NoSshConfigured(self.refusal)
@@ -177,8 +197,7 @@ class TargetControl:
             raise
         if self.dry_run and not command.read_only:
             raise CommandRejected(f"dry-run mode: {command.name} is not run")
-        if self.fence is not None and not command.read_only:
-            await self.fence(self.name)
+        command = await self._fenced(command, context or {})
         ssh = self.ssh
         waited = 0.0
         if isinstance(command, ServiceControl) and command.action in (Action.START, Action.RESTART):
@@ -235,7 +254,18 @@ class TargetControl:
                 stderr=_kept(result.stderr.strip()),
             )
         )
+        _refused(command, result)
         return result
+
+    async def _fenced(self, command: Command, context: Mapping[str, Any]) -> Command:
+        """A state-changing command once the fence is checked: through the host's fenced
+        wrapper, with the recovery's fence, if one is configured and the step has one."""
+        if self.fence is None or command.read_only:
+            return command
+        fence = await self.fence(self.name, context)
+        if fence is None or self.fenced_command is None or not isinstance(command, ServiceControl):
+            return command
+        return command.fenced(self.fenced_command, fence)
 
     async def _interrupted(self, command: Command, started: SshCommand, duration: float) -> None:
         """Close the audit pair of a command whose caller gave up on it (a shutdown past its

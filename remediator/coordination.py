@@ -17,7 +17,7 @@ import collections
 import time
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
@@ -28,6 +28,11 @@ if TYPE_CHECKING:
 
     from redis_autoheal.config import Config
     from remediator.alertmanager import AlertKey
+    from remediator.recovery import Progress
+
+    # Dispatcher.resume: start a recovery of the target with this id, continuing from the
+    # progress of the one it takes over, if any; False if the target is taken.
+    Resume = Callable[[str, str, Progress | None], bool]
 
 SEEN_TTL_SECONDS = 24 * 3600.0  # longer than Alertmanager's default repeat_interval (4h)
 SEEN_MAX = 10_000
@@ -78,11 +83,13 @@ class Coordination(Protocol):
         settle with the other replicas which of them this one may start. CoordinationUnavailable
         if that cannot be known: nothing is admitted (the webhook answers 503)."""
 
-    async def check_fence(self, target: str) -> None:
+    async def check_fence(self, target: str, step: Mapping[str, Any]) -> int | None:
         """Before each state-changing command: Fenced if this process held the target for a
-        recovery and holds it no more (another replica took over)."""
+        recovery and holds it no more (another replica took over); else that recovery's fence
+        (None if it holds none), and the step (its audit ids: `attempt`, `recovery_level`) is
+        the recovery's progress, for a replica that takes it over."""
 
-    def adopt(self, resume: Callable[[str, str], bool]) -> None:
+    def adopt(self, resume: Resume) -> None:
         """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
         uses it to take over the recovery of one whose lease expired."""
 
@@ -160,10 +167,10 @@ class LocalCoordination:
     async def prepare(self, wanted: Mapping[str, Collection[AlertKey]]) -> None:  # noqa: ARG002
         return None  # one process: `admit` decides alone
 
-    async def check_fence(self, target: str) -> None:  # noqa: ARG002
+    async def check_fence(self, target: str, step: Mapping[str, Any]) -> int | None:  # noqa: ARG002
         return None  # nobody else could take the target
 
-    def adopt(self, resume: Callable[[str, str], bool]) -> None:  # noqa: ARG002
+    def adopt(self, resume: Resume) -> None:  # noqa: ARG002
         return None  # nobody else to take over from
 
     def lock(self, target: str) -> asyncio.Lock:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from remediator.alertmanager import Alert, AlertKey, Notification
     from remediator.control import TargetControl
     from remediator.coordination import Coordination
-    from remediator.recovery import RecoveryEngine
+    from remediator.recovery import Progress, RecoveryEngine
 
 log = logging.getLogger(__name__)
 
@@ -311,14 +311,15 @@ class Dispatcher:
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def resume(self, target: str, recovery_id: str) -> bool:
+    def resume(self, target: str, recovery_id: str, after: Progress | None = None) -> bool:
         """Start a recovery no alert asked for: the re-check of one that the last run of the
-        remediator left unfinished (remediator.resume). False if the target is taken."""
+        remediator left unfinished (remediator.resume), or one taken over from another replica
+        (going on `after` its progress). False if the target is taken."""
         if target not in self.controls or self._closed:
             return False
         if not self.coordination.claim(target, recovery_id):
             return False
-        job = Job(target, Trigger(recovery_id, []))
+        job = Job(target, Trigger(recovery_id, [], after=after))
         self._jobs[target] = job
         self.start(job)
         return True

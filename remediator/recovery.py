@@ -12,7 +12,8 @@ This module is the runbook's escalation policy: which level next (`next_level`),
 `max_attempts` attempts `retry_delay_seconds` apart, the stable window after a hard step, the
 circuit breaker counted before the first command. Each attempt looks afresh (state, then PING)
 and returns what it found (`Ended`, or None to escalate); the loop in `_Run._attempts` owns the
-attempts. Commands and their verification go through remediator.act, as manual operations do.
+attempts. A recovery taken over from another replica goes on from its next attempt and level
+(`Progress`). Commands and their verification go through remediator.act, as manual operations do.
 """
 
 from __future__ import annotations
@@ -101,6 +102,15 @@ def next_level(previous: Level | None, state: str) -> Level | None:
 Controls = Target  # what the engine needs of a target
 
 
+@dataclass(frozen=True)
+class Progress:
+    """How far the recovery of a replica that lost its claim had got: its last attempt that
+    sent a command, and that attempt's level. The one taking over goes on from the next."""
+
+    attempt: int
+    level: Level
+
+
 @dataclass
 class Trigger:
     """Why a recovery runs: the alerts it serves (more may join it) and who delivered them."""
@@ -109,6 +119,7 @@ class Trigger:
     alerts: list[Alert]
     source_ip: str | None = None
     resolved: asyncio.Event = field(default_factory=asyncio.Event)
+    after: Progress | None = None  # taken over from another replica: where it had got to
 
     @property
     def fingerprints(self) -> list[str]:
@@ -189,8 +200,10 @@ class _Run:
         self.steps: list[Step] = []
         self.started = time.monotonic()
         self.pong_after: float | None = None
-        self.level: Level | None = None
-        self.counted = False  # on the circuit breaker
+        after = trigger.after
+        self.level: Level | None = None if after is None else after.level
+        self.first_attempt = 1 if after is None else after.attempt + 1
+        self.counted = after is not None  # on the circuit breaker: the same outage's recovery
         self.log = target_logger(log, control.name)
         self.acting = Acting(
             control,
@@ -306,8 +319,11 @@ class _Run:
     async def _attempts(self) -> Ended:
         """Up to max_attempts attempts; the first that finds an end ends the recovery."""
         s = self.e.settings
-        for attempt in range(1, s.max_attempts + 1):
-            if attempt > 1 and await self._wait_or_resolved(s.retry_delay_seconds):
+        first = self.first_attempt
+        if first > s.max_attempts:
+            return await self._last_look()
+        for attempt in range(first, s.max_attempts + 1):
+            if attempt > first and await self._wait_or_resolved(s.retry_delay_seconds):
                 return Ended(Outcome.RESOLVED, "every alert resolved: escalation stopped")
             if self.e.stopping.is_set():
                 return self._stopped()
@@ -320,6 +336,20 @@ class _Run:
                 return ended
         last = self.steps[-1].reason if self.steps else "-"
         return Ended(Outcome.EXHAUSTED, f"{s.max_attempts} attempt(s) failed; last: {last}")
+
+    async def _last_look(self) -> Ended:
+        """Taken over after the replica it had ran every attempt: whether its last worked."""
+        last = f"{self.e.settings.max_attempts} attempt(s) ran on the replica it took over from"
+        try:
+            state = await self.acting.settled()
+            if (
+                state in RUNNING
+                and (await pong_within(self.control, self.e.ping_timeout_seconds)).ok
+            ):
+                return self._up()
+        except SshError as err:
+            return Ended(Outcome.EXHAUSTED, f"{last}; the host cannot be reached: {err}")
+        return Ended(Outcome.EXHAUSTED, f"{last}; the unit is {state}, not answering PING")
 
     def _stopped(self) -> Ended:
         done = f"after {len(self.steps)} attempt(s)" if self.steps else "before acting"

@@ -73,8 +73,9 @@ def prepare_mounts(config: dict[str, Any]) -> None:
 
 
 def bind_files(binds: list[list[str]], overlays: Path) -> None:
-    """Bind each source over its target; a missing target (no systemd package installed) is
-    first created in an overlay of its directory, so the real directory is never written."""
+    """Bind each source (a file or a directory) over its target; a missing target (no systemd
+    package installed) is first created in an overlay of its directory, so the real directory
+    is never written."""
     overlaid: set[Path] = set()
     for source, target in binds:
         path = Path(target)
@@ -82,7 +83,10 @@ def bind_files(binds: list[list[str]], overlays: Path) -> None:
             if path.parent not in overlaid:
                 overlay(path.parent, overlays / str(len(overlaid)))
                 overlaid.add(path.parent)
-            path.touch(mode=0o755)
+            if Path(source).is_dir():
+                path.mkdir(mode=0o755)
+            else:
+                path.touch(mode=0o755)
         mount(source, target, None, MS_BIND, None)
 
 

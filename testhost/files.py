@@ -41,6 +41,13 @@ autobot ALL=(ALL) NOPASSWD: /bin/systemctl status redis-server
 autobot ALL=(ALL) NOPASSWD: /bin/journalctl -u redis-server *
 """
 
+# The fenced wrapper a remediator replica's recovery steps go through, and its sudoers line, as
+# the README ("Running several remediators") installs them: with HostOptions(fenced=True).
+FENCED = "/usr/local/sbin/redis-autoheal-fenced"
+FENCED_STATE = "/var/lib/redis-autoheal-fenced"
+FENCED_SOURCE = Path(__file__).resolve().parents[1] / "packaging" / "host" / "redis-autoheal-fenced"
+SUDOERS_FENCED = f"{USER} ALL=(root) NOPASSWD: {FENCED} [0-9]* {UNIT}\n"
+
 # The runbook's Appendix B redis.conf settings that make sense in a box.
 RUNBOOK_SAVE = ("save 900 1", "save 300 10", "save 60 10000")
 
@@ -59,6 +66,7 @@ class HostOptions:
     start_limit_interval: float = 10.0
     start_limit_burst: int = 5
     ready_timeout: float = 15.0
+    fenced: bool = False  # install the fenced wrapper and its sudoers line
 
 
 @dataclasses.dataclass(frozen=True)
@@ -158,6 +166,10 @@ class Layout:
     @property
     def init_log(self) -> Path:
         return self.log / "hostinit.log"
+
+    @property
+    def fenced_state(self) -> Path:
+        return self.root / "fenced"
 
     @property
     def varlog(self) -> Path:
@@ -286,6 +298,16 @@ def write_accounts(lay: Layout, uid: int) -> None:
     lay.authorized_keys.write_text(lay.key_file.with_suffix(".pub").read_text())
     lay.authorized_keys.chmod(0o600)
     os.chown(lay.authorized_keys, uid, uid)
+
+
+def write_fenced(lay: Layout) -> None:
+    """The fenced wrapper (verbatim), its sudoers line beside the runbook's, its state dir."""
+    wrapper = lay.bin / "redis-autoheal-fenced"
+    shutil.copyfile(FENCED_SOURCE, wrapper)
+    wrapper.chmod(0o755)
+    sudoers = lay.etc / "sudoers.d" / "autobot-redis"
+    sudoers.write_text(sudoers.read_text() + SUDOERS_FENCED)
+    lay.fenced_state.mkdir(mode=0o700, exist_ok=True)
 
 
 def write_sshd(lay: Layout) -> None:
@@ -424,6 +446,8 @@ def write_init_config(lay: Layout, opts: HostOptions) -> None:
         (lay.bin / "systemctl", "/usr/bin/systemctl"),
         (lay.bin / "journalctl", "/usr/bin/journalctl"),
     ]
+    if opts.fenced:
+        binds += [(lay.bin / "redis-autoheal-fenced", FENCED), (lay.fenced_state, FENCED_STATE)]
     for name in ("wtmp", "btmp", "lastlog"):  # sshd must not write the real login records
         if (Path("/var/log") / name).exists():
             (lay.varlog / name).touch(mode=0o600)
@@ -457,6 +481,8 @@ def populate(lay: Layout, opts: HostOptions, net: Net, uid: int) -> None:
     make_dirs(lay, uid)
     generate_keys(lay)
     write_accounts(lay, uid)
+    if opts.fenced:
+        write_fenced(lay)
     write_sshd(lay)
     write_known_hosts(lay, net.address)
     write_redis_conf(lay, opts)

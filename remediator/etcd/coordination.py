@@ -11,8 +11,10 @@ kept alive while the replica reaches a member with quorum; a replica whose lease
 expired is down (not `up`): its `prepare` raises CoordinationUnavailable (the webhook answers
 503) and its recoveries are fenced. A recovery still running (its `seen` key says so) whose
 claim is gone is taken over by another replica, as a new recovery that looks afresh at the unit
-(remediator.recovery). What stays in this process (the alerts reserved on a recovery,
-their duplicate memory, the locks and start budgets) is LocalCoordination's.
+and goes on from the attempt after the last one its holder acted in (each fence check writes
+that attempt and its level to `seen`, in its transaction; remediator.recovery). What stays in
+this process (the alerts reserved on a recovery, their duplicate memory, the locks and start
+budgets) is LocalCoordination's.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from remediator.breaker import BreakerState, parse_states
 from remediator.coordination import LocalCoordination, Verdict
@@ -39,15 +41,16 @@ from remediator.etcd.gateway import Gateway
 from remediator.etcd.keys import BREAKER as BREAKER_KEY
 from remediator.etcd.keys import claim_key, seen_key
 from remediator.events import AutoRecovery
+from remediator.recovery import Level, Progress
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Coroutine, Iterable, Mapping
+    from collections.abc import Collection, Coroutine, Iterable, Mapping
 
     from redis_autoheal.config import EtcdSettings
     from remediator.alertmanager import AlertKey
     from remediator.audit import AuditWriter
     from remediator.breaker import BreakerStore
-    from remediator.coordination import Claim
+    from remediator.coordination import Claim, Resume
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +77,17 @@ class Held:
     at: float
 
 
-def seen_value(replica: str, at: float, *, running: bool) -> str:
-    return json.dumps({"replica": replica, "at": at, "running": running})
+def seen_value(replica: str, at: float, *, running: bool, **progress: str | int) -> str:
+    """`progress`: the running recovery's last step (`attempt`, `level`), once it acts."""
+    return json.dumps({"replica": replica, "at": at, "running": running, **progress})
+
+
+def progress_of(seen: Mapping[str, Any]) -> Progress | None:
+    """The progress a running recovery left in its `seen` value, if it had acted."""
+    attempt, level = seen.get("attempt"), seen.get("level")
+    if type(attempt) is not int or level not in {lv.label for lv in Level}:
+        return None
+    return Progress(attempt, Level[str(level).upper()])
 
 
 def replica_name() -> str:
@@ -108,7 +120,7 @@ class EtcdCoordination(LocalCoordination):
         self._taken: dict[str, Arbitration] = {}  # taken over, until its recovery starts
         self.fences: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._resume: Callable[[str, str], bool] | None = None
+        self._resume: Resume | None = None
         if isinstance(breaker, EtcdBreakerStore):
             breaker.fence_of = self._fence_of
 
@@ -116,7 +128,7 @@ class EtcdCoordination(LocalCoordination):
         held = self.fences.get(target)
         return None if held is None else held.fence
 
-    def adopt(self, resume: Callable[[str, str], bool]) -> None:
+    def adopt(self, resume: Resume) -> None:
         self._resume = resume
 
     # Start-up, lease, shutdown.
@@ -263,20 +275,30 @@ class EtcdCoordination(LocalCoordination):
 
     # Fencing and takeover.
 
-    async def check_fence(self, target: str) -> None:
+    async def check_fence(self, target: str, step: Mapping[str, Any]) -> int | None:
         held = self.fences.get(target)
         if held is None:
-            return  # no recovery of ours: a manual operation, under the target's lock
+            return None  # no recovery of ours: a manual operation, under the target's lock
         if not self.live:
             raise Fenced(f"fence {held.fence}: this replica's etcd lease may have expired")
+        attempt, level = step.get("attempt"), step.get("recovery_level")
+        progress = (
+            [g.put(seen_key(target), self._progress(held, attempt, level))]
+            if isinstance(attempt, int) and isinstance(level, str)
+            else []
+        )
         try:
             answer = await self.gateway.call(
-                "kv/txn", g.txn([g.compare(claim_key(target), "CREATE", held.fence)], [])
+                "kv/txn", g.txn([g.compare(claim_key(target), "CREATE", held.fence)], progress)
             )
         except CoordinationUnavailable as e:
             raise Fenced(f"fence {held.fence}: cannot confirm it with etcd: {e}") from None
         if not answer.get("succeeded"):
             raise Fenced(f"fence {held.fence}: another replica holds the target now")
+        return held.fence
+
+    def _progress(self, held: Held, attempt: int, level: str) -> str:
+        return seen_value(self.replica, held.at, running=True, attempt=attempt, level=level)
 
     async def _take_over(self, target: str) -> None:
         """A recovery still running whose replica's claim is gone: continue it here."""
@@ -290,13 +312,17 @@ class EtcdCoordination(LocalCoordination):
         info = json.loads(handled["value"])
         if not info.get("running") or target in self._holds:
             return
+        after = progress_of(info)  # kept in `seen`, for a replica that takes over from this one
+        kept: dict[str, str | int] = (
+            {} if after is None else {"attempt": after.attempt, "level": after.level.label}
+        )
         answer = await self.gateway.call(
             "kv/txn",
             g.txn(
                 [g.compare(claim, "CREATE", 0), g.compare(seen, "MOD", handled["mod_revision"])],
                 [
                     g.put(claim, self._claim_value(), self.lease),
-                    g.put(seen, seen_value(self.replica, info["at"], running=True)),
+                    g.put(seen, seen_value(self.replica, info["at"], running=True, **kept)),
                 ],
             ),
         )
@@ -305,6 +331,11 @@ class EtcdCoordination(LocalCoordination):
         taken = Arbitration(None, g.revision(answer), info["at"])
         recovery_id = uuid.uuid4().hex[:12]
         self._taken[target] = taken
+        went = (
+            "before it acted"
+            if after is None
+            else f"after its attempt {after.attempt} ({after.level.label}): going on from the next"
+        )
         try:
             await self.audit.write(
                 AutoRecovery(
@@ -316,11 +347,11 @@ class EtcdCoordination(LocalCoordination):
                     resumed_ids=[],
                     reason=(
                         f"taking over from replica {info.get('replica')}, whose etcd lease "
-                        f"expired during its recovery (fence {taken.fence})"
+                        f"expired during its recovery (fence {taken.fence}), {went}"
                     ),
                 )
             )
-            started = self._resume(target, recovery_id)
+            started = self._resume(target, recovery_id, after)
         except AuditWriteError as e:
             log.warning("%s: cannot audit the takeover, not taken over: %s", target, e)
             started = False

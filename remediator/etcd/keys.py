@@ -5,7 +5,8 @@
   (gone with it); its create revision is the recovery's fence;
 - `seen/<target>`: when the target's last recovery was claimed (its outage is handled: alerts
   that started before are duplicates), by which replica, and whether it is still running (a
-  running one without a claim was cut: another replica takes it over).
+  running one without a claim was cut: another replica takes it over, going on from the
+  `attempt` and `level` of its last step, kept there).
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ WHITELIST = [
     re.compile(rf"systemctl is-active {_UNIT}"),
     re.compile(rf"systemctl status {_UNIT}"),
     re.compile(rf"sudo -n journalctl -u {_UNIT} -n ([1-9][0-9]{{0,2}}|1000) --no-pager"),
+    # a replica's recovery step through the host's fenced wrapper
+    re.compile(rf"sudo -n (/[A-Za-z0-9_.-]+)+ [1-9][0-9]* (start|stop|restart|reload) {_UNIT}"),
 ]
 
 
@@ -115,6 +117,33 @@ def test_tampered_value_is_caught_before_sending() -> None:
         command_line(cmd)
 
 
+def test_a_fenced_step_runs_through_the_wrapper_with_its_fence() -> None:
+    step = ServiceControl(Action.RESTART, Unit("redis-server"))
+    fenced = step.fenced("/usr/local/sbin/redis-autoheal-fenced", 42)
+    assert command_line(fenced) == (
+        "sudo -n /usr/local/sbin/redis-autoheal-fenced 42 restart redis-server"
+    )
+    assert fenced.name == "restart"
+    assert not fenced.read_only
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "fence"),
+    [
+        ("redis-autoheal-fenced", 1),  # not absolute
+        ("/usr/local/sbin/x; id", 1),
+        ("/usr/local/../bin/sh", 1),
+        ("/usr/local/sbin/redis-autoheal-fenced", 0),
+        ("/usr/local/sbin/redis-autoheal-fenced", True),
+    ],
+)
+def test_a_bad_wrapper_or_fence_is_rejected(wrapper: str, fence: int) -> None:
+    with pytest.raises(CommandRejected):
+        ServiceControl(Action.START, Unit("redis-server")).fenced(wrapper, fence)
+    with pytest.raises(CommandRejected, match="both"):
+        ServiceControl(Action.START, Unit("redis-server"), wrapper="/usr/sbin/x")
+
+
 def test_strings_are_not_commands() -> None:
     with pytest.raises(CommandRejected):
         command_line("systemctl is-active redis-server")
@@ -132,7 +161,11 @@ def any_command(draw: st.DrawFn) -> object:
         unit = Unit(unit_name)
         if kind == "control":
             action = Action(draw(st.one_of(_text, st.sampled_from([a.value for a in Action]))))
-            return ServiceControl(action, unit)
+            command = ServiceControl(action, unit)
+            if draw(st.booleans()):
+                wrapper = draw(st.one_of(_text, st.just("/usr/local/sbin/redis-autoheal-fenced")))
+                command = command.fenced(wrapper, draw(st.integers()))
+            return command
         if kind == "journal":
             return Journal(unit, draw(st.integers(min_value=-(10**6), max_value=10**6)))
         return IsActive(unit) if kind == "is-active" else Status(unit)

@@ -37,6 +37,16 @@ def test_etcd_endpoints_and_ttl(tmp_path: Path) -> None:
     etcd = coordination.etcd
     assert etcd.endpoints == ("http://10.0.0.1:2379", "https://etcd.internal:2379")
     assert etcd.lease_ttl_seconds == 15
+    assert etcd.fenced_command is None  # the runbook's `sudo -n systemctl` commands
+
+
+def test_the_fenced_wrapper(tmp_path: Path) -> None:
+    text = (
+        "coordination: {backend: etcd, etcd: "
+        "{fenced_command: /usr/local/sbin/redis-autoheal-fenced}}\n"
+    )
+    etcd = load(tmp_path, text).etcd
+    assert etcd.fenced_command == "/usr/local/sbin/redis-autoheal-fenced"
 
 
 @pytest.mark.parametrize(
@@ -49,6 +59,13 @@ def test_etcd_endpoints_and_ttl(tmp_path: Path) -> None:
         ("coordination: {etcd: {lease_ttl_seconds: 1}}", "coordination.etcd.lease_ttl_seconds"),
         ("coordination: {etcd: {tls_ca_file: /nonexistent/ca.pem}}", "coordination.etcd.tls_ca"),
         ("coordination: {etcd: {leas_ttl_seconds: 5}}", "coordination.etcd.leas_ttl_seconds"),
+        ("coordination: {etcd: {fenced_command: fenced}}", "coordination.etcd.fenced_command"),
+        ("coordination: {etcd: {fenced_command: '/a b'}}", "coordination.etcd.fenced_command"),
+        ("coordination: {etcd: {fenced_command: /a/../sh}}", "coordination.etcd.fenced_command"),
+        (  # a fence is an etcd claim's revision: nothing to fence with alone
+            "coordination: {etcd: {fenced_command: /usr/local/sbin/redis-autoheal-fenced}}",
+            "coordination.etcd.fenced_command",
+        ),
     ],
 )
 def test_a_bad_value_is_refused_naming_its_key(tmp_path: Path, text: str, key: str) -> None:

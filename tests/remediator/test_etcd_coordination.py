@@ -1,7 +1,8 @@
 """EtcdCoordination's admission against a real 3-member etcd cluster, without a test host:
 replicas deciding the same alerts at once start exactly one recovery per outage, over many
 rounds; an outage already handled is a duplicate on every replica; a breaker open in etcd
-suppresses everywhere; each new claim has a higher fence."""
+suppresses everywhere; each new claim has a higher fence; a recovery whose holder's lease ended
+is taken over with its progress, again and again."""
 
 from __future__ import annotations
 
@@ -14,10 +15,13 @@ import pytest
 from redis_autoheal.config import CircuitBreaker, EtcdSettings
 from remediator.audit import AuditWriter
 from remediator.coordination import Verdict
+from remediator.errors import Fenced
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.coordination import EtcdCoordination
 from remediator.etcd.gateway import SyncGateway
+from remediator.recovery import Level, Progress
 from tests.remediator.configs import write_config
+from tests.support import HANG
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -96,3 +100,41 @@ async def test_an_unserved_outage_is_forgotten_and_an_open_breaker_suppresses_ev
     later = outage("b")
     verdicts = await asyncio.gather(*(decide(c, later, f"s{i}") for i, c in enumerate(replicas)))
     assert verdicts == [Verdict.SUPPRESSED] * 3
+
+
+async def revoke(c: EtcdCoordination) -> None:
+    """The replica's lease ends (as when it is paused past its TTL): its claims are gone."""
+    await c.gateway.call("lease/revoke", {"ID": str(c.lease)})
+
+
+async def test_a_recovery_is_taken_over_with_its_progress_each_time_a_holder_is_lost(
+    replicas: list[EtcdCoordination],
+) -> None:
+    taken: asyncio.Queue[tuple[EtcdCoordination, Progress | None]] = asyncio.Queue()
+    for c in replicas:
+
+        def resume(
+            target: str, recovery_id: str, after: Progress | None, c: EtcdCoordination = c
+        ) -> bool:
+            taken.put_nowait((c, after))
+            return c.claim(target, recovery_id)  # as Dispatcher.resume does
+
+        c.adopt(resume)
+    holder = replicas[0]
+    assert await decide(holder, outage("a"), "r0") == Verdict.STARTED
+    step = {"attempt": 1, "recovery_level": "standard"}
+    fence = await holder.check_fence("redis", step)
+    assert fence == holder.fences["redis"].fence
+
+    lost = [holder]
+    for _ in range(2):  # the holder's lease ends; then the lease of the one that took over
+        await revoke(lost[-1])
+        async with asyncio.timeout(HANG):
+            replica, after = await taken.get()
+        assert replica not in lost
+        assert after == Progress(1, Level.STANDARD)  # still the first holder's last step
+        assert replica.fences["redis"].fence > fence
+        with pytest.raises(Fenced):
+            await lost[-1].check_fence("redis", {"attempt": 2, "recovery_level": "hard"})
+        lost.append(replica)
+    assert taken.empty()

@@ -23,7 +23,7 @@ from redis_autoheal.ssh import CommandResult
 from remediator.audit import AuditWriter, read_events
 from remediator.breaker import BreakerStore
 from remediator.metrics import Metrics
-from remediator.recovery import Level, Outcome, RecoveryEngine, Trigger, next_level
+from remediator.recovery import Level, Outcome, Progress, RecoveryEngine, Trigger, next_level
 
 
 @dataclass
@@ -214,6 +214,33 @@ async def test_every_level_failing_is_exhausted_and_counted(engine: RecoveryEngi
     assert [s.level for s in report.steps] == [Level.STANDARD, Level.HARD, Level.HARD]
     assert counter(engine, "autoheal_recovery_exhausted_total", target="redis") == 1
     assert len(engine.breaker.state("redis").recoveries) == 1  # one recovery, three attempts
+
+
+async def test_a_recovery_taken_over_goes_on_from_the_next_attempt_and_level(
+    engine: RecoveryEngine, audit: Audit
+) -> None:
+    """The replica it took over from ran attempt 1 (reload); here: attempts 2 and 3 only, the
+    next level first, and the outage not counted on the breaker again."""
+    failing: dict[Action, Callable[[FakeTarget], int]] = dict.fromkeys(Action, _fails)
+    target = FakeTarget(state="active", pong=False, effects=failing)
+    taken = Trigger("r2", [], after=Progress(1, Level.SOFT))
+    report = await engine.recover(target, taken)
+    assert report.outcome == Outcome.EXHAUSTED
+    assert target.commands == attempt("restart") * 2  # start would not help an active unit
+    steps = [e for e in read_events(audit) if e.get("phase") == "verified"]
+    assert [(e["attempt"], e["operation"]) for e in steps] == [(2, "restart"), (3, "restart")]
+    assert engine.breaker.state("redis").recoveries == ()
+
+
+@pytest.mark.parametrize(("up", "outcome"), [(True, Outcome.RECOVERED), (False, Outcome.EXHAUSTED)])
+async def test_a_recovery_taken_over_after_its_last_attempt_only_looks(
+    engine: RecoveryEngine, *, up: bool, outcome: Outcome
+) -> None:
+    target = FakeTarget(state="active" if up else "failed", pong=up)
+    report = await engine.recover(target, Trigger("r2", [], after=Progress(3, Level.HARD)))
+    assert report.outcome == outcome, report.reason
+    assert target.commands == ["is-active"]  # nothing run: every attempt was the other's
+    assert report.steps == []
 
 
 async def test_transition_is_waited_out(engine: RecoveryEngine) -> None:

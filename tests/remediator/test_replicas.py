@@ -23,7 +23,7 @@ import pytest
 from alerts.generator import deploy
 from remediator.audit import read_events
 from remediator.etcd.audit import copy_path
-from remediator.keys import BREAKER, COORDINATION, METRICS
+from remediator.keys import BREAKER, CONTROLS, COORDINATION, METRICS
 from tests.alertmanager_cluster import AlertmanagerCluster
 from tests.remediator.configs import ADMIN, start_remediator
 from tests.remediator.hostapp import AUTH, host_config, settle, verbs
@@ -31,7 +31,7 @@ from tests.remediator.notifications import alert, notification
 from tests.support import HANG, REPO, free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from aiohttp.test_utils import TestClient
@@ -47,13 +47,28 @@ pytestmark = pytest.mark.root
 LEASE_TTL = 3
 
 
+FENCED = "/usr/local/sbin/redis-autoheal-fenced"  # where the test host installs it
+FENCED_HOST = pytest.mark.parametrize("test_host", [{"fenced": True}], indirect=True)
+
+
 def replica_configs(
-    tmp_path: Path, host: TestHost, etcd: EtcdCluster, n: int = 3, **sections: Any
+    tmp_path: Path,
+    host: TestHost,
+    etcd: EtcdCluster,
+    n: int = 3,
+    *,
+    fenced: bool = False,
+    **sections: Any,
 ) -> list[Config]:
-    """N replicas' configs: each its own state and audit files, one etcd cluster."""
+    """N replicas' configs: each its own state and audit files, one etcd cluster; `fenced`:
+    their steps go through the host's fenced wrapper."""
     coordination = {
         "backend": "etcd",
-        "etcd": {"endpoints": etcd.endpoints, "lease_ttl_seconds": LEASE_TTL},
+        "etcd": {
+            "endpoints": etcd.endpoints,
+            "lease_ttl_seconds": LEASE_TTL,
+            **({"fenced_command": FENCED} if fenced else {}),
+        },
     }
     configs = []
     for i in range(n):
@@ -290,14 +305,36 @@ def finished(e: dict[str, Any]) -> bool:
     return e["event_type"] == "auto_recovery" and e.get("phase") == "finished"
 
 
+def steps(config: Config, recovery_id: str) -> list[dict[str, Any]]:
+    """The recovery's verified steps, in its replica's audit log."""
+    return [
+        e
+        for e in read_events(config.audit)
+        if e.get("recovery_id") == recovery_id and e.get("phase") == "verified"
+    ]
+
+
+def commands(config: Config) -> list[dict[str, Any]]:
+    """The state-changing commands the replica ran, as its audit log records their ends."""
+    return [
+        e
+        for e in read_events(config.audit)
+        if e["event_type"] == "ssh_command"
+        and e.get("phase") == "finished"
+        and e["operation"] != "is-active"
+    ]
+
+
+@FENCED_HOST
 async def test_a_paused_holder_is_taken_over_and_then_refused_its_next_step(
     test_host: TestHost, etcd: EtcdCluster, tmp_path: Path
 ) -> None:
     """The replica recovering Redis is SIGSTOPped between two attempts, past its lease: the
-    other takes over and recovers. Redis fails again; the paused one, continued, decides its
-    next step and is refused it (fenced): nothing it does reaches the host."""
+    other takes over, going on from the next attempt, and recovers. Redis fails again; the
+    paused one, continued, decides its next step and is refused it (fenced): nothing it does
+    reaches the host."""
     configs = replica_configs(
-        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 12}
+        tmp_path, test_host, etcd, n=2, fenced=True, auto_recovery={"retry_delay_seconds": 12}
     )
     ports = [free_port() for _ in configs]
     procs = [
@@ -326,9 +363,15 @@ async def test_a_paused_holder_is_taken_over_and_then_refused_its_next_step(
         try:
             taken = await event(configs[other], lambda e: e.get("operation") == "resume")
             assert "taking over" in taken["reason"]
+            assert "after its attempt 1 (hard)" in taken["reason"], taken
             ended = await event(configs[other], finished)
             assert ended["result"]["outcome"] == "recovered", ended
+            assert [e["attempt"] for e in steps(configs[other], taken["recovery_id"])] == [2]
             assert verbs(test_host) == ["restart", "restart"]
+            ran = [e["command"] for e in commands(configs[holder]) + commands(configs[other])]
+            fence = [int(c.split()[3]) for c in ran]  # sudo -n WRAPPER FENCE ACTION UNIT
+            assert ran == [f"sudo -n {FENCED} {f} restart redis-server" for f in fence], ran
+            assert fence[0] < fence[1]  # the takeover's claim is the newer
             await outage(test_host)  # fails again: the paused replica's next attempt would act
         finally:
             os.kill(procs[holder].pid, signal.SIGCONT)
@@ -340,6 +383,101 @@ async def test_a_paused_holder_is_taken_over_and_then_refused_its_next_step(
             proc.terminate()
         for proc in procs:
             proc.wait(HANG)
+
+
+async def revoke_lease(client: TestClient) -> None:
+    """The replica's etcd lease ends, as it does when the replica is paused past its TTL: its
+    claims are gone; the replica, running on, has not noticed."""
+    coordination = cast("EtcdCoordination", client.app[COORDINATION])
+    await coordination.gateway.call("lease/revoke", {"ID": str(coordination.lease)})
+
+
+@FENCED_HOST
+async def test_a_step_already_on_its_way_at_the_takeover_is_refused_by_the_host_wrapper(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """The holder's own fence check passes; its step is then held on its way (as a pause
+    there would) while its lease ends, the other replica takes over and restarts Redis through
+    the host's fenced wrapper with the newer fence. The held step, arriving last with the older
+    fence, is refused by the wrapper: nothing runs, the holder's recovery ends `fenced`, no
+    further step, and both are in its audit log."""
+    configs = replica_configs(tmp_path, test_host, etcd, n=2, fenced=True)
+    holder, other = [await make_client(c) for c in configs]
+    control = holder.app[CONTROLS]["vm3"]
+    check = control.fence
+    assert check is not None
+    checked, go = asyncio.Event(), asyncio.Event()
+
+    async def held_on_its_way(target: str, step: Mapping[str, Any]) -> int | None:
+        fence = await check(target, step)
+        if not checked.is_set():
+            checked.set()
+            await go.wait()
+        return fence
+
+    control.fence = held_on_its_way
+    body = notification(alert("vm3", starts_at=await outage(test_host)))
+    response = await holder.post("/webhook", json=body, headers=AUTH)
+    assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
+    async with asyncio.timeout(HANG):
+        await checked.wait()
+    await revoke_lease(holder)
+    taken = await event(configs[1], lambda e: e.get("operation") == "resume")
+    ended = await event(configs[1], finished)
+    assert ended["result"]["outcome"] == "recovered", ended
+    assert verbs(test_host) == ["restart"]
+    go.set()
+
+    stale = await event(configs[0], finished)
+    assert stale["result"]["outcome"] == "fenced", stale
+    assert "refused by the host's fenced wrapper" in stale["reason"], stale
+    refused, done = commands(configs[0]), commands(configs[1])
+    assert [e["result"]["exit_code"] for e in refused] == [77], refused
+    assert "refused: fence" in refused[0]["stderr"]
+    assert [e["result"]["exit_code"] for e in done] == [0], done
+    held_fence, new_fence = (int(e["command"].split()[3]) for e in (refused[0], done[0]))
+    assert held_fence < new_fence
+    assert [e["attempt"] for e in steps(configs[1], taken["recovery_id"])] == [2]
+    await settle_all([holder, other])
+    assert verbs(test_host) == ["restart"]  # the refused step ran nothing, and none followed it
+    assert [e.get("attempt") for e in refused] == [1]
+    assert test_host.ping()
+
+
+async def test_a_takeover_goes_on_from_the_next_attempt_and_never_past_the_last(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """Redis stopped and unable to start: the holder's attempt 1 (start) fails, and its lease
+    ends. The replica taking over goes on from attempt 2 (restart, the runbook's next level)
+    to attempt 3 and ends exhausted: three commands in all, across both; the holder, going on,
+    is fenced before its attempt 2 acts."""
+    configs = replica_configs(
+        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 3}
+    )
+    holder, other = [await make_client(c) for c in configs]
+    test_host.start_fails()
+    await asyncio.to_thread(test_host.stop)
+    body = notification(alert("vm3", starts_at=now()))
+    response = await holder.post("/webhook", json=body, headers=AUTH)
+    assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
+    first = await event(configs[0], lambda e: e.get("phase") == "verified")
+    assert (first["operation"], first["attempt"], first["result"]["success"]) == (
+        "start",
+        1,
+        False,
+    )
+    await revoke_lease(holder)
+
+    taken = await event(configs[1], lambda e: e.get("operation") == "resume")
+    assert "after its attempt 1 (standard): going on from the next" in taken["reason"], taken
+    ended = await event(configs[1], finished)
+    assert ended["result"]["outcome"] == "exhausted", ended
+    went_on = steps(configs[1], taken["recovery_id"])
+    assert [(e["attempt"], e["operation"]) for e in went_on] == [(2, "restart"), (3, "restart")]
+    stale = await event(configs[0], finished)
+    assert stale["result"]["outcome"] == "fenced", stale
+    await settle_all([holder, other])
+    assert verbs(test_host) == ["start", "restart", "restart"]  # max_attempts, across both
 
 
 async def coordination_up(client: TestClient, value: float) -> None:

@@ -10,6 +10,7 @@ import asyncssh
 import pytest
 
 from testhost import SUDOERS, TestHost
+from testhost.files import FENCED, FENCED_STATE, SUDOERS_FENCED
 
 pytestmark = pytest.mark.root  # every test here uses a test host
 
@@ -167,6 +168,27 @@ def test_the_hosts_etc_is_private_and_the_real_one_untouched(test_host):
     assert test_host.run(["getent", "shadow", "autobot"]).stdout.startswith("autobot:*:")
     assert not Path("/etc/sudoers.d/autobot-redis").exists()
     assert "autobot:" not in Path("/etc/passwd").read_text()
+
+
+@pytest.mark.parametrize("test_host", [{"fenced": True}], indirect=True)
+def test_with_fenced_the_wrapper_and_its_sudoers_line_are_installed(test_host):
+    """The README's fenced wrapper and sudoers line: a fence below the highest seen is refused
+    (77) and runs nothing; its state and the wrapper are the host's, not the machine's."""
+    done = test_host.run(["cat", "/etc/sudoers.d/autobot-redis"])
+    assert done.stdout == SUDOERS + SUDOERS_FENCED
+    assert test_host.run(["visudo", "-c"]).returncode == 0
+    assert ssh(test_host, f"sudo -n {FENCED} 5 restart redis-server") == (0, "", "")
+    rc, out, err = ssh(test_host, f"sudo -n {FENCED} 3 reload redis-server")
+    assert (rc, out) == (77, "")
+    assert "refused: fence 3 is below 5" in err
+    assert ssh(test_host, f"sudo -n {FENCED} 5 reload redis-server") == (0, "", "")
+    for other in (f"{FENCED} 6 restart redis-cache", f"{FENCED} x restart redis-server"):
+        rc, _, err = ssh(test_host, f"sudo -n {other}")
+        assert rc == 1
+        assert REFUSED in err
+    assert [i.verb for i in test_host.invocations()] == ["restart", "reload"]
+    assert not Path(FENCED).exists()
+    assert not Path(FENCED_STATE).exists()
 
 
 def test_unknown_units_behave_like_systemd_252(test_host):
