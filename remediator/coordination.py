@@ -114,11 +114,12 @@ class Coordination(Protocol):
         """Hold a free target for a recovery no alert asked for; False if it is held."""
 
     def end(self, target: str, recovery_id: str, unserved: Iterable[AlertKey]) -> None:
-        """The recovery ended: the target is free, and the alerts it did not serve are
-        forgotten, so their next delivery starts a recovery."""
+        """The recovery ended: the target is free, and the `unserved` alerts (those it did not
+        serve, or all when it left the target healthy) are forgotten, so their next delivery
+        starts a recovery."""
 
     def remember(self, key: AlertKey) -> None:
-        """An alert was handled (it resolved): its repeats are duplicates."""
+        """An alert is handled: its repeats are duplicates until `end` forgets it."""
 
 
 @dataclass

@@ -118,9 +118,17 @@ def _suppressed(name: str, alert: Alert, source_ip: str | None) -> AutoRecovery:
 
 
 def _unserved(job: Job, report: Report) -> set[AlertKey]:
-    """The alerts a recovery that ended did nothing for: a later delivery of one tries again."""
+    """The alerts whose later delivery starts a recovery again (which looks at the unit first):
+    those a recovery that ended did nothing for, and every one of a recovery that left the
+    target healthy."""
     if report.outcome == Outcome.ABORTED:
         return job.keys  # it did nothing
+    if report.outcome in (Outcome.RECOVERED, Outcome.HEALTHY):
+        # The outage is over. A later delivery of the same alert is either a repeat (the new
+        # recovery finds the target healthy and does nothing) or a new failure under an alert
+        # Alertmanager still holds: it merges a new firing alert into one of the same labels
+        # it has not yet let go of, keeping its startsAt, so nothing else tells them apart.
+        return job.keys
     if report.outcome != Outcome.RESOLVED:
         return set()
     # It stopped for the alerts that resolved; one that joined as it stopped still fires, and
@@ -244,7 +252,8 @@ class Dispatcher:
             job = self._jobs.get(target)
             if job is not None and alert.key in job.keys:
                 job.resolve(alert.key)
-            self.coordination.remember(alert.key)
+            # Not remembered: a firing copy delivered after it (a peer's late delivery, or a
+            # new failure Alertmanager merged into the alert) starts a recovery that looks first.
         for _, claim in admission.claims:
             self.coordination.commit(claim)
             job = self._job_of(claim)

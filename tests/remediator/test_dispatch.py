@@ -60,7 +60,35 @@ async def test_a_firing_alert_keeps_escalation_going_whatever_resolved_before(
     assert [s.level for s in report.steps] == [Level.SOFT, Level.HARD]
     assert verbs(test_host) == ["reload", "restart"]  # the host's own log
     assert test_host.ping()
-    assert await post(client, failed) == ["duplicate"]  # healed: its repeat changes nothing
+    # Healed: its repeat starts a recovery that finds the target healthy and does nothing.
+    assert await post(client, failed) == ["recovery_started"]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.HEALTHY
+    assert verbs(test_host) == ["reload", "restart"]
+
+
+@pytest.mark.root
+async def test_a_new_failure_under_an_alert_alertmanager_still_holds_is_healed_again(
+    test_host: TestHost, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """Alertmanager merges a new firing alert into one of the same labels it still holds
+    (resolved or not), keeping its startsAt: the same key, delivered again after the first
+    recovery healed Redis and the alert resolved, is a new outage when Redis is down again."""
+    client = await make_client(host_config(tmp_path, {"vm3": test_host}))
+    failed = alert("vm3", fingerprint="f0", name="RedisServiceFailed")
+    test_host.kill9()
+    await asyncio.to_thread(test_host.wait_state, "failed", 10)
+    assert await post(client, failed) == ["recovery_started"]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.RECOVERED
+    assert await post(client, {**failed, "status": "resolved"}) == ["resolved"]
+    test_host.kill9()
+    await asyncio.to_thread(test_host.wait_state, "failed", 10)
+    assert await post(client, failed) == ["recovery_started"]
+    await settle(client)
+    assert last_report(client).outcome == Outcome.RECOVERED
+    assert verbs(test_host) == ["restart", "restart"]
+    assert test_host.ping()
 
 
 class ResolvedLate(RecoveryEngine):
