@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
-from remediator.control import StartBudget
+from remediator.control import StartBudget, TargetLock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping
@@ -86,7 +86,7 @@ class Coordination(Protocol):
         """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
         uses it to take over the recovery of one whose lease expired."""
 
-    def lock(self, target: str) -> asyncio.Lock:
+    def lock(self, target: str) -> TargetLock:
         """One recovery or manual operation on the target at a time."""
 
     def start_budget(self, target: str) -> StartBudget:
@@ -137,7 +137,7 @@ class LocalCoordination:
         self.audit = audit
         self.breaker = breaker
         self._clock = clock
-        self._locks = {name: asyncio.Lock() for name in targets}
+        self._locks: dict[str, TargetLock] = {name: TargetLock() for name in targets}
         self._budgets = {name: StartBudget() for name in self._locks}
         self._holds: dict[str, _Hold] = {}
         self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
@@ -166,7 +166,7 @@ class LocalCoordination:
     def adopt(self, resume: Callable[[str, str], bool]) -> None:  # noqa: ARG002
         return None  # nobody else to take over from
 
-    def lock(self, target: str) -> asyncio.Lock:
+    def lock(self, target: str) -> TargetLock:
         return self._locks[target]
 
     def start_budget(self, target: str) -> StartBudget:

@@ -27,6 +27,8 @@ from remediator.control import RISK
 from remediator.errors import (
     AuditWriteError,
     BreakerStateError,
+    CoordinationUnavailable,
+    Fenced,
     NoSshConfigured,
     OperationRefused,
     TargetBusy,
@@ -144,16 +146,12 @@ class Operations:
             refusal = OperationRefused(
                 "dry_run", "remediator.dry_run is set: state-changing commands are not run"
             )
-        elif action in STARTS and (wait := control.start_budget.free_in()) > 0:
-            # Nobody else can take a slot meanwhile (they run under the lock), only time frees
-            # one: refusing now is exact, and keeps a person from waiting on a held target.
-            budget = control.start_budget
-            refusal = OperationRefused(
-                "start_limit",
-                f"{budget.burst} starts of {control.unit} within {budget.interval:g}s already "
-                f"(systemd's start limit is near): try again in {math.ceil(wait)}s",
-                retry_after=wait,
-            )
+        else:
+            # The lock is free and nobody waits for it (busy_reason() said so, and nothing
+            # awaited since): acquire() takes it without suspending, so no recovery admitted
+            # from now on can slip in before this operation; it waits for the lock instead.
+            await control.lock.acquire()
+            refusal = await self._hold(control, action, f"{action.value} by {user.id}")
         if refusal is not None:
             await self._refused(
                 refusal,
@@ -164,10 +162,6 @@ class Operations:
                 operation_id=operation_id,
             )
             raise refusal
-        # The lock is free and nobody waits for it (busy_reason() said so, and nothing awaited
-        # since): acquire() takes it without suspending, so no recovery admitted from now on
-        # can slip in before this operation; it waits for the lock instead.
-        await control.lock.acquire()
         self._active[target] = f"{action.value} by {user.id}"
         task = asyncio.create_task(
             self._run(control, action, user, source_ip, operation_id),
@@ -176,6 +170,38 @@ class Operations:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
+
+    async def _hold(
+        self, control: TargetControl, action: Action, holder: str
+    ) -> OperationRefused | None:
+        """With the target's lock taken: hold the target (across replicas, if any) and check
+        the start budget; the refusal, with the lock given back, if the operation may not run."""
+        refusal: OperationRefused | None = None
+        budget = control.start_budget
+        try:
+            busy = await control.lock.take(holder)
+            if busy is not None:
+                refusal = TargetBusy(
+                    f"target {control.name!r} is busy: {busy}; try again when it ends"
+                )
+            elif action in STARTS:
+                await budget.refresh()
+        except CoordinationUnavailable as e:
+            refusal = OperationRefused(
+                "coordination_unavailable", f"cannot hold {control.name!r} across replicas: {e}"
+            )
+        if refusal is None and action in STARTS and (wait := budget.free_in()) > 0:
+            # Nobody else can take a slot meanwhile (they run under the lock), only time frees
+            # one: refusing now is exact, and keeps a person from waiting on a held target.
+            refusal = OperationRefused(
+                "start_limit",
+                f"{budget.burst} starts of {control.unit} within {budget.interval:g}s already "
+                f"(systemd's start limit is near): try again in {math.ceil(wait)}s",
+                retry_after=wait,
+            )
+        if refusal is not None:
+            control.lock.release()
+        return refusal
 
     async def _refused(  # noqa: PLR0913 -- the fields of one audit event
         self,
@@ -322,7 +348,7 @@ class _Run:
                 success=False, detail=str(refusal), outcome="refused", reason=refusal.reason
             )
             raise
-        except (SshError, NoSshConfigured, CommandRejected) as e:
+        except (SshError, NoSshConfigured, CommandRejected, Fenced) as e:
             success, detail = False, str(e)
         except asyncio.CancelledError:
             # Shutdown's grace is over: say so in the audit and to the person still waiting.

@@ -12,7 +12,8 @@ expired is down (not `up`): its `prepare` raises CoordinationUnavailable (the we
 503) and its recoveries are fenced. A recovery still running (its `seen` key says so) whose
 claim is gone is taken over by another replica, as a new recovery that looks afresh at the unit
 (remediator.recovery). What stays in this process (the alerts reserved on a recovery,
-their duplicate memory, the locks and start budgets) is LocalCoordination's.
+their duplicate memory) is LocalCoordination's; the locks and start budgets are shared
+(remediator.etcd.lock).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.gateway import Gateway
 from remediator.etcd.keys import BREAKER as BREAKER_KEY
 from remediator.etcd.keys import claim_key, seen_key
+from remediator.etcd.lock import EtcdStartBudget, EtcdTargetLock
 from remediator.events import AutoRecovery
 
 if TYPE_CHECKING:
@@ -109,6 +111,9 @@ class EtcdCoordination(LocalCoordination):
         self.fences: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._resume: Callable[[str, str], bool] | None = None
+        self.locks = {name: EtcdTargetLock(self, name) for name in self._locks}
+        self._locks = dict(self.locks)
+        self._budgets = {name: EtcdStartBudget(self, name, self.locks[name]) for name in self.locks}
         if isinstance(breaker, EtcdBreakerStore):
             breaker.fence_of = self._fence_of
 
@@ -266,7 +271,8 @@ class EtcdCoordination(LocalCoordination):
     async def check_fence(self, target: str) -> None:
         held = self.fences.get(target)
         if held is None:
-            return  # no recovery of ours: a manual operation, under the target's lock
+            await self.locks[target].confirm()  # a manual operation's hold, if it has one
+            return
         if not self.live:
             raise Fenced(f"fence {held.fence}: this replica's etcd lease may have expired")
         try:

@@ -1,7 +1,8 @@
 """EtcdCoordination's admission against a real 3-member etcd cluster, without a test host:
 replicas deciding the same alerts at once start exactly one recovery per outage, over many
 rounds; an outage already handled is a duplicate on every replica; a breaker open in etcd
-suppresses everywhere; each new claim has a higher fence."""
+suppresses everywhere; each new claim has a higher fence; a manual operation holds the target
+against every replica's recoveries and operations."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from remediator.coordination import Verdict
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.coordination import EtcdCoordination
 from remediator.etcd.gateway import SyncGateway
+from remediator.etcd.lock import POLL_SECONDS
 from tests.remediator.configs import write_config
 
 if TYPE_CHECKING:
@@ -96,3 +98,31 @@ async def test_an_unserved_outage_is_forgotten_and_an_open_breaker_suppresses_ev
     later = outage("b")
     verdicts = await asyncio.gather(*(decide(c, later, f"s{i}") for i, c in enumerate(replicas)))
     assert verdicts == [Verdict.SUPPRESSED] * 3
+
+
+async def test_a_manual_operation_holds_the_target_against_every_replica(
+    replicas: list[EtcdCoordination],
+) -> None:
+    a, b, c = replicas
+    lock = a.lock("redis")
+    await lock.acquire()
+    assert await lock.take("restart by user-123") is None
+    other = b.lock("redis")
+    await other.acquire()
+    busy = await other.take("stop by user-456")
+    assert busy == f"a manual restart by user-123 is running on replica {a.replica}"
+    other.release()
+    # A recovery claimed meanwhile on another replica waits for the operation to end.
+    assert await decide(c, outage("f"), "rec") == Verdict.STARTED
+    recovery = asyncio.create_task(c.lock("redis").acquire())
+    await asyncio.sleep(POLL_SECONDS * 3)
+    assert not recovery.done()
+    lock.release()
+    async with asyncio.timeout(10):
+        await recovery
+    # And while it holds the target, no replica's operation may take it.
+    await other.acquire()
+    busy = await other.take("restart by user-456")
+    assert busy == f"a recovery is running on replica {c.replica}"
+    other.release()
+    c.lock("redis").release()
