@@ -94,8 +94,9 @@ class Coordination(Protocol):
 
     def admit(self, target: str, key: AlertKey, *, recovery_id: str, may_act: bool) -> Claim:
         """Decide about a firing alert: a duplicate; else, if the caller may act, join the
-        target's recovery, or hold the target for a new one (`recovery_id`) unless its breaker
-        is open. Whatever is reserved counts at once (a second delivery is a duplicate)."""
+        target's recovery, or hold the target for a new one (`recovery_id`, unless `prepare`
+        named it: the Claim's says) unless its breaker is open. Whatever is reserved counts
+        at once (a second delivery is a duplicate)."""
 
     def commit(self, claim: Claim) -> None:
         """The claim's audit event is on disk: its recovery runs, the target stays held."""

@@ -1,29 +1,35 @@
 """EtcdCoordination's admission against a real 3-member etcd cluster, without a test host:
 replicas deciding the same alerts at once start exactly one recovery per outage, over many
 rounds; an outage already handled is a duplicate on every replica; a breaker open in etcd
-suppresses everywhere; each new claim has a higher fence; a manual operation holds the target
-against every replica's recoveries and operations."""
+suppresses everywhere; each new claim has a higher fence, and its audit event is committed
+with it (a claim that failed leaves neither); a manual operation holds the target against
+every replica's recoveries and operations."""
 
 from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import json
 from typing import TYPE_CHECKING
 
 import pytest
 
 from redis_autoheal.config import CircuitBreaker, EtcdSettings
-from remediator.audit import AuditWriter
+from remediator.audit import read_events
 from remediator.coordination import Verdict
+from remediator.etcd import gateway as g
+from remediator.etcd.audit import AUDIT_END, AUDIT_PREFIX, PublishingAuditWriter
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.coordination import EtcdCoordination
 from remediator.etcd.gateway import SyncGateway
+from remediator.etcd.keys import claim_key, seen_key
 from remediator.etcd.lock import POLL_SECONDS
 from tests.remediator.configs import write_config
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
     from pathlib import Path
+    from typing import Any
 
     from remediator.alertmanager import AlertKey
     from tests.etcd_cluster import EtcdCluster
@@ -39,7 +45,8 @@ async def replicas(tmp_path: Path, etcd: EtcdCluster) -> AsyncIterator[list[Etcd
         (tmp_path / f"r{i}").mkdir()
         config = write_config(tmp_path / f"r{i}", {})
         breaker = EtcdBreakerStore(SyncGateway(settings), CircuitBreaker(max_recoveries=100))
-        made.append(EtcdCoordination(["redis"], AuditWriter(config.audit), breaker, settings))
+        audit = PublishingAuditWriter(config.audit)
+        made.append(EtcdCoordination(["redis"], audit, breaker, settings))
     for c in made:
         await c.open()
     yield made
@@ -91,7 +98,7 @@ async def test_an_unserved_outage_is_forgotten_and_an_open_breaker_suppresses_ev
     winner.end("redis", winner.fences["redis"].recovery_id, [key])  # it did nothing for it
     await winner.idle()
     assert await decide(replicas[0], key, "again") == Verdict.STARTED  # the next delivery
-    replicas[0].end("redis", "again", [])
+    replicas[0].end("redis", replicas[0].fences["redis"].recovery_id, [])
     await replicas[0].idle()
 
     replicas[1].breaker.trip("redis", "stopped by a person")
@@ -126,3 +133,66 @@ async def test_a_manual_operation_holds_the_target_against_every_replica(
     assert busy == f"a recovery is running on replica {c.replica}"
     other.release()
     c.lock("redis").release()
+
+
+def claims_in_etcd(c: EtcdCoordination) -> list[tuple[int, dict[str, Any]]]:
+    """The `claimed` audit events in etcd's trail: (revision, event)."""
+    answer = g.SyncGateway(EtcdSettings(endpoints=tuple(c.gateway.endpoints))).call(
+        "kv/range", {"key": g.b64(AUDIT_PREFIX), "range_end": g.b64(AUDIT_END)}
+    )
+    events = [
+        (int(kv["mod_revision"]), json.loads(g.unb64(kv["value"]))) for kv in answer.get("kvs", [])
+    ]
+    return [(r, e) for r, e in events if e.get("phase") == "claimed"]
+
+
+async def test_a_claims_audit_event_is_committed_with_it_and_a_failed_claim_leaves_neither(
+    replicas: list[EtcdCoordination],
+) -> None:
+    key = outage("f")
+    verdicts = await asyncio.gather(*(decide(c, key, f"r{i}") for i, c in enumerate(replicas)))
+    winner = replicas[verdicts.index(Verdict.STARTED)]
+    held = winner.fences["redis"]
+    read = await winner.gateway.call("kv/txn", g.txn([], [g.get(claim_key("redis"))]))
+    claim = g.ranged(read, 0)
+    assert claim is not None
+    assert claim["create_revision"] == held.fence
+    ((revision, event),) = claims_in_etcd(winner)
+    assert revision == held.fence  # one transaction
+    assert (event["recovery_id"], event["alert_fingerprints"]) == (held.recovery_id, ["f"])
+    assert winner.replica in event["reason"]
+    for c in replicas:  # each replica's own log: only the winner claimed
+        logged = [e for e in read_events(c.audit.settings) if e.get("phase") == "claimed"]
+        assert logged == ([event] if c is winner else [])
+    winner.end("redis", held.recovery_id, [key])  # unserved: the outage is not handled
+    await winner.idle()
+
+    # Another replica marks the outage handled between a replica's read and its claim: the
+    # claim's transaction fails, and leaves neither a claim nor its event.
+    late = replicas[0]
+    call = late.gateway.call
+
+    async def racing(path: str, body: g.Json) -> g.Json:
+        if path == "kv/txn" and body["success"] and body["compare"]:
+            late.gateway.call = call  # type: ignore[method-assign]
+            await call(
+                "kv/put",
+                {
+                    "key": g.b64(seen_key("redis")),
+                    "value": g.b64(
+                        json.dumps(
+                            {"replica": "elsewhere", "at": key[1].timestamp() + 1, "running": False}
+                        )
+                    ),
+                },
+            )
+        return await call(path, body)
+
+    late.gateway.call = racing  # type: ignore[method-assign]
+    assert await decide(late, key, "late") == Verdict.DUPLICATE
+    assert late.gateway.call == call  # the race ran
+    read = await late.gateway.call("kv/txn", g.txn([], [g.get(claim_key("redis"))]))
+    assert g.ranged(read, 0) is None
+    assert len(claims_in_etcd(late)) == 1
+    logged = [e for e in read_events(late.audit.settings) if e.get("phase") == "claimed"]
+    assert len(logged) == (1 if late is winner else 0)
