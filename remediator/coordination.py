@@ -251,8 +251,9 @@ def breaker_store(config: Config) -> BreakerStore:
         from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
 
         etcd = config.coordination.etcd
-        # Read on the event loop too (a scrape, a recovery's first look): a member that does
-        # not answer is given up on within a third of the lease, then skipped for a lease.
+        # Read and saved in threads (a scrape, a recovery's first look, its count, the API): a
+        # member that does not answer is given up on within a third of the lease, then
+        # skipped for a lease.
         gateway = SyncGateway(etcd, min(2.0, etcd.lease_ttl_seconds / 3), etcd.lease_ttl_seconds)
         return EtcdBreakerStore(gateway, config.circuit_breaker)
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)

@@ -243,7 +243,7 @@ class _Run:
             self.log.warning("recovery %s not started: %s", self.trigger.recovery_id, err)
             return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
         try:
-            ended = self._precluded() or await self._attempts()
+            ended = await self._precluded() or await self._attempts()
         except AuditWriteError as err:
             # Its start is on disk: its end is owed, whenever the log can take it again.
             self.log.warning("recovery %s aborted: %s", self.trigger.recovery_id, err)
@@ -292,12 +292,12 @@ class _Run:
     def _alerts(self) -> list[dict[str, str]]:
         return [a.summary() for a in self.trigger.alerts]
 
-    def _precluded(self) -> Ended | None:
+    async def _precluded(self) -> Ended | None:
         """The end of a recovery that may not act at all."""
         c = self.control
         if c.refusal:
             return Ended(Outcome.REFUSED, c.refusal)
-        if self.e.breaker.is_open(c.name):
+        if await asyncio.to_thread(self.e.breaker.is_open, c.name):  # a file, or etcd
             return Ended(
                 Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
             )
