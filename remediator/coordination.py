@@ -244,8 +244,9 @@ class LocalCoordination:
         return None
 
 
-def breaker_store(config: Config) -> BreakerStore:
-    """The breakers of the configured backend: the state file, or the replicas' etcd key."""
+def breaker_store(config: Config, trail: str | None = None) -> BreakerStore:
+    """The breakers of the configured backend: the state file, or the replicas' etcd key (with
+    `trail`, the name its changes' audit events are committed with them under, in etcd)."""
     if config.coordination.backend == "etcd":
         from remediator.etcd.breaker import EtcdBreakerStore  # noqa: PLC0415 -- etcd only
         from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
@@ -255,7 +256,9 @@ def breaker_store(config: Config) -> BreakerStore:
         # member that does not answer is given up on within a third of the lease, then
         # skipped for a lease.
         gateway = SyncGateway(etcd, min(2.0, etcd.lease_ttl_seconds / 3), etcd.lease_ttl_seconds)
-        return EtcdBreakerStore(gateway, config.circuit_breaker)
+        store = EtcdBreakerStore(gateway, config.circuit_breaker)
+        store.replica = trail
+        return store
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
 
 

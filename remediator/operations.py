@@ -22,7 +22,7 @@ from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
 from redis_autoheal.units import RUNNING, STOPPED
-from remediator.act import Acting, Expect, breaker_opened, write_or_owe
+from remediator.act import Acting, Expect, breaker_opened, changed, write_or_owe
 from remediator.control import RISK
 from remediator.errors import (
     AuditWriteError,
@@ -190,6 +190,9 @@ class Operations:
             refusal = OperationRefused(
                 "coordination_unavailable", f"cannot hold {control.name!r} across replicas: {e}"
             )
+        except BaseException:
+            control.lock.release()
+            raise
         if refusal is None and action in STARTS and (wait := budget.free_in()) > 0:
             # Nobody else can take a slot meanwhile (they run under the lock), only time frees
             # one: refusing now is exact, and keeps a person from waiting on a held target.
@@ -256,18 +259,16 @@ class Operations:
     ) -> tuple[BreakerState, BreakerState]:
         """Close the target's breaker, audited first; return its state before and after."""
         before = await asyncio.to_thread(self.breaker.state, target)
-        await self.audit.write(
-            CircuitBreaker(
-                service=target,
-                operation="reset",
-                user=user.actor,
-                source_ip=source_ip,
-                success=True,
-                was_open=before.open,
-                reason=before.reason,
-            )
+        event = CircuitBreaker(
+            service=target,
+            operation="reset",
+            user=user.actor,
+            source_ip=source_ip,
+            success=True,
+            was_open=before.open,
+            reason=before.reason,
         )
-        await asyncio.to_thread(self.breaker.reset, target)
+        await changed(self.audit, self.breaker, event, lambda b, e: b.reset(target, e))
         after = await asyncio.to_thread(self.breaker.state, target)
         log.info("%s: circuit breaker reset by %s (was %s)", target, user.id, before.open)
         return before, after
@@ -465,17 +466,17 @@ class _Run:
             return
         if before.open:
             return
-        await self.ops.audit.write(
-            breaker_opened(
-                name,
-                actor=self.actor,
-                source_ip=self.source_ip,
-                reason=reason,
-                operation_id=self.operation_id,
-            )
+        event = breaker_opened(
+            name,
+            actor=self.actor,
+            source_ip=self.source_ip,
+            reason=reason,
+            operation_id=self.operation_id,
         )
         try:
-            await asyncio.to_thread(self.ops.breaker.trip, name, reason)
+            await changed(
+                self.ops.audit, self.ops.breaker, event, lambda b, e: b.trip(name, reason, e)
+            )
         except BreakerStateError as e:
             # A state that cannot be saved suppresses recoveries too (they cannot count).
             self.log.warning("manual stop: could not open the circuit breaker: %s", e)

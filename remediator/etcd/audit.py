@@ -30,7 +30,7 @@ from remediator.etcd import gateway as g
 from remediator.etcd.keys import PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from redis_autoheal.config import Audit
@@ -70,16 +70,20 @@ class PublishingAuditWriter(AuditWriter):
         self._published: collections.Counter[bytes] = collections.Counter()
         self._published_lock = threading.Lock()
 
-    async def write_published(self, *events: Event) -> None:
-        """Write events that their change's transaction put into etcd (`entry`): not queued."""
-        lines = collections.Counter(encode(e).rstrip(b"\n") for e in events)
+    def mark_published(self, events: Sequence[Event]) -> None:
+        """Their change's transaction put these events into etcd (`entry`): once written to
+        the log, they are not queued."""
         with self._published_lock:
-            self._published.update(lines)
+            self._published.update(encode(e).rstrip(b"\n") for e in events)
+
+    async def write_published(self, *events: Event) -> None:
+        """Write events that their change's transaction put into etcd: not queued."""
+        self.mark_published(events)
         try:
             await self.write(*events)
         except BaseException:
             with self._published_lock:
-                self._published.subtract(lines)
+                self._published.subtract(encode(e).rstrip(b"\n") for e in events)
                 self._published = +self._published
             raise
 

@@ -119,6 +119,8 @@ class EtcdCoordination(LocalCoordination):
         self._budgets = {name: EtcdStartBudget(self, name, self.locks[name]) for name in self.locks}
         if isinstance(breaker, EtcdBreakerStore):
             breaker.fence_of = self._fence_of
+            if isinstance(audit, PublishingAuditWriter):  # its changes' events: with them
+                breaker.replica, breaker.committed = self.replica, audit.mark_published
 
     def _fence_of(self, target: str) -> int | None:
         held = self.fences.get(target)
