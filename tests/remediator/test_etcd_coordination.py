@@ -17,12 +17,13 @@ import pytest
 from redis_autoheal.config import CircuitBreaker, EtcdSettings
 from remediator.audit import read_events
 from remediator.coordination import Verdict
+from remediator.errors import Fenced
 from remediator.etcd import gateway as g
 from remediator.etcd.audit import AUDIT_END, AUDIT_PREFIX, PublishingAuditWriter
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.coordination import EtcdCoordination
 from remediator.etcd.gateway import SyncGateway
-from remediator.etcd.keys import claim_key, seen_key
+from remediator.etcd.keys import claim_key, lock_key, seen_key
 from remediator.etcd.lock import POLL_SECONDS
 from tests.remediator.configs import write_config
 
@@ -196,3 +197,17 @@ async def test_a_claims_audit_event_is_committed_with_it_and_a_failed_claim_leav
     assert len(claims_in_etcd(late)) == 1
     logged = [e for e in read_events(late.audit.settings) if e.get("phase") == "claimed"]
     assert len(logged) == (1 if late is winner else 0)
+
+
+async def test_an_operation_whose_hold_is_gone_runs_no_further_command(
+    replicas: list[EtcdCoordination],
+) -> None:
+    a = replicas[0]
+    lock = a.lock("redis")
+    await lock.acquire()
+    assert await lock.take("restart by user-123") is None
+    await a.check_fence("redis")  # held: its commands run
+    await a.gateway.call("kv/deleterange", {"key": g.b64(lock_key("redis"))})  # as its lease
+    with pytest.raises(Fenced, match="no longer holds the lock"):
+        await a.check_fence("redis")
+    lock.release()
