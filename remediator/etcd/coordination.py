@@ -342,6 +342,19 @@ class EtcdCoordination(LocalCoordination):
         info = json.loads(handled["value"])
         if not info.get("running") or target in self._holds:
             return
+        recovery_id = uuid.uuid4().hex[:12]
+        resumed = AutoRecovery(  # committed with the takeover: its revision is the fence
+            service=target,
+            operation="resume",
+            success=None,
+            phase="resumed",
+            recovery_id=recovery_id,
+            resumed_ids=[],
+            reason=(
+                f"taking over from replica {info.get('replica')}, whose etcd lease expired "
+                "during its recovery"
+            ),
+        )
         answer = await self.gateway.call(
             "kv/txn",
             g.txn(
@@ -349,29 +362,16 @@ class EtcdCoordination(LocalCoordination):
                 [
                     g.put(claim, self._claim_value(), self.lease),
                     g.put(seen, seen_value(self.replica, info["at"], running=True)),
+                    *self._entries(resumed),
                 ],
             ),
         )
         if not answer.get("succeeded"):
             return
         taken = Arbitration(None, g.revision(answer), info["at"])
-        recovery_id = uuid.uuid4().hex[:12]
         self._taken[target] = taken
         try:
-            await self.audit.write(
-                AutoRecovery(
-                    service=target,
-                    operation="resume",
-                    success=None,
-                    phase="resumed",
-                    recovery_id=recovery_id,
-                    resumed_ids=[],
-                    reason=(
-                        f"taking over from replica {info.get('replica')}, whose etcd lease "
-                        f"expired during its recovery (fence {taken.fence})"
-                    ),
-                )
-            )
+            await self._published(resumed)
             started = self._resume(target, recovery_id)
         except AuditWriteError as e:
             log.warning("%s: cannot audit the takeover, not taken over: %s", target, e)

@@ -26,6 +26,7 @@ from remediator.etcd.gateway import SyncGateway
 from remediator.etcd.keys import claim_key, lock_key, seen_key
 from remediator.etcd.lock import POLL_SECONDS
 from tests.remediator.configs import write_config
+from tests.support import HANG
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -136,15 +137,19 @@ async def test_a_manual_operation_holds_the_target_against_every_replica(
     c.lock("redis").release()
 
 
-def claims_in_etcd(c: EtcdCoordination) -> list[tuple[int, dict[str, Any]]]:
-    """The `claimed` audit events in etcd's trail: (revision, event)."""
+def in_etcd(c: EtcdCoordination, phase: str) -> list[tuple[int, dict[str, Any]]]:
+    """The audit events of the phase in etcd's trail: (revision, event)."""
     answer = g.SyncGateway(EtcdSettings(endpoints=tuple(c.gateway.endpoints))).call(
         "kv/range", {"key": g.b64(AUDIT_PREFIX), "range_end": g.b64(AUDIT_END)}
     )
     events = [
         (int(kv["mod_revision"]), json.loads(g.unb64(kv["value"]))) for kv in answer.get("kvs", [])
     ]
-    return [(r, e) for r, e in events if e.get("phase") == "claimed"]
+    return [(r, e) for r, e in events if e.get("phase") == phase]
+
+
+def claims_in_etcd(c: EtcdCoordination) -> list[tuple[int, dict[str, Any]]]:
+    return in_etcd(c, "claimed")
 
 
 async def test_a_claims_audit_event_is_committed_with_it_and_a_failed_claim_leaves_neither(
@@ -211,3 +216,24 @@ async def test_an_operation_whose_hold_is_gone_runs_no_further_command(
     with pytest.raises(Fenced, match="no longer holds the lock"):
         await a.check_fence("redis")
     lock.release()
+
+
+async def test_a_takeover_is_committed_with_its_audit_event(
+    replicas: list[EtcdCoordination],
+) -> None:
+    a, b, _ = replicas
+    assert await decide(a, outage("t"), "cut") == Verdict.STARTED
+    b.adopt(b.claim)  # takes over as the dispatcher does: by claiming the target
+    await a.gateway.call("lease/revoke", {"ID": str(a.lease)})  # as if it expired
+    async with asyncio.timeout(HANG):
+        while "redis" not in b.fences:  # noqa: ASYNC110 -- its keeper takes over on its own
+            await asyncio.sleep(0.1)
+    held = b.fences["redis"]
+    ((revision, event),) = in_etcd(b, "resumed")
+    assert revision == held.fence
+    assert (event["recovery_id"], event["operation"]) == (held.recovery_id, "resume")
+    assert a.replica in event["reason"]
+    logged = [e for e in read_events(b.audit.settings) if e.get("phase") == "resumed"]
+    assert logged == [event]
+    b.end("redis", held.recovery_id, [])
+    await b.idle()
