@@ -5,9 +5,7 @@
   (gone with it); its create revision is the recovery's fence;
 - `seen/<target>`: when the target's last recovery was claimed (its outage is handled: alerts
   that started before are duplicates), by which replica, and whether it is still running (a
-  running one without a claim was cut: another replica takes it over);
-- `lock/<target>`: the replica running a manual operation on the target, on its lease;
-- `budget/<target>`: the target's start budget, the times of its last starts (a JSON list).
+  running one without a claim was cut: another replica takes it over).
 """
 
 from __future__ import annotations
@@ -25,8 +23,10 @@ def seen_key(target: str) -> str:
 
 
 def lock_key(target: str) -> str:
+    """The replica running a manual operation on the target, on its lease (remediator.etcd.lock)."""
     return f"{PREFIX}lock/{target}"
 
 
 def budget_key(target: str) -> str:
+    """The target's start budget: the times of its last starts, a JSON list."""
     return f"{PREFIX}budget/{target}"
