@@ -9,6 +9,7 @@ policy. The breaker-open audit event is built here, for both.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Any, Protocol
@@ -26,11 +27,11 @@ from remediator.verify import (
 )
 
 if TYPE_CHECKING:
-    import asyncio
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from redis_autoheal.commands import ServiceControl
     from remediator.audit import AuditWriter
+    from remediator.breaker import BreakerState, BreakerStore
     from remediator.events import Actor, Event
 
 
@@ -155,6 +156,23 @@ def breaker_opened(  # noqa: PLR0913 -- the fields of one audit event
         reason=reason,
         recoveries=recoveries,
     )
+
+
+async def changed(
+    audit: AuditWriter,
+    breaker: BreakerStore,
+    event: Event,
+    change: Callable[[BreakerStore, Event], BreakerState],
+) -> BreakerState:
+    """A person's change of a breaker (`change`, in a thread), recorded by `event`: written
+    first, then made (fail closed); a store that commits a change's events with it (etcd's)
+    makes both at once, and the event is written to the log then."""
+    if not breaker.commits_events:
+        await audit.write(event)
+    state = await asyncio.to_thread(change, breaker, event)
+    if breaker.commits_events:
+        await audit.write(event)
+    return state
 
 
 async def write_or_owe(audit: AuditWriter, event: Event) -> None:

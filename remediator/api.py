@@ -87,7 +87,11 @@ def _operation(action: Action) -> Handler:
                 control.name, action, user, request.remote
             )
         except OperationRefused as e:
-            status = {"start_limit": 429, "shutting_down": 503}.get(e.reason, 409)
+            status = {
+                "start_limit": 429,
+                "shutting_down": 503,
+                "coordination_unavailable": 503,
+            }.get(e.reason, 409)
             wait = e.retry_after
             headers = None if wait is None else {"Retry-After": str(max(1, math.ceil(wait)))}
             raise problem(status, str(e), e.reason, headers=headers) from None

@@ -62,8 +62,9 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """The metrics of docs/reference.md, in Prometheus' text format."""
-    body = generate_latest(request.app[METRICS].registry)
+    """The metrics of docs/reference.md, in Prometheus' text format (in a thread: the breakers'
+    gauges read their state, from etcd with replicas)."""
+    body = await asyncio.to_thread(generate_latest, request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

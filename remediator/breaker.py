@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from redis_autoheal.config import CircuitBreaker
+    from remediator.events import Event
 
 STATE_FILE = "circuit_breakers.json"
 FORMAT_VERSION = 1
@@ -127,8 +128,19 @@ class BreakerStore:
         except BreakerStateError:
             return True
 
-    def record_recovery(self, target: str) -> BreakerState:
-        """Count one recovery now; open the breaker if that makes `max_recoveries`."""
+    @property
+    def commits_events(self) -> bool:
+        """The audit events given to a change are committed with it (remediator.etcd.breaker),
+        so its caller writes them to the log after it; here the caller writes them first."""
+        return False
+
+    def record_recovery(
+        self,
+        target: str,
+        opened: Callable[[BreakerState], Event] | None = None,  # noqa: ARG002 -- see commits_events
+    ) -> BreakerState:
+        """Count one recovery now; open the breaker if that makes `max_recoveries` (`opened`:
+        the audit event of that opening)."""
         now = self._clock()
         with self._locked():
             states = self._read()
@@ -142,9 +154,15 @@ class BreakerStore:
             self._save({**states, target: new})
             return new
 
-    def trip(self, target: str, reason: str) -> BreakerState:
+    def trip(
+        self,
+        target: str,
+        reason: str,
+        event: Event | None = None,  # noqa: ARG002 -- see commits_events
+    ) -> BreakerState:
         """Open the breaker now, whatever its count (a person stopped the service on purpose);
-        return the state it had. An already open breaker keeps its original time and reason."""
+        return the state it had. An already open breaker keeps its original time and reason.
+        `event`: the opening's audit event."""
         now = self._clock()
         with self._locked():
             states = self._read()
@@ -156,8 +174,13 @@ class BreakerStore:
                 self._save({**states, target: new})
             return old
 
-    def reset(self, target: str) -> BreakerState:
-        """Close the breaker and forget its recoveries; return the state it had."""
+    def reset(
+        self,
+        target: str,
+        event: Event | None = None,  # noqa: ARG002 -- see commits_events
+    ) -> BreakerState:
+        """Close the breaker and forget its recoveries; return the state it had. `event`: the
+        reset's audit event."""
         with self._locked():
             states = self._read()
             old = states.get(target, BreakerState())

@@ -14,6 +14,7 @@ import functools
 import getpass
 import json
 import logging
+import socket
 import ssl
 import sys
 import time
@@ -99,7 +100,7 @@ def _describe(name: str, state: BreakerState, window: float) -> str:
 
 def _breaker(args: argparse.Namespace) -> int:
     config = load_config(args.config)
-    store = breaker_store(config)
+    store = breaker_store(config, trail=f"{socket.gethostname()}:cli")
     window = config.circuit_breaker.window_seconds
     if args.action == "status":
         names = (
@@ -112,22 +113,24 @@ def _breaker(args: argparse.Namespace) -> int:
         raise ConfigError("--target", "breaker reset needs --target NAME")
     name = _target(config, args.target).name
     before = store.state(name)
-    # Audited first, as everything else: no record, no reset.
+    # Audited first, as everything else: no record, no reset (with replicas: both at once).
     writer = AuditWriter(config.audit)
     writer.open()
     user = getpass.getuser()
-    writer.write_sync(
-        CircuitBreaker(
-            service=name,
-            operation="reset",
-            user=Actor(id=user, email=None, role="cli"),
-            source_ip="local",
-            success=True,
-            was_open=before.open,
-            reason=before.reason,
-        )
+    event = CircuitBreaker(
+        service=name,
+        operation="reset",
+        user=Actor(id=user, email=None, role="cli"),
+        source_ip="local",
+        success=True,
+        was_open=before.open,
+        reason=before.reason,
     )
-    store.reset(name)
+    if not store.commits_events:
+        writer.write_sync(event)
+    store.reset(name, event)
+    if store.commits_events:
+        writer.write_sync(event)
     print(f"{name}: circuit breaker reset (was {'open' if before.open else 'closed'})")
     return 0
 

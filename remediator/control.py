@@ -63,12 +63,23 @@ RISK: dict[str, RiskLevel] = {
 }
 
 
+class TargetLock(asyncio.Lock):
+    """One recovery or manual operation on a target at a time, in this process. Replicas'
+    (remediator.etcd.lock) also hold the target across them."""
+
+    async def take(self, holder: str) -> str | None:  # noqa: ARG002 -- replicas' only
+        """With the lock held, before a manual operation (`holder`: "restart by user-123"):
+        hold the target beyond this process, without waiting; why not, if it cannot be."""
+        return None
+
+
 class StartBudget:
     """At most `burst` starts (start or restart) of one unit in any `interval` seconds.
 
     `acquire` waits for a slot instead of refusing, so a recovery with short retry delays
     slows down rather than pushing the unit into start-limit-hit. A manual operation asks
-    `free_in()` first and is refused (429) rather than kept waiting.
+    `free_in()` first (after `refresh()`, with the target's lock held) and is refused (429)
+    rather than kept waiting.
     """
 
     def __init__(
@@ -87,6 +98,9 @@ class StartBudget:
     def _expire(self, now: float) -> None:
         while self._starts and now - self._starts[0] >= self.interval:
             self._starts.popleft()
+
+    async def refresh(self) -> None:
+        """Read the starts recorded elsewhere (replicas share them): here, nothing to read."""
 
     def free_in(self) -> float:
         """Seconds until a slot is free: 0 if one is free now."""
@@ -131,7 +145,7 @@ class TargetControl:
         *,
         dry_run: bool,
         prober: Prober,
-        lock: asyncio.Lock,
+        lock: TargetLock,
         start_budget: StartBudget,
         fence: Callable[[str, Mapping[str, Any]], Awaitable[int | None]] | None = None,
         fenced_command: str | None = None,

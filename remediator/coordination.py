@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from remediator.audit import AuditWriter
 from remediator.breaker import BreakerStore
-from remediator.control import StartBudget
+from remediator.control import StartBudget, TargetLock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Iterable, Mapping
@@ -93,7 +93,7 @@ class Coordination(Protocol):
         """The way to start a recovery no alert asked for (`Dispatcher.resume`): a replica
         uses it to take over the recovery of one whose lease expired."""
 
-    def lock(self, target: str) -> asyncio.Lock:
+    def lock(self, target: str) -> TargetLock:
         """One recovery or manual operation on the target at a time."""
 
     def start_budget(self, target: str) -> StartBudget:
@@ -101,8 +101,9 @@ class Coordination(Protocol):
 
     def admit(self, target: str, key: AlertKey, *, recovery_id: str, may_act: bool) -> Claim:
         """Decide about a firing alert: a duplicate; else, if the caller may act, join the
-        target's recovery, or hold the target for a new one (`recovery_id`) unless its breaker
-        is open. Whatever is reserved counts at once (a second delivery is a duplicate)."""
+        target's recovery, or hold the target for a new one (`recovery_id`, unless `prepare`
+        named it: the Claim's says) unless its breaker is open. Whatever is reserved counts
+        at once (a second delivery is a duplicate)."""
 
     def commit(self, claim: Claim) -> None:
         """The claim's audit event is on disk: its recovery runs, the target stays held."""
@@ -145,7 +146,7 @@ class LocalCoordination:
         self.audit = audit
         self.breaker = breaker
         self._clock = clock
-        self._locks = {name: asyncio.Lock() for name in targets}
+        self._locks: dict[str, TargetLock] = {name: TargetLock() for name in targets}
         self._budgets = {name: StartBudget() for name in self._locks}
         self._holds: dict[str, _Hold] = {}
         self._seen: collections.OrderedDict[AlertKey, float] = collections.OrderedDict()
@@ -174,7 +175,7 @@ class LocalCoordination:
     def adopt(self, resume: Resume) -> None:  # noqa: ARG002
         return None  # nobody else to take over from
 
-    def lock(self, target: str) -> asyncio.Lock:
+    def lock(self, target: str) -> TargetLock:
         return self._locks[target]
 
     def start_budget(self, target: str) -> StartBudget:
@@ -251,17 +252,21 @@ class LocalCoordination:
         return None
 
 
-def breaker_store(config: Config) -> BreakerStore:
-    """The breakers of the configured backend: the state file, or the replicas' etcd key."""
+def breaker_store(config: Config, trail: str | None = None) -> BreakerStore:
+    """The breakers of the configured backend: the state file, or the replicas' etcd key (with
+    `trail`, the name its changes' audit events are committed with them under, in etcd)."""
     if config.coordination.backend == "etcd":
         from remediator.etcd.breaker import EtcdBreakerStore  # noqa: PLC0415 -- etcd only
         from remediator.etcd.gateway import SyncGateway  # noqa: PLC0415
 
         etcd = config.coordination.etcd
-        # Read on the event loop too (a scrape, a recovery's first look): a member that does
-        # not answer is given up on within a third of the lease, then skipped for a lease.
+        # Read and saved in threads (a scrape, a recovery's first look, its count, the API): a
+        # member that does not answer is given up on within a third of the lease, then
+        # skipped for a lease.
         gateway = SyncGateway(etcd, min(2.0, etcd.lease_ttl_seconds / 3), etcd.lease_ttl_seconds)
-        return EtcdBreakerStore(gateway, config.circuit_breaker)
+        store = EtcdBreakerStore(gateway, config.circuit_breaker)
+        store.replica = trail
+        return store
     return BreakerStore(config.remediator.state_dir, config.circuit_breaker)
 
 

@@ -231,7 +231,7 @@ class Dispatcher:
         if claim.verdict == Verdict.DECLINED:
             return (Disposition.NO_SSH if self.enabled else Disposition.DISABLED), claim
         if claim.verdict == Verdict.STARTED:
-            self._jobs[name] = Job(name, Trigger(recovery_id, [], source_ip))
+            self._jobs[name] = Job(name, Trigger(claim.recovery_id or recovery_id, [], source_ip))
         if claim.reserved:
             self._jobs[name].add(alert)
         return _DISPOSITIONS[claim.verdict], claim

@@ -106,6 +106,7 @@ class Webhook(Event):
 _RUN = ("recovery_id", "alert_fingerprints", "dry_run", "phase")  # on each event of a run
 _STEP = ("recovery_level", "attempt", "unit_state_before")
 _RECOVERY_KEYS = {
+    "claimed": ("recovery_id", "alert_fingerprints", "phase", "reason"),  # replicas (etcd)
     "started": (*_RUN, "alerts"),
     "decided": (*_RUN, *_STEP, "command"),
     "verified": (*_RUN, *_STEP, "unit_state_after", "reason"),

@@ -401,8 +401,9 @@ def build(config: Config, users: UserDirectory) -> dict[str, Any]:
                 ),
                 "UnknownTarget": _problem("no such target is configured"),
                 "AuditUnavailable": _problem(
-                    "the audit log cannot be written, or the remediator is shutting down "
-                    "(reason shutting_down, with Retry-After): nothing was done",
+                    "the audit log cannot be written, the remediator is shutting down "
+                    "(reason shutting_down, with Retry-After), or a replica cannot reach etcd "
+                    "(reason coordination_unavailable): nothing was done",
                     {"Retry-After": {"schema": {"type": "string"}}},
                 ),
             },

@@ -22,11 +22,13 @@ from redis_autoheal.commands import Action, ServiceControl
 from redis_autoheal.errors import CommandRejected, SshCommandTimeout, SshError
 from redis_autoheal.logs import target_logger
 from redis_autoheal.units import RUNNING, STOPPED
-from remediator.act import Acting, Expect, breaker_opened, write_or_owe
+from remediator.act import Acting, Expect, breaker_opened, changed, write_or_owe
 from remediator.control import RISK
 from remediator.errors import (
     AuditWriteError,
     BreakerStateError,
+    CoordinationUnavailable,
+    Fenced,
     NoSshConfigured,
     OperationRefused,
     TargetBusy,
@@ -144,16 +146,12 @@ class Operations:
             refusal = OperationRefused(
                 "dry_run", "remediator.dry_run is set: state-changing commands are not run"
             )
-        elif action in STARTS and (wait := control.start_budget.free_in()) > 0:
-            # Nobody else can take a slot meanwhile (they run under the lock), only time frees
-            # one: refusing now is exact, and keeps a person from waiting on a held target.
-            budget = control.start_budget
-            refusal = OperationRefused(
-                "start_limit",
-                f"{budget.burst} starts of {control.unit} within {budget.interval:g}s already "
-                f"(systemd's start limit is near): try again in {math.ceil(wait)}s",
-                retry_after=wait,
-            )
+        else:
+            # The lock is free and nobody waits for it (busy_reason() said so, and nothing
+            # awaited since): acquire() takes it without suspending, so no recovery admitted
+            # from now on can slip in before this operation; it waits for the lock instead.
+            await control.lock.acquire()
+            refusal = await self._hold(control, action, f"{action.value} by {user.id}")
         if refusal is not None:
             await self._refused(
                 refusal,
@@ -164,10 +162,6 @@ class Operations:
                 operation_id=operation_id,
             )
             raise refusal
-        # The lock is free and nobody waits for it (busy_reason() said so, and nothing awaited
-        # since): acquire() takes it without suspending, so no recovery admitted from now on
-        # can slip in before this operation; it waits for the lock instead.
-        await control.lock.acquire()
         self._active[target] = f"{action.value} by {user.id}"
         task = asyncio.create_task(
             self._run(control, action, user, source_ip, operation_id),
@@ -176,6 +170,41 @@ class Operations:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return await asyncio.shield(task)
+
+    async def _hold(
+        self, control: TargetControl, action: Action, holder: str
+    ) -> OperationRefused | None:
+        """With the target's lock taken: hold the target (across replicas, if any) and check
+        the start budget; the refusal, with the lock given back, if the operation may not run."""
+        refusal: OperationRefused | None = None
+        budget = control.start_budget
+        try:
+            busy = await control.lock.take(holder)
+            if busy is not None:
+                refusal = TargetBusy(
+                    f"target {control.name!r} is busy: {busy}; try again when it ends"
+                )
+            elif action in STARTS:
+                await budget.refresh()
+        except CoordinationUnavailable as e:
+            refusal = OperationRefused(
+                "coordination_unavailable", f"cannot hold {control.name!r} across replicas: {e}"
+            )
+        except BaseException:
+            control.lock.release()
+            raise
+        if refusal is None and action in STARTS and (wait := budget.free_in()) > 0:
+            # Nobody else can take a slot meanwhile (they run under the lock), only time frees
+            # one: refusing now is exact, and keeps a person from waiting on a held target.
+            refusal = OperationRefused(
+                "start_limit",
+                f"{budget.burst} starts of {control.unit} within {budget.interval:g}s already "
+                f"(systemd's start limit is near): try again in {math.ceil(wait)}s",
+                retry_after=wait,
+            )
+        if refusal is not None:
+            control.lock.release()
+        return refusal
 
     async def _refused(  # noqa: PLR0913 -- the fields of one audit event
         self,
@@ -230,18 +259,16 @@ class Operations:
     ) -> tuple[BreakerState, BreakerState]:
         """Close the target's breaker, audited first; return its state before and after."""
         before = await asyncio.to_thread(self.breaker.state, target)
-        await self.audit.write(
-            CircuitBreaker(
-                service=target,
-                operation="reset",
-                user=user.actor,
-                source_ip=source_ip,
-                success=True,
-                was_open=before.open,
-                reason=before.reason,
-            )
+        event = CircuitBreaker(
+            service=target,
+            operation="reset",
+            user=user.actor,
+            source_ip=source_ip,
+            success=True,
+            was_open=before.open,
+            reason=before.reason,
         )
-        await asyncio.to_thread(self.breaker.reset, target)
+        await changed(self.audit, self.breaker, event, lambda b, e: b.reset(target, e))
         after = await asyncio.to_thread(self.breaker.state, target)
         log.info("%s: circuit breaker reset by %s (was %s)", target, user.id, before.open)
         return before, after
@@ -322,7 +349,7 @@ class _Run:
                 success=False, detail=str(refusal), outcome="refused", reason=refusal.reason
             )
             raise
-        except (SshError, NoSshConfigured, CommandRejected) as e:
+        except (SshError, NoSshConfigured, CommandRejected, Fenced) as e:
             success, detail = False, str(e)
         except asyncio.CancelledError:
             # Shutdown's grace is over: say so in the audit and to the person still waiting.
@@ -439,17 +466,17 @@ class _Run:
             return
         if before.open:
             return
-        await self.ops.audit.write(
-            breaker_opened(
-                name,
-                actor=self.actor,
-                source_ip=self.source_ip,
-                reason=reason,
-                operation_id=self.operation_id,
-            )
+        event = breaker_opened(
+            name,
+            actor=self.actor,
+            source_ip=self.source_ip,
+            reason=reason,
+            operation_id=self.operation_id,
         )
         try:
-            await asyncio.to_thread(self.ops.breaker.trip, name, reason)
+            await changed(
+                self.ops.audit, self.ops.breaker, event, lambda b, e: b.trip(name, reason, e)
+            )
         except BreakerStateError as e:
             # A state that cannot be saved suppresses recoveries too (they cannot count).
             self.log.warning("manual stop: could not open the circuit breaker: %s", e)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from redis_autoheal.config import AutoRecovery
     from remediator.act import Found
     from remediator.alertmanager import Alert
-    from remediator.breaker import BreakerStore
+    from remediator.breaker import BreakerState, BreakerStore
     from remediator.metrics import Metrics
 
 log = logging.getLogger(__name__)
@@ -256,7 +256,7 @@ class _Run:
             self.log.warning("recovery %s not started: %s", self.trigger.recovery_id, err)
             return self._report(Outcome.ABORTED, f"audit log unavailable: {err}")
         try:
-            ended = self._precluded() or await self._attempts()
+            ended = await self._precluded() or await self._attempts()
         except AuditWriteError as err:
             # Its start is on disk: its end is owed, whenever the log can take it again.
             self.log.warning("recovery %s aborted: %s", self.trigger.recovery_id, err)
@@ -305,12 +305,12 @@ class _Run:
     def _alerts(self) -> list[dict[str, str]]:
         return [a.summary() for a in self.trigger.alerts]
 
-    def _precluded(self) -> Ended | None:
+    async def _precluded(self) -> Ended | None:
         """The end of a recovery that may not act at all."""
         c = self.control
         if c.refusal:
             return Ended(Outcome.REFUSED, c.refusal)
-        if self.e.breaker.is_open(c.name):
+        if await asyncio.to_thread(self.e.breaker.is_open, c.name):  # a file, or etcd
             return Ended(
                 Outcome.SUPPRESSED, "circuit breaker open: auto-recovery is off until reset"
             )
@@ -428,21 +428,26 @@ class _Run:
     async def _count_on_breaker(self) -> Ended | None:
         """Count this recovery on the breaker; its end (suppressed) if the state is unusable."""
         name = self.control.name
+        now = events.utc_timestamp()
+
+        def opened(state: BreakerState) -> events.CircuitBreaker:
+            """The opening's event: the same, whether the store commits it or this writes it."""
+            event = breaker_opened(
+                name,
+                actor=AUTOHEAL,
+                source_ip=self.trigger.source_ip,
+                reason=state.reason,
+                recovery_id=self.trigger.recovery_id,
+                recoveries=len(state.recoveries),
+            )
+            return replace(event, timestamp=now)
+
         try:
-            state = await asyncio.to_thread(self.e.breaker.record_recovery, name)
+            state = await asyncio.to_thread(self.e.breaker.record_recovery, name, opened)
         except BreakerStateError as err:
             return Ended(Outcome.SUPPRESSED, f"circuit breaker state unusable: {err}")
-        if state.open:
-            await self.e.audit.write(
-                breaker_opened(
-                    name,
-                    actor=AUTOHEAL,
-                    source_ip=self.trigger.source_ip,
-                    reason=state.reason,
-                    recovery_id=self.trigger.recovery_id,
-                    recoveries=len(state.recoveries),
-                )
-            )
+        if state.open:  # written after the count, which the store may have committed it with
+            await self.e.audit.write(opened(state))
         return None
 
     async def _dry_run(self, step: Step) -> Ended:

@@ -83,6 +83,9 @@ async def receive(request: web.Request) -> web.Response:
     except CoordinationUnavailable as e:
         log.warning("webhook refused: %s", e)
         raise web.HTTPServiceUnavailable(text="coordination unavailable: nothing was done\n") from e
+    except AuditWriteError as e:  # a replica's claim, committed in etcd, not in its log
+        log.warning("webhook refused: %s", e)
+        raise web.HTTPServiceUnavailable(text="audit log unavailable: nothing was done\n") from e
     admission = dispatcher.admit(notification, request.remote)
     received = Webhook(
         service=None,

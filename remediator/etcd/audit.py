@@ -1,7 +1,9 @@
 """The replicas' audit trail in etcd, and each replica's full copy of it on disk.
 
 Each replica writes its own audit log as a single remediator does (fail closed, on local disk:
-remediator.audit); `PublishingAuditWriter` also queues every line it wrote, and `AuditTrail`
+remediator.audit). An event that records a change of the shared state (a claim) is put into
+etcd in the transaction that makes the change (`entry`), then written to the log
+(`write_published`); `PublishingAuditWriter` queues every other line it wrote, and `AuditTrail`
 puts them into etcd (`audit/<time>-<replica>-<n>`, retried until etcd takes them) and appends
 every replica's lines, in etcd's revision order, to `cluster-<audit file name>` beside the log:
 the same JSON objects plus `revision` and `replica`. That copy is identical on every replica,
@@ -11,27 +13,30 @@ and rebuilt from etcd when it is missing. etcd keeps `RETENTION_SECONDS` of it.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import json
 import logging
 import os
 import queue
+import threading
 import time
 from typing import TYPE_CHECKING
 
-from remediator.audit import AuditWriter
+from remediator.audit import AuditWriter, encode
 from remediator.errors import CoordinationUnavailable
 from remediator.etcd import gateway as g
 from remediator.etcd.keys import PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
     from redis_autoheal.config import Audit
     from remediator.errors import AuditWriteError
     from remediator.etcd.gateway import Gateway
+    from remediator.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -41,17 +46,57 @@ RETENTION_SECONDS = 7 * 86400
 PAGE = 500  # keys read from etcd at a time
 
 
+_numbers = itertools.count()
+
+
+def entry_key(replica: str) -> str:
+    """A new audit line's key: in time order, then unique to its replica."""
+    return f"{AUDIT_PREFIX}{time.time_ns():020d}-{replica}-{next(_numbers)}"
+
+
+def entry(replica: str, event: Event) -> g.Json:
+    """The request that puts the event into etcd, in the transaction of the change it records
+    (then `write_published` writes it to the log)."""
+    return g.put(entry_key(replica), encode(event).decode().rstrip("\n"))
+
+
 class PublishingAuditWriter(AuditWriter):
-    """An AuditWriter that also queues each line it made durable, for `AuditTrail`."""
+    """An AuditWriter that also queues each line it made durable, for `AuditTrail`, unless
+    it is in etcd already."""
 
     def __init__(self, settings: Audit, on_error: Callable[[], None] | None = None) -> None:
         super().__init__(settings, on_error)
         self.outbox: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._published: collections.Counter[bytes] = collections.Counter()
+        self._published_lock = threading.Lock()
+
+    def mark_published(self, events: Sequence[Event]) -> None:
+        """Their change's transaction put these events into etcd (`entry`): once written to
+        the log, they are not queued."""
+        with self._published_lock:
+            self._published.update(encode(e).rstrip(b"\n") for e in events)
+
+    async def write_published(self, *events: Event) -> None:
+        """Write events that their change's transaction put into etcd: not queued."""
+        self.mark_published(events)
+        try:
+            await self.write(*events)
+        except BaseException:
+            with self._published_lock:
+                self._published.subtract(encode(e).rstrip(b"\n") for e in events)
+                self._published = +self._published
+            raise
 
     def _write_chunks(self, chunks: list[bytes]) -> tuple[int, AuditWriteError | None]:
         committed, error = super()._write_chunks(chunks)
         for chunk in chunks[:committed]:
             for line in chunk.splitlines():
+                with self._published_lock:
+                    if self._published[line] > 0:
+                        self._published[line] -= 1
+                        if not self._published[line]:
+                            del self._published[line]
+                        continue
                 self.outbox.put(line)
         return committed, error
 
@@ -82,7 +127,6 @@ class AuditTrail:
         self.path = copy_path(writer.settings)
         self._gateway = gateway
         self._replica = replica
-        self._numbers = itertools.count()
         self._unsent: list[bytes] = []
 
     async def sync(self) -> None:
@@ -93,7 +137,7 @@ class AuditTrail:
             except queue.Empty:
                 break
         while self._unsent:
-            key = f"{AUDIT_PREFIX}{time.time_ns():020d}-{self._replica}-{next(self._numbers)}"
+            key = entry_key(self._replica)
             value = g.b64(self._unsent[0].decode())
             await self._gateway.call("kv/put", {"key": g.b64(key), "value": value})
             del self._unsent[0]

@@ -4,7 +4,8 @@ outage of a target.
 The replica that starts one holds the target by a claim key attached to its lease, written in
 one transaction with the target's duplicate memory (when its last recovery was claimed: an
 alert that started before then is of an outage already handled, whichever Prometheus or
-Alertmanager sent it) and compared with the breakers' key: a breaker opened or counted meanwhile
+Alertmanager sent it) and the claim's audit event (then written to the local log, or the claim
+is given back), and compared with the breakers' key: a breaker opened or counted meanwhile
 fails the claim. The claim's revision is its fence, checked before each state-changing command
 (`check_fence`) and in the transaction that counts the recovery on the breaker. The lease is
 kept alive while the replica reaches a member with quorum; a replica whose lease may have
@@ -13,8 +14,8 @@ expired is down (not `up`): its `prepare` raises CoordinationUnavailable (the we
 claim is gone is taken over by another replica, as a new recovery that looks afresh at the unit
 and goes on from the attempt after the last one its holder acted in (each fence check writes
 that attempt and its level to `seen`, in its transaction; remediator.recovery). What stays in
-this process (the alerts reserved on a recovery, their duplicate memory, the locks and start
-budgets) is LocalCoordination's.
+this process (the alerts reserved on a recovery, their duplicate memory) is
+LocalCoordination's; the locks and start budgets are shared (remediator.etcd.lock).
 """
 
 from __future__ import annotations
@@ -35,11 +36,12 @@ from remediator.breaker import BreakerState, parse_states
 from remediator.coordination import LocalCoordination, Verdict
 from remediator.errors import AuditWriteError, BreakerStateError, CoordinationUnavailable, Fenced
 from remediator.etcd import gateway as g
-from remediator.etcd.audit import AuditTrail, PublishingAuditWriter
+from remediator.etcd.audit import AuditTrail, PublishingAuditWriter, entry
 from remediator.etcd.breaker import EtcdBreakerStore
 from remediator.etcd.gateway import Gateway
 from remediator.etcd.keys import BREAKER as BREAKER_KEY
 from remediator.etcd.keys import claim_key, seen_key
+from remediator.etcd.lock import EtcdStartBudget, EtcdTargetLock
 from remediator.events import AutoRecovery
 from remediator.recovery import Level, Progress
 
@@ -66,6 +68,8 @@ class Arbitration:
     verdict: Verdict | None  # None: this replica holds the target now (fence)
     fence: int = 0
     at: float = 0.0  # when the outage's recovery was first claimed
+    recovery_id: str = ""  # the claimed recovery's, named in the claim's audit event
+    event: AutoRecovery | None = None  # that event, committed with the claim
 
 
 @dataclass(frozen=True)
@@ -121,8 +125,13 @@ class EtcdCoordination(LocalCoordination):
         self.fences: dict[str, Held] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._resume: Resume | None = None
+        self.locks = {name: EtcdTargetLock(self, name) for name in self._locks}
+        self._locks = dict(self.locks)
+        self._budgets = {name: EtcdStartBudget(self, name, self.locks[name]) for name in self.locks}
         if isinstance(breaker, EtcdBreakerStore):
             breaker.fence_of = self._fence_of
+            if isinstance(audit, PublishingAuditWriter):  # its changes' events: with them
+                breaker.replica, breaker.committed = self.replica, audit.mark_published
 
     def _fence_of(self, target: str) -> int | None:
         held = self.fences.get(target)
@@ -203,13 +212,26 @@ class EtcdCoordination(LocalCoordination):
         try:
             for target, keys in wanted.items():
                 if target not in self._holds:
-                    newest = max(k[1].timestamp() for k in keys)
-                    self._arbitrated[target] = await self._arbitrate(target, newest)
+                    self._arbitrated[target] = await self._arbitrate(target, keys)
         finally:
             # `admit` runs next, without awaiting: what it did not take is given back after.
             asyncio.get_running_loop().call_soon(self._drop_unused)
 
-    async def _arbitrate(self, target: str, newest_start: float) -> Arbitration:
+    async def _arbitrate(self, target: str, keys: Collection[AlertKey]) -> Arbitration:
+        arbitration = await self._claim(target, keys)
+        if arbitration.event is None:
+            return arbitration
+        try:  # committed with the claim: now in the log too, or the claim is given back
+            await self._published(arbitration.event)
+        except AuditWriteError:
+            self._spawn(
+                self._free(target, Held("", arbitration.fence, arbitration.at), forget=True)
+            )
+            raise
+        return arbitration
+
+    async def _claim(self, target: str, keys: Collection[AlertKey]) -> Arbitration:
+        newest_start = max(k[1].timestamp() for k in keys)
         claim, seen = claim_key(target), seen_key(target)
         for _ in range(CLAIM_TRIES):
             read = await self.gateway.call(
@@ -226,6 +248,16 @@ class EtcdCoordination(LocalCoordination):
             if _breaker_open(breakers, target):
                 return Arbitration(Verdict.SUPPRESSED)
             now = time.time()
+            recovery_id = uuid.uuid4().hex[:12]
+            claimed = AutoRecovery(
+                service=target,
+                operation="recover",
+                success=None,
+                phase="claimed",
+                recovery_id=recovery_id,
+                alert_fingerprints=sorted({k[0] for k in keys}),
+                reason=f"claimed by replica {self.replica}: its recovery serves the outage",
+            )
             answer = await self.gateway.call(
                 "kv/txn",
                 g.txn(
@@ -240,12 +272,30 @@ class EtcdCoordination(LocalCoordination):
                         *([g.delete(claim)] if stale else []),
                         g.put(claim, self._claim_value(), self.lease),
                         g.put(seen, seen_value(self.replica, now, running=True)),
+                        *self._entries(claimed),
                     ],
                 ),
             )
             if answer.get("succeeded"):
-                return Arbitration(None, g.revision(answer), now)
+                return Arbitration(None, g.revision(answer), now, recovery_id, claimed)
         return Arbitration(Verdict.DUPLICATE)
+
+    def _entries(self, event: AutoRecovery) -> list[g.Json]:
+        """The event's put into the audit trail, in the transaction of the change it records."""
+        return [entry(self.replica, event)] if isinstance(self.audit, PublishingAuditWriter) else []
+
+    async def _published(self, event: AutoRecovery) -> None:
+        """The event the change's transaction put into etcd, written to the log (fail closed)."""
+        if isinstance(self.audit, PublishingAuditWriter):
+            await self.audit.write_published(event)
+        else:
+            await self.audit.write(event)
+
+    def admit(self, target: str, key: AlertKey, *, recovery_id: str, may_act: bool) -> Claim:
+        arbitration = self._arbitrated.get(target)
+        if arbitration is not None and arbitration.recovery_id:
+            recovery_id = arbitration.recovery_id  # as the claim's audit event names it
+        return super().admit(target, key, recovery_id=recovery_id, may_act=may_act)
 
     def _claim_value(self) -> str:
         return json.dumps({"replica": self.replica, "at": time.time()})
@@ -278,7 +328,8 @@ class EtcdCoordination(LocalCoordination):
     async def check_fence(self, target: str, step: Mapping[str, Any]) -> int | None:
         held = self.fences.get(target)
         if held is None:
-            return None  # no recovery of ours: a manual operation, under the target's lock
+            await self.locks[target].confirm()  # a manual operation's hold, if it has one
+            return None
         if not self.live:
             raise Fenced(f"fence {held.fence}: this replica's etcd lease may have expired")
         attempt, level = step.get("attempt"), step.get("recovery_level")
@@ -316,6 +367,24 @@ class EtcdCoordination(LocalCoordination):
         kept: dict[str, str | int] = (
             {} if after is None else {"attempt": after.attempt, "level": after.level.label}
         )
+        went = (
+            "before it acted"
+            if after is None
+            else f"after its attempt {after.attempt} ({after.level.label}): going on from the next"
+        )
+        recovery_id = uuid.uuid4().hex[:12]
+        resumed = AutoRecovery(  # committed with the takeover: its revision is the fence
+            service=target,
+            operation="resume",
+            success=None,
+            phase="resumed",
+            recovery_id=recovery_id,
+            resumed_ids=[],
+            reason=(
+                f"taking over from replica {info.get('replica')}, whose etcd lease expired "
+                f"during its recovery, {went}"
+            ),
+        )
         answer = await self.gateway.call(
             "kv/txn",
             g.txn(
@@ -323,34 +392,16 @@ class EtcdCoordination(LocalCoordination):
                 [
                     g.put(claim, self._claim_value(), self.lease),
                     g.put(seen, seen_value(self.replica, info["at"], running=True, **kept)),
+                    *self._entries(resumed),
                 ],
             ),
         )
         if not answer.get("succeeded"):
             return
         taken = Arbitration(None, g.revision(answer), info["at"])
-        recovery_id = uuid.uuid4().hex[:12]
         self._taken[target] = taken
-        went = (
-            "before it acted"
-            if after is None
-            else f"after its attempt {after.attempt} ({after.level.label}): going on from the next"
-        )
         try:
-            await self.audit.write(
-                AutoRecovery(
-                    service=target,
-                    operation="resume",
-                    success=None,
-                    phase="resumed",
-                    recovery_id=recovery_id,
-                    resumed_ids=[],
-                    reason=(
-                        f"taking over from replica {info.get('replica')}, whose etcd lease "
-                        f"expired during its recovery (fence {taken.fence}), {went}"
-                    ),
-                )
-            )
+            await self._published(resumed)
             started = self._resume(target, recovery_id, after)
         except AuditWriteError as e:
             log.warning("%s: cannot audit the takeover, not taken over: %s", target, e)

@@ -141,7 +141,7 @@ class Gateway:
 
 class SyncGateway:
     """etcd's gateway from a thread or the CLI; after a failure it fails at once for
-    `quiet_seconds`, so that a caller on the event loop (a breaker read) is not held up."""
+    `quiet_seconds`, so that the breaker reads that follow are not each held up."""
 
     def __init__(
         self,

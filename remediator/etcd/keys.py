@@ -21,3 +21,13 @@ def claim_key(target: str) -> str:
 
 def seen_key(target: str) -> str:
     return f"{PREFIX}seen/{target}"
+
+
+def lock_key(target: str) -> str:
+    """The replica running a manual operation on the target, on its lease (remediator.etcd.lock)."""
+    return f"{PREFIX}lock/{target}"
+
+
+def budget_key(target: str) -> str:
+    """The target's start budget: the times of its last starts, a JSON list."""
+    return f"{PREFIX}budget/{target}"

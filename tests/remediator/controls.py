@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 from typing import TYPE_CHECKING
 
 from redis_autoheal.probe import Prober
-from remediator.control import StartBudget, TargetControl
+from remediator.control import StartBudget, TargetControl, TargetLock
 
 if TYPE_CHECKING:
     from redis_autoheal.config import HealthCheck, Target
@@ -27,6 +26,6 @@ def target_control(
         metrics,
         dry_run=False,
         prober=Prober(target, health, ssh),
-        lock=asyncio.Lock(),
+        lock=TargetLock(),
         start_budget=StartBudget(),
     )

@@ -1,24 +1,32 @@
 """The breakers in etcd (`coordination.backend: etcd`), against a real 3-member cluster: one
-state for every replica and the `breaker` command, counted exactly under contention, and open
-(fail closed) while etcd cannot be read."""
+state for every replica and the `breaker` command, counted exactly under contention, open
+(fail closed) while etcd cannot be read, and each change's audit event committed with it."""
 
 from __future__ import annotations
 
 import concurrent.futures
-from typing import TYPE_CHECKING
+import json
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from redis_autoheal.cli import main
-from remediator.audit import read_events
+from remediator.act import breaker_opened
+from remediator.audit import AUTOHEAL, read_events
 from remediator.coordination import breaker_store
-from remediator.errors import BreakerStateError
+from remediator.errors import BreakerStateError, Fenced
+from remediator.etcd import gateway as g
+from remediator.etcd.audit import AUDIT_END, AUDIT_PREFIX
+from remediator.etcd.breaker import KEY, EtcdBreakerStore
+from remediator.events import CircuitBreaker
 from tests.remediator.configs import write_config
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from redis_autoheal.config import Config
+    from remediator.breaker import BreakerState
+    from remediator.events import Event
     from tests.etcd_cluster import EtcdCluster
 
 
@@ -71,3 +79,56 @@ def test_while_etcd_cannot_be_read_the_breaker_is_open(tmp_path: Path, etcd: Etc
     assert store.is_open("redis")
     with pytest.raises(BreakerStateError, match="cannot read the breakers in etcd"):
         store.state("redis")
+
+
+def trail(store: EtcdBreakerStore) -> list[tuple[int, dict[str, Any]]]:
+    """The audit trail in etcd: (revision, event), in order."""
+    answer = store._gateway.call(
+        "kv/range", {"key": g.b64(AUDIT_PREFIX), "range_end": g.b64(AUDIT_END)}
+    )
+    return sorted(
+        (int(kv["mod_revision"]), json.loads(g.unb64(kv["value"]))) for kv in answer.get("kvs", [])
+    )
+
+
+def breakers_revision(store: EtcdBreakerStore) -> int:
+    kv = g.ranged(store._gateway.call("kv/txn", g.txn([], [g.get(KEY)])), 0)
+    assert kv is not None
+    return int(kv["mod_revision"])
+
+
+def test_each_change_is_committed_with_its_audit_event(
+    tmp_path: Path, etcd: EtcdCluster, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = replica(tmp_path, etcd, "a", max_recoveries=2)
+    store = breaker_store(config, trail="r1")
+    assert isinstance(store, EtcdBreakerStore)
+    committed: list[Event] = []
+    store.committed = committed.extend
+
+    def opened(state: BreakerState) -> CircuitBreaker:
+        return breaker_opened("redis", actor=AUTOHEAL, source_ip=None, reason=state.reason)
+
+    store.record_recovery("redis", opened)  # counted, not opened: nothing to record
+    assert trail(store) == []
+    store.record_recovery("redis", opened)  # opened: its event in the same transaction
+    ((revision, event),) = trail(store)
+    assert revision == breakers_revision(store)
+    assert (event["operation"], event["reason"]) == ("open", "2 recoveries within 300s")
+    assert [e.operation for e in committed] == ["open"]
+
+    # The command's reset, from another host's point of view: the same.
+    assert main(["breaker", "reset", "--config", str(config.source), "--target", "redis"]) == 0
+    capsys.readouterr()
+    revision, event = trail(store)[-1]
+    assert revision == breakers_revision(store)
+    assert (event["operation"], event["was_open"]) == ("reset", True)
+    assert read_events(config.audit) == [event]  # and in the local log, once
+
+    # A count refused (its replica no longer holds the target) leaves neither.
+    store.fence_of = lambda _target: 1
+    before = breakers_revision(store)
+    with pytest.raises(Fenced):
+        store.record_recovery("redis", opened)
+    assert breakers_revision(store) == before
+    assert len(trail(store)) == 2

@@ -3,7 +3,8 @@ receiving every notification, against the real test host: one recovery per outag
 member down too, and from two real Alertmanagers whose gossip is blocked), a breaker counted
 once, latched across restarts and reset from any replica, a paused holder taken over and then
 refused, a replica cut off from etcd answering 503 while the other heals, no quorum: 503 and
-nothing done, and every replica's copy of the whole audit trail.
+nothing done, every replica's copy of the whole audit trail, and one target lock and start
+budget for the manual operations and recoveries of all replicas.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -25,7 +26,7 @@ from remediator.audit import read_events
 from remediator.etcd.audit import copy_path
 from remediator.keys import BREAKER, CONTROLS, COORDINATION, METRICS
 from tests.alertmanager_cluster import AlertmanagerCluster
-from tests.remediator.configs import ADMIN, start_remediator
+from tests.remediator.configs import ADMIN, OPERATOR, start_remediator
 from tests.remediator.hostapp import AUTH, host_config, settle, verbs
 from tests.remediator.notifications import alert, notification
 from tests.support import HANG, REPO, free_port
@@ -578,4 +579,68 @@ async def test_a_replica_cut_off_from_etcd_answers_503_while_the_others_heal(
     assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
     await settle_all(clients)
     assert verbs(test_host) == ["restart"]
+    assert test_host.ping()
+
+
+async def operate(client: TestClient, action: str) -> tuple[int, dict[str, Any]]:
+    response = await client.post(f"/api/services/vm3/{action}", headers=OPERATOR)
+    return response.status, await response.json()
+
+
+async def test_a_manual_operation_is_busy_while_another_replica_recovers_the_target(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    configs = replica_configs(
+        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 2}
+    )
+    clients = [await make_client(c) for c in configs]
+    test_host.start_fails()  # the recovery's attempts fail: it holds the target a while
+    answers = await post_all(clients, alert("vm3", starts_at=await outage(test_host)))
+    holder = answers.index(["recovery_started"])
+    await event(configs[holder], lambda e: e.get("phase") == "verified")  # attempt 1 ran
+    for client in (clients[1 - holder], clients[holder]):
+        status, body = await operate(client, "restart")
+        assert (status, body["reason"]) == (409, "busy"), body
+        assert "a recovery is running" in body["detail"], body
+    test_host.start_fails(False)
+    await settle_all(clients)
+    ran = [
+        e
+        for e in read_events(configs[holder].audit)
+        if e["event_type"] == "ssh_command"
+        and e["phase"] == "started"
+        and e["operation"] in ("start", "stop", "restart", "reload")
+    ]
+    assert len(ran) == len(verbs(test_host)) >= 1
+    assert set(verbs(test_host)) == {"restart"}  # the recovery's only
+    other = read_events(configs[1 - holder].audit)
+    assert [e for e in other if e["event_type"] == "ssh_command"] == []
+    refused = [e for e in other if e["event_type"] == "service_operation"]
+    assert [(e["phase"], e["reason"]) for e in refused] == [("refused", "busy")]
+    assert test_host.ping()
+
+
+async def test_the_start_budget_counts_the_starts_of_every_replica(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """As on one remediator (test_operations): 3 starts in 11 s, wherever they ran; the 4th
+    is refused, and a recovery's start waits for a slot."""
+    clients = [await make_client(c) for c in replica_configs(tmp_path, test_host, etcd, n=2)]
+    for client in (clients[0], clients[1], clients[0]):
+        status, body = await operate(client, "restart")
+        assert status == 200, body
+    status, body = await operate(clients[1], "start")
+    assert (status, body["reason"]) == (429, "start_limit"), body
+    response = await clients[0].post("/api/services/vm3/restart", headers=OPERATOR)
+    assert response.status == 429
+    assert 1 <= int(response.headers["Retry-After"]) <= 11
+    status, body = await operate(clients[1], "reload")  # not a start: allowed
+    assert status == 200, body
+    assert verbs(test_host) == ["restart"] * 3 + ["reload"]
+
+    answers = await post_all(clients, alert("vm3", starts_at=await outage(test_host)))
+    assert sorted(answers) == [["duplicate"], ["recovery_started"]]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"] * 3 + ["reload", "restart"]
+    assert test_host.max_starts_in_window(10.0) == 3
     assert test_host.ping()
