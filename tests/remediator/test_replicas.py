@@ -32,7 +32,7 @@ from tests.remediator.notifications import alert, notification
 from tests.support import HANG, REPO, free_port
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable
     from pathlib import Path
 
     from aiohttp.test_utils import TestClient
@@ -401,26 +401,26 @@ async def revoke_lease(client: TestClient) -> None:
 async def test_a_step_already_on_its_way_at_the_takeover_is_refused_by_the_host_wrapper(
     test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
 ) -> None:
-    """The holder's own fence check passes; its step is then held on its way (as a pause
-    there would) while its lease ends, the other replica takes over and restarts Redis through
+    """The holder's own fence check passes, and so does the start budget's record in etcd
+    (which checks the claim too); its step is then held on its way (as a pause there would)
+    while its lease ends, the other replica takes over and restarts Redis through
     the host's fenced wrapper with the newer fence. The held step, arriving last with the older
     fence, is refused by the wrapper: nothing runs, the holder's recovery ends `fenced`, no
     further step, and both are in its audit log."""
     configs = replica_configs(tmp_path, test_host, etcd, n=2, fenced=True)
     holder, other = [await make_client(c) for c in configs]
-    control = holder.app[CONTROLS]["vm3"]
-    check = control.fence
-    assert check is not None
+    budget = holder.app[CONTROLS]["vm3"].start_budget
+    acquire = budget.acquire
     checked, go = asyncio.Event(), asyncio.Event()
 
-    async def held_on_its_way(target: str, step: Mapping[str, Any]) -> int | None:
-        fence = await check(target, step)
+    async def held_on_its_way() -> float:
+        waited = await acquire()  # the last check before the command leaves
         if not checked.is_set():
             checked.set()
             await go.wait()
-        return fence
+        return waited
 
-    control.fence = held_on_its_way
+    budget.acquire = held_on_its_way
     body = notification(alert("vm3", starts_at=await outage(test_host)))
     response = await holder.post("/webhook", json=body, headers=AUTH)
     assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
