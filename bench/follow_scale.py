@@ -55,6 +55,11 @@ WAIT_LIMIT = 300.0
 # --- the other process: every host, and Alertmanager ------------------------------------------
 
 
+async def _ready(_: web.Request) -> web.Response:
+    """Alertmanager's GET /-/ready, which the followers ask while they have nothing to push."""
+    return web.Response(text="OK")
+
+
 class Hosts:
     """The units' states, the open journal streams, Alertmanager's view of the alerts."""
 
@@ -132,6 +137,7 @@ class Hosts:
         app.router.add_post("/api/v2/alerts", alerts)
         app.router.add_post("/control/{action}", control)
         app.router.add_get("/stats", stats)
+        app.router.add_get("/-/ready", _ready)
         runner = web.AppRunner(app)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", port).start()

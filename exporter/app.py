@@ -12,7 +12,7 @@ from aiohttp import web
 from exporter import views
 from exporter.follow import Followers
 from exporter.state import ExporterState
-from exporter.typedefs import STATE
+from exporter.typedefs import FOLLOWERS, STATE
 from redis_autoheal.config import Config
 from redis_autoheal.ssh import SshPool
 
@@ -40,7 +40,7 @@ async def _connections(app: web.Application) -> AsyncIterator[None]:
     """
     ssh = SshPool()
     state = app[STATE] = ExporterState(app[_INITIAL], ssh)
-    followers = Followers(ssh)
+    followers = app[FOLLOWERS] = Followers(ssh)
     await followers.sync(state.config)
     state.on_reload.append(followers.sync)
     reloads: set[asyncio.Task[str | None]] = set()

@@ -35,6 +35,11 @@ active, reloading, inactive, failed, activating, deactivating. A state outside t
 plus `redis_probe_error{layer="systemd",reason="unknown_state"}`. When the state could not
 be read (SSH down, no `ssh` section, systemctl printed nothing) no unit-state series is sent:
 `redis_ssh_up` and `redis_probe_error` say why.
+
+With `exporter.follow`, the systemd layer also sends `redis_systemd_unit_followed{unit}`: 1 while
+the exporter follows the unit and its alert pushes are taken (exporter/follow.py `followed`),
+else 0; the rules' RedisServiceInactive and RedisServiceFailed stand down while it is 1. Without
+`exporter.follow` it is not sent.
 """
 
 from __future__ import annotations
@@ -58,8 +63,9 @@ if TYPE_CHECKING:
 class ProbeCollector:
     """Yields the metric families of one probe's results; registered on a fresh registry."""
 
-    def __init__(self, results: Sequence[LayerResult]) -> None:
+    def __init__(self, results: Sequence[LayerResult], followed: bool | None = None) -> None:
         self.results = results
+        self.followed = followed  # None: the unit is not followed (no exporter.follow)
 
     def collect(self) -> Iterator[Metric | Family | Chunk]:
         now = time.time()
@@ -88,7 +94,7 @@ class ProbeCollector:
             if isinstance(r, ConnectivityResult):
                 yield from _connectivity(r)
             elif isinstance(r, SystemdResult):
-                yield from _systemd(r)
+                yield from _systemd(r, self.followed)
             elif isinstance(r, PerformanceResult):
                 yield from _performance(r, now)
 
@@ -103,10 +109,18 @@ def _connectivity(r: ConnectivityResult) -> Iterator[Metric]:
         )
 
 
-def _systemd(r: SystemdResult) -> Iterator[Metric]:
+def _systemd(r: SystemdResult, followed: bool | None) -> Iterator[Metric]:
     yield GaugeMetricFamily(
         "redis_ssh_up", "1 if a command ran over SSH on the unit's host.", value=float(r.ssh_up)
     )
+    if followed is not None:
+        follow = GaugeMetricFamily(
+            "redis_systemd_unit_followed",
+            "1 while the exporter follows the unit and its alert pushes reach Alertmanager.",
+            labels=["unit"],
+        )
+        follow.add_metric([r.unit], float(followed))
+        yield follow
     if r.state is None:
         return
     states = GaugeMetricFamily(

@@ -18,6 +18,12 @@ resolution is sent until an Alertmanager takes it). A push no Alertmanager took 
 5 s.
 The Prometheus rule fires the very same alert (same labels) at its own pace: a safety net for
 a failed push, an Alertmanager that was down, or a stream that could not be opened.
+
+`followed` (the probe's `redis_systemd_unit_followed`) tells the rule when to stand down: the
+stream is up, a state read has been applied since it opened, and the last push was taken. With
+nothing to push, "taken" is what an Alertmanager said last (exporter/push.py `ready`), asked
+after the stream's first read and every `resend_seconds`: a follower that has never pushed
+claims nothing it has not checked.
 """
 
 from __future__ import annotations
@@ -100,12 +106,22 @@ class UnitFollower:
         self.pusher = pusher
         self.state: str | None = None  # the last state read
         self.up = False  # the stream is open
+        self.reconciled = False  # a state read was applied since the stream opened
+        self.delivered = False  # the last push was taken (with none pending: would be)
+        self._opened = 0  # streams opened so far: tells a read that began before this one
+        self._pushes = 0  # pushes made so far: a readiness answer older than a push is void
         self._wake = asyncio.Event()
         self._firing: _Firing | None = None
         self._resolved: list[_Firing] = []
         self._push_failed = False
         self._failed = asyncio.Event()  # set by a push no Alertmanager took
+        self._checked = asyncio.Event()  # set by a reconcile: is a push taken now?
         self.log = target_logger(logger, target.name)
+
+    @property
+    def followed(self) -> bool:
+        """The unit's state alerts come from here now: the rule may stand down."""
+        return self.up and self.reconciled and self.delivered
 
     async def run(self) -> None:
         """Follow until cancelled."""
@@ -114,6 +130,7 @@ class UnitFollower:
             asyncio.ensure_future(self._read_when_woken()),
             asyncio.ensure_future(self._resend()),
             asyncio.ensure_future(self._retry()),
+            asyncio.ensure_future(self._check_when_reconciled()),
         ]
         try:
             await asyncio.gather(*tasks)
@@ -132,6 +149,7 @@ class UnitFollower:
                 async with contextlib.AsyncExitStack() as stream:
                     async with self.opening:
                         lines = await stream.enter_async_context(self.ssh.follow(command))
+                    self._opened += 1
                     self._set_up(up=True)
                     self._wake.set()  # reconcile: whatever happened while we did not follow
                     async for line in lines:
@@ -149,6 +167,8 @@ class UnitFollower:
             delay = min(delay * 2, self.settings.reconnect_max_seconds)
 
     def _set_up(self, *, up: bool) -> None:
+        if not up:
+            self.reconciled = False
         if up != self.up:
             self.up = up
             selfmetrics.FOLLOWED_UNITS.inc(1 if up else -1)
@@ -157,6 +177,7 @@ class UnitFollower:
         while True:
             await self._wake.wait()
             self._wake.clear()
+            opened = self._opened
             try:
                 ran = await self.ssh.run(IsActive(self.target.systemd_unit))
             except SshError as e:
@@ -166,6 +187,9 @@ class UnitFollower:
             if not words:
                 continue
             await self._apply(words[0])
+            if self.up and opened == self._opened and not self.reconciled:
+                self.reconciled = True
+                self._checked.set()
 
     async def _apply(self, state: str) -> None:
         if state != self.state:
@@ -198,7 +222,9 @@ class UnitFollower:
             alerts.append(alert(firing.labels, firing.annotations, firing.starts_at, now + valid))
         if alerts:
             sent = list(self._resolved)
-            self._push_failed = not await self.pusher.push(alerts)
+            self._pushes += 1
+            self.delivered = await self.pusher.push(alerts)
+            self._push_failed = not self.delivered
             if self._push_failed:
                 self._failed.set()
             else:
@@ -212,6 +238,24 @@ class UnitFollower:
                 self._wake.set()
                 if self._firing is not None:
                     await self._push(time.time())
+                else:
+                    await self._check_ready()
+
+    async def _check_when_reconciled(self) -> None:
+        """After the stream's first read, as a task of its own: the reader never waits on it."""
+        while True:
+            await self._checked.wait()
+            self._checked.clear()
+            await self._check_ready()
+
+    async def _check_ready(self) -> None:
+        """With nothing firing nor unsent, whether a push would be taken now (`delivered`)."""
+        if self._firing is not None or self._push_failed:
+            return  # the last push, or its retry, decides
+        pushes = self._pushes
+        ready = await self.pusher.ready(self.settings.resend_seconds)
+        if pushes == self._pushes:
+            self.delivered = ready
 
     async def _retry(self) -> None:
         """A push no Alertmanager took is sent again every PUSH_RETRY_SECONDS until one does."""
@@ -265,6 +309,11 @@ class Followers:
 
     def running(self) -> list[UnitFollower]:
         return [follower for _, follower, _ in self._running.values()]
+
+    def followed(self, name: str) -> bool | None:
+        """Whether target `name`'s unit is `followed` now; None if it is not to be followed."""
+        running = self._running.get(name)
+        return None if running is None else running[1].followed
 
     async def _stop_all(self) -> None:
         tasks = [task for _, _, task in self._running.values()]

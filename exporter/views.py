@@ -14,7 +14,7 @@ from exporter.collector import ProbeCollector
 from exporter.exposition import render
 from exporter.probe import MODULES, TargetProber
 from exporter.targets import BadTarget, StaleDirectory
-from exporter.typedefs import STATE
+from exporter.typedefs import FOLLOWERS, STATE
 from redis_autoheal.probe import Layer
 
 SCRAPE_TIMEOUT_HEADER = "X-Prometheus-Scrape-Timeout-Seconds"
@@ -119,7 +119,8 @@ async def probe(request: web.Request) -> web.StreamResponse:
         return web.Response(status=400, text=f"{e}\n")
 
     results = await prober.probe(layers, budget)
-    body = render(ProbeCollector(results))  # generate_latest's text, at a fraction of its cost
+    followed = request.app[FOLLOWERS].followed(prober.target.name)
+    body = render(ProbeCollector(results, followed))  # generate_latest's text, far cheaper
 
     ok = True
     for r in results:

@@ -5,9 +5,11 @@ The exporter follows each unit and pushes an alert the moment the unit turns `in
 Alertmanager, it is read from the very rules file Prometheus loads: an alerting rule whose
 expression is `redis_systemd_unit_state{job="...", state="STATE"} == 1` fires, for a unit in
 STATE, with the selector's labels, `instance` (the target's name), `unit`, the rule's labels
-and `alertname`; its annotations are the rule's, with `{{ $labels.NAME }}` filled in. A rule of
-that shape that uses `for`, or an annotation with any other template, is refused: the exporter
-could not send what Prometheus would.
+and `alertname`; its annotations are the rule's, with `{{ $labels.NAME }}` filled in. The
+expression may go on with `unless on(instance, unit) redis_systemd_unit_followed{...} == 1`
+(the generated rules do: the rule stands down while the exporter pushes the alert), which
+changes no label. A rule of that shape that uses `for`, or an annotation with any other
+template, is refused: the exporter could not send what Prometheus would.
 """
 
 from __future__ import annotations
@@ -24,7 +26,11 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 STATE_METRIC = "redis_systemd_unit_state"
-_EXPR = re.compile(rf"\s*{STATE_METRIC}\{{([^}}]*)\}}\s*==\s*1\s*")
+FOLLOWED_METRIC = "redis_systemd_unit_followed"
+_UNLESS_FOLLOWED = (
+    rf"\s+unless\s+on\s*\(\s*instance\s*,\s*unit\s*\)\s*{FOLLOWED_METRIC}\{{[^}}]*\}}\s*==\s*1"
+)
+_EXPR = re.compile(rf"\s*{STATE_METRIC}\{{([^}}]*)\}}\s*==\s*1(?:{_UNLESS_FOLLOWED})?\s*")
 _MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"([^"\\]*)"\s*')
 _ACTION = re.compile(r"\{\{(.*?)\}\}", re.DOTALL)
 _LABEL = re.compile(r"\s*\$labels\.([a-zA-Z_][a-zA-Z0-9_]*)\s*")

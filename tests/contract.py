@@ -7,7 +7,7 @@ from __future__ import annotations
 
 PROBE_ALL = frozenset({"redis_probe_success", "redis_probe_duration_seconds"})
 CONNECTIVITY = frozenset({"redis_up", "redis_ping_latency_seconds"})
-SYSTEMD = frozenset({"redis_ssh_up", "redis_systemd_unit_state"})
+SYSTEMD = frozenset({"redis_ssh_up", "redis_systemd_unit_state", "redis_systemd_unit_followed"})
 PERFORMANCE = frozenset(
     {
         "redis_memory_used_bytes",

@@ -195,8 +195,26 @@ def connectivity(t: Thresholds) -> Group:
     )
 
 
+def _unless_followed(state: str, job: str) -> tuple[str, str]:
+    """The unit is in `state`, unless the exporter follows it and pushes its alert itself."""
+    expr = (
+        f'redis_systemd_unit_state{{job="{job}", state="{state}"}} == 1 '
+        f'unless on(instance, unit) redis_systemd_unit_followed{{job="{job}"}} == 1'
+    )
+    comment = (
+        "While the exporter follows the unit and its pushes are taken, the push is this "
+        "alert's source (the same labels, at once): a scrape that caught a short outage "
+        "would fire it after the push healed it, hold it firing in Alertmanager, and the "
+        "next outage's push would then raise no notification. The rule is the safety net "
+        "whenever redis_systemd_unit_followed is 0 or absent."
+    )
+    return expr, comment
+
+
 def systemd(t: Thresholds) -> Group:
     job = PROBE_JOBS["systemd"]
+    inactive_expr, followed_comment = _unless_followed("inactive", job)
+    failed_expr, _ = _unless_followed("failed", job)
     unit = "{{ $labels.unit }}"
     where = f"{unit} on {{{{ $labels.instance }}}}"
     journal = f"journalctl -u {unit} -n 50 --no-pager"
@@ -210,7 +228,8 @@ def systemd(t: Thresholds) -> Group:
         remediate=True,
         layer="systemd",
         for_seconds=t["RedisServiceInactive"].seconds("for"),
-        expr=f'redis_systemd_unit_state{{job="{job}", state="inactive"}} == 1',
+        expr=inactive_expr,
+        comment=followed_comment,
         anchor="level-2-standard-recovery",
         summary=f"Redis unit {where} is inactive",
         description=_lines(
@@ -228,7 +247,8 @@ def systemd(t: Thresholds) -> Group:
         remediate=True,
         layer="systemd",
         for_seconds=t["RedisServiceFailed"].seconds("for"),
-        expr=f'redis_systemd_unit_state{{job="{job}", state="failed"}} == 1',
+        expr=failed_expr,
+        comment=followed_comment,
         anchor="level-3-hard-recovery",
         summary=f"Redis unit {where} has failed",
         description=_lines(

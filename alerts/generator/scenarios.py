@@ -390,6 +390,50 @@ def unit_states(s: Suite) -> None:
             ],
         )
     )
+    followed_while_state(s, labels)
+
+
+def followed_series(values: Sequence[str], instance: str = TARGET) -> dict[str, list[str]]:
+    """redis_systemd_unit_followed of the unit on `instance`, one value per interval."""
+    sel = selector(
+        "redis_systemd_unit_followed", job=PROBE_JOBS["systemd"], instance=instance, unit=UNIT
+    )
+    return {sel: list(values)}
+
+
+def followed_while_state(s: Suite, labels: Callable[[str], dict[str, str]]) -> None:
+    """While the exporter follows the unit and its pushes are taken, the push is the alert."""
+    iv = s.t.intervals["systemd"]
+    for alert, state in (("RedisServiceInactive", "inactive"), ("RedisServiceFailed", "failed")):
+        fires = fire_at(0, s.t[alert].seconds("for"), s.eval)
+        states = unit_series([state] * 6)
+        s.add(
+            Case(
+                f"{alert}: unit {state} while followed (the exporter pushes it): no alert",
+                iv,
+                states | followed_series(["1"] * 6),
+                s.never(alert, 5 * iv),
+            )
+        )
+        s.add(
+            Case(
+                f"{alert}: unit {state}, followed until a push is not taken (0): fires then",
+                iv,
+                states | followed_series(["1", "1", "0", "0", "0", "0"]),
+                [
+                    *s.never(alert, 2 * iv - s.eval),
+                    Check(2 * iv + fires, alert, [Expected("critical", labels(state))]),
+                ],
+            )
+        )
+        s.add(
+            Case(
+                f"{alert}: unit {state}, another target's unit followed: fires",
+                iv,
+                states | followed_series(["1"] * 6, instance="other"),
+                [Check(fires, alert, [Expected("critical", labels(state))])],
+            )
+        )
 
 
 def ssh_unreachable(s: Suite) -> None:

@@ -48,11 +48,18 @@ def test_promtool_fires_exactly_what_the_exporter_pushes(promtool, state_alerts,
             f'redis_systemd_unit_state{{job="redis-systemd", instance="vm3", unit="{UNIT}", '
             f'state="{state}"}}'
         )
+        # The rule fires as the safety net: the exporter follows the unit, its push not taken.
+        followed = (
+            f'redis_systemd_unit_followed{{job="redis-systemd", instance="vm3", unit="{UNIT}"}}'
+        )
         expected = {k: v for k, v in labels.items() if k != "alertname"}
         tests.append(
             {
                 "interval": "60s",
-                "input_series": [{"series": series, "values": "1x3"}],
+                "input_series": [
+                    {"series": series, "values": "1x3"},
+                    {"series": followed, "values": "0x3"},
+                ],
                 "alert_rule_test": [
                     {
                         "eval_time": "60s",

@@ -234,12 +234,12 @@ def test_no_unit_state_series_when_the_state_was_not_read():
     assert value(samples, "redis_probe_success", layer="systemd") == 0
 
 
-def _collect(result):
+def _collect(result, followed=None):
     from prometheus_client import CollectorRegistry, generate_latest  # noqa: PLC0415
 
     registry = CollectorRegistry(auto_describe=False)
     # One probe result yields Metric families alone, which is what a registry takes.
-    registry.register(ProbeCollector([result]))  # type: ignore[arg-type]
+    registry.register(ProbeCollector([result], followed))  # type: ignore[arg-type]
     return parse_samples(generate_latest(registry).decode())
 
 
@@ -258,3 +258,21 @@ async def test_a_wrong_password_gives_redis_up_0_and_an_auth_error(
     assert value(samples, "redis_probe_error", layer="connectivity", reason="auth") == 1
     assert value(samples, "redis_probe_error", layer="performance", reason="auth") == 1
     assert not names(samples) & CONTRACT_PERFORMANCE
+
+
+@pytest.mark.parametrize(("followed", "sent"), [(True, 1), (False, 0), (None, None)])
+def test_followed_is_sent_with_the_systemd_layer_when_the_unit_is_to_be_followed(followed, sent):
+    result = SystemdResult(
+        layer=Layer.SYSTEMD,
+        success=True,
+        duration_seconds=0.1,
+        unit="redis-server",
+        ssh_up=True,
+        state="inactive",
+    )
+    samples = _collect(result, followed)
+    assert value(samples, "redis_ssh_up") == 1
+    if sent is None:
+        assert "redis_systemd_unit_followed" not in names(samples)
+    else:
+        assert value(samples, "redis_systemd_unit_followed", unit="redis-server") == sent

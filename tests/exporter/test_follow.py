@@ -1,8 +1,8 @@
 """exporter.follow against the test host: the journal stream sees each transition at once.
 
 The followers push to a small Alertmanager API stand-in in the test's own loop, which records
-every POST /api/v2/alerts. `resend_seconds` is an hour, so only the stream can have woken the
-read that found a state: nothing is polled. Needs root (test hosts).
+every POST /api/v2/alerts and answers GET /-/ready. `resend_seconds` is an hour, so only the
+stream can have woken the read that found a state: nothing is polled. Needs root (test hosts).
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from prometheus_client import REGISTRY
 
 from exporter.app import create_app
 from exporter.follow import Followers, UnitFollower
+from exporter.typedefs import FOLLOWERS
 from redis_autoheal.config import Config, load_config
 from redis_autoheal.rulefile import load_state_alerts
 from redis_autoheal.ssh import SshPool
+from tests.exporter.samples import names, parse_samples, value
 from tests.hostprocs import still_running
 from tests.support import free_port, hang_guard
 
@@ -34,12 +36,17 @@ RULES = Path(__file__).resolve().parents[2] / "alerts" / "rules" / "redis-autohe
 
 
 class AlertsApi:
-    """POST /api/v2/alerts on 127.0.0.1:`port`, each body kept with the time it came."""
+    """POST /api/v2/alerts on 127.0.0.1:`port`, each body kept with the time it came.
+
+    GET /-/ready answers 200, or 503 while `ready` is False; `ready_asked` counts the GETs.
+    """
 
     def __init__(self, port: int) -> None:
         self.port = port
         self.url = f"http://127.0.0.1:{port}"
         self.posts: list[tuple[float, list[dict[str, Any]]]] = []
+        self.ready = True
+        self.ready_asked = 0
         self.changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
 
@@ -48,9 +55,15 @@ class AlertsApi:
         self.changed.set()
         return web.json_response({})
 
+    async def _ready(self, _request: web.Request) -> web.Response:
+        self.ready_asked += 1
+        self.changed.set()
+        return web.Response(status=200 if self.ready else 503, text="OK\n")
+
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/api/v2/alerts", self._receive)
+        app.router.add_get("/-/ready", self._ready)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
@@ -219,3 +232,75 @@ async def test_the_exporter_follows_from_its_start_until_a_reload_turns_it_off(
     assert (await client.post("/-/reload")).status == 200
     assert await still_running(test_host, JOURNALCTL) == []
     assert REGISTRY.get_sample_value("redis_autoheal_exporter_followed_units") == 0
+    response = await client.get("/probe", params={"target": "vm3", "module": "systemd"})
+    samples = parse_samples(await response.text())
+    assert "redis_systemd_unit_state" in names(samples)
+    assert "redis_systemd_unit_followed" not in names(samples)  # not followed: not sent
+
+
+async def _followed(client) -> float:
+    """redis_systemd_unit_followed of a module=systemd probe of vm3."""
+    response = await client.get("/probe", params={"target": "vm3", "module": "systemd"})
+    assert response.status == 200
+    return value(
+        parse_samples(await response.text()), "redis_systemd_unit_followed", unit="redis-server"
+    )
+
+
+async def _probe_until(client, what: str, wanted: float) -> None:
+    async with hang_guard(what):
+        while await _followed(client) != wanted:  # noqa: ASYNC110 - probed, as Prometheus does
+            await asyncio.sleep(0.2)
+
+
+async def test_the_probe_says_whether_the_rule_may_stand_down(test_host, tmp_path, aiohttp_client):
+    """redis_systemd_unit_followed: 1 while followed with pushes taken, else 0."""
+    api = AlertsApi(free_port())
+    await api.start()
+    config = follow_config(tmp_path, test_host, api.url, keepalive_seconds=0.5)
+    client = await aiohttp_client(create_app(config))
+    try:
+        await _probe_until(client, "the stream up, read, and Alertmanager ready", 1)
+        (follower,) = client.app[FOLLOWERS].running()
+
+        await api.stop()  # Alertmanager unreachable: the push of the kill -9 fails
+        test_host.kill9()
+        await _probe_until(client, "the failed push", 0)
+        assert api.latest("RedisServiceFailed") is None
+
+        await api.start()  # back: the push is retried within 5 s and taken
+        await api.wait_for("the retried push", lambda: firing(api, "RedisServiceFailed"))
+        await _probe_until(client, "the push taken", 1)
+
+        test_host.blackhole()  # the stream is lost, and cannot be opened again
+        await asyncio.to_thread(test_host.drop_ssh_connections)
+        async with hang_guard("the stream to be found lost (keepalives)"):
+            while follower.up:  # noqa: ASYNC110 - another task's state
+                await asyncio.sleep(0.05)
+        assert await _followed(client) == 0
+        test_host.unblackhole()
+        await _probe_until(client, "the stream back and reconciled", 1)
+    finally:
+        await api.stop()
+
+
+async def test_before_any_push_the_unit_counts_as_followed_only_if_alertmanager_is_ready(
+    test_host, tmp_path, aiohttp_client
+):
+    api = AlertsApi(free_port())
+    api.ready = False
+    await api.start()
+    config = follow_config(tmp_path, test_host, api.url)
+    client = await aiohttp_client(create_app(config))
+    try:
+        await api.wait_for("the follower to ask", lambda: api.ready_asked > 0)
+        (follower,) = client.app[FOLLOWERS].running()
+        assert follower.up
+        assert follower.reconciled  # asked after the stream's first read
+        assert await _followed(client) == 0
+
+        test_host.kill9()  # this Alertmanager takes the push all the same
+        await api.wait_for("RedisServiceFailed", lambda: firing(api, "RedisServiceFailed"))
+        await _probe_until(client, "the push taken", 1)
+    finally:
+        await api.stop()

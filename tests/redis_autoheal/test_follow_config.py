@@ -51,8 +51,20 @@ def test_follow_reads_the_state_alerts_of_the_rules_file(tmp_path):
     assert sorted(follow.alerts) == ["failed", "inactive"]
 
 
-def test_a_rule_of_its_own_is_pushed_with_its_labels_and_filled_annotations(tmp_path):
-    rules = _rules(tmp_path, STOPPED)
+UNLESS_FOLLOWED = 'unless on(instance, unit) redis_systemd_unit_followed{job="redis-systemd"} == 1'
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        STOPPED["expr"],
+        f"{STOPPED['expr']} {UNLESS_FOLLOWED}",  # as generated: stands down while pushed
+        f"{STOPPED['expr']}\n  {UNLESS_FOLLOWED}\n",
+    ],
+    ids=["plain", "unless-followed", "unless-followed-on-its-own-line"],
+)
+def test_a_rule_of_its_own_is_pushed_with_its_labels_and_filled_annotations(tmp_path, expr):
+    rules = _rules(tmp_path, STOPPED | {"expr": expr})
     config = _load(tmp_path, {"alertmanager_urls": ["http://am:9093/"], "rules_file": rules})
     follow = config.exporter.follow
     assert follow is not None
@@ -112,6 +124,10 @@ def test_bad_follow_settings_are_refused(tmp_path, follow, message):
     ("rules", "message"),
     [
         ([{"alert": "Other", "expr": "up == 0"}], "has no alert on `redis_systemd_unit_state"),
+        (  # another condition than the follower's: Prometheus would not fire what is pushed
+            [STOPPED | {"expr": f"{STOPPED['expr']} unless on(instance) maintenance == 1"}],
+            "has no alert on `redis_systemd_unit_state",
+        ),
         ([STOPPED | {"for": "1m"}], "alert Stopped waits `for: 1m`; the exporter pushes at once"),
         (
             [STOPPED | {"annotations": {"summary": "{{ $value }} down"}}],
