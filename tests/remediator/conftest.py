@@ -33,10 +33,11 @@ def config(tmp_path: Path) -> Config:
 
 
 @pytest.fixture
-def etcd(tmp_path: Path) -> Iterator[EtcdCluster]:
-    """A 3-member etcd cluster on loopback, up and with a leader."""
+def etcd(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[EtcdCluster]:
+    """A 3-member etcd cluster on loopback, up and with a leader; indirect parameters are
+    EtcdCluster's keywords (`{"apart": True}`: member 0 can be cut off)."""
     (tmp_path / "etcd").mkdir()
-    cluster = EtcdCluster(tmp_path / "etcd")
+    cluster = EtcdCluster(tmp_path / "etcd", **getattr(request, "param", {}))
     try:
         cluster.start()
         yield cluster
