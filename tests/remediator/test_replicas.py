@@ -2,9 +2,10 @@
 receiving every notification, against the real test host: one recovery per outage (with an etcd
 member down too, and from two real Alertmanagers whose gossip is blocked), a breaker counted
 once, latched across restarts and reset from any replica, a paused holder taken over and then
-refused, a replica cut off from etcd answering 503 while the other heals, no quorum: 503 and
-nothing done, every replica's copy of the whole audit trail, and one target lock and start
-budget for the manual operations and recoveries of all replicas.
+refused, a replica cut off with its etcd member (a partition) or beside a member that is down
+answering 503 while the other heals, no quorum: 503 and nothing done, every replica's copy of
+the whole audit trail, and one target lock and start budget for the manual operations and
+recoveries of all replicas.
 
 The host's own record of systemctl calls says what ran, whichever replica ran it.
 """
@@ -553,20 +554,58 @@ async def test_every_replica_keeps_the_whole_audit_trail_and_rebuilds_a_lost_cop
     assert await same_copies() == events
 
 
-async def test_a_replica_cut_off_from_etcd_answers_503_while_the_others_heal(
-    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
-) -> None:
-    """Replica 0 reaches etcd only through member 0 (its endpoints); member 0 goes away: that
-    replica is on the minority side, the other reaches the majority."""
-    (tmp_path / "cut").mkdir()
-    cut = host_config(
-        tmp_path / "cut",
-        {"vm3": test_host},
+def beside_member_0(tmp_path: Path, host: TestHost, etcd: EtcdCluster) -> Config:
+    """A replica whose only endpoint is etcd member 0."""
+    (tmp_path / "beside").mkdir()
+    return host_config(
+        tmp_path / "beside",
+        {"vm3": host},
         coordination={
             "backend": "etcd",
             "etcd": {"endpoints": etcd.endpoints[:1], "lease_ttl_seconds": LEASE_TTL},
         },
     )
+
+
+@pytest.mark.parametrize("etcd", [{"apart": True}], indirect=True, ids=["apart"])
+async def test_a_replica_cut_off_with_its_etcd_member_answers_503_while_the_majority_heals(
+    test_host: TestHost, etcd: EtcdCluster, make_client: MakeClient, tmp_path: Path
+) -> None:
+    """A partition: member 0 keeps running and answering, cut off from the other two members.
+    Replica 0 reaches etcd only through member 0: with it, the minority. The other replica
+    lists every member (member 0 first) and reaches the majority."""
+    cut = beside_member_0(tmp_path, test_host, etcd)
+    (majority,) = replica_configs(tmp_path, test_host, etcd, n=1)
+    clients = [await make_client(cut), await make_client(majority)]
+    await asyncio.gather(*(coordination_up(c, 1) for c in clients))
+    etcd.cut()
+    assert etcd.health(0) == "false"  # it answers, without a leader
+    await coordination_up(clients[0], 0)
+
+    body = alert("vm3", starts_at=await outage(test_host))
+    response = await clients[0].post("/webhook", json=notification(body), headers=AUTH)
+    assert response.status == 503, await response.text()
+    assert await post_all(clients[1:], body, retry=True) == [["recovery_started"]]
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"]
+    assert test_host.ping()
+    assert read_events(cut.audit) == []  # the cut replica did and recorded nothing
+    assert etcd.health(0) == "false"  # still cut off, all along
+
+    await asyncio.to_thread(etcd.rejoin)  # member 0 rejoins the majority, its replica with it
+    assert etcd.health(0) == "true"
+    await asyncio.gather(*(coordination_up(c, 1) for c in clients))
+    await post_all(clients[:1], body, retry=True)  # Alertmanager's retry: admitted, nothing to do
+    await settle_all(clients)
+    assert verbs(test_host) == ["restart"]
+
+
+async def test_a_replica_whose_etcd_member_is_down_answers_503_while_the_others_heal(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """Member 0 stopped: replica 0's only endpoint refuses connections (where a partitioned
+    member answers without quorum, or not in time); the other replica fails over to the rest."""
+    cut = beside_member_0(tmp_path, test_host, etcd)
     (majority,) = replica_configs(tmp_path, test_host, etcd, n=1)
     clients = [await make_client(cut), await make_client(majority)]
     etcd.stop(0)
