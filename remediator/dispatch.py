@@ -299,21 +299,35 @@ class Dispatcher:
 
     async def _run(self, job: Job) -> Report | None:
         report: Report | None = None
+        cut = False
         try:
             report = await self.engine.recover(self.controls[job.target], job.trigger)
+        except asyncio.CancelledError:
+            cut = True
+            raise
         except Exception:  # a bug: keep serving the other targets, and say so loudly
             log.exception("%s: recovery %s crashed", job.target, job.trigger.recovery_id)
         finally:
-            self._end(job, set() if report is None else _unserved(job, report))
+            if cut:
+                # The shutdown cut it (audited `interrupted`): the target stays held until this
+                # process lets go of everything, so that with etcd the claim goes with the lease
+                # and another replica takes the recovery over; one remediator re-checks it at
+                # its next start (remediator.resume).
+                self._drop(job)
+            else:
+                self._end(job, set() if report is None else _unserved(job, report))
         if report is not None:
             self._history[job.target].append(report)
         return report
 
     def _end(self, job: Job, unserved: set[AlertKey]) -> None:
         """The recovery is over: its target is free, the alerts it did not serve forgotten."""
+        self._drop(job)
+        self.coordination.end(job.target, job.trigger.recovery_id, unserved)
+
+    def _drop(self, job: Job) -> None:
         if self._jobs.get(job.target) is job:
             del self._jobs[job.target]
-        self.coordination.end(job.target, job.trigger.recovery_id, unserved)
 
     async def wait_idle(self) -> None:
         """Wait until no recovery is running (for tests and the benchmark)."""

@@ -486,6 +486,38 @@ async def test_a_takeover_goes_on_from_the_next_attempt_and_never_past_the_last(
     assert verbs(test_host) == ["start", "restart", "restart"]  # max_attempts, across both
 
 
+async def test_a_recovery_cut_by_its_replicas_shutdown_is_taken_over(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """A rolling restart: Redis stopped and unable to start, the holder's attempt 1 (start)
+    fails, and while it waits to retry the holder shuts down. Its recovery ends `interrupted`
+    there; its claim goes with its lease, and the other replica takes the recovery over from
+    attempt 2 and heals Redis, which can start again by then."""
+    configs = replica_configs(
+        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 3}
+    )
+    holder, other = [await make_client(c) for c in configs]
+    test_host.start_fails()
+    await asyncio.to_thread(test_host.stop)
+    body = notification(alert("vm3", starts_at=now()))
+    response = await holder.post("/webhook", json=body, headers=AUTH)
+    assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
+    first = await event(configs[0], lambda e: e.get("phase") == "verified")
+    assert (first["operation"], first["result"]["success"]) == ("start", False)
+    test_host.start_fails(False)
+    await holder.close()
+    cut = await event(configs[0], finished)
+    assert cut["result"]["outcome"] == "interrupted", cut
+
+    taken = await event(configs[1], lambda e: e.get("operation") == "resume")
+    assert "after its attempt 1 (standard): going on from the next" in taken["reason"], taken
+    ended = await event(configs[1], finished)
+    assert ended["result"]["outcome"] == "recovered", ended
+    await settle(other)
+    assert verbs(test_host) == ["start", "restart"]
+    assert test_host.ping()
+
+
 async def coordination_up(client: TestClient, value: float) -> None:
     """Until the replica's `autoheal_coordination_up` is `value`."""
     registry = client.app[METRICS].registry
