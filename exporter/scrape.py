@@ -21,8 +21,7 @@ from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from redis import exceptions as redis_errors
-
+from redis_autoheal.errors import RedisReplyError
 from redis_autoheal.redis_client import parse_info
 
 if TYPE_CHECKING:
@@ -257,7 +256,7 @@ class Scraper:
             raise info_reply
         text = _text(info_reply)
         if text is None:
-            raise redis_errors.ResponseError(f"INFO answered {type(info_reply).__name__}, not text")
+            raise RedisReplyError(f"INFO answered {type(info_reply).__name__}, not text")
         info = LazyInfo(text)
 
         config: dict[str, str]

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from redis_autoheal.commands import Command, JournalFollow, command_line
-from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.errors import (
+    HostKeyError,
+    SshAuthError,
+    SshCommandTimeout,
+    SshConnectError,
+    SshError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -396,7 +402,7 @@ class SshHost:
                 self.label, f"host key not verified against {e.known_hosts}: {err.reason}"
             ) from None
         except asyncssh.PermissionDenied as err:
-            raise SshConnectError(self.label, f"authentication failed: {err.reason}") from None
+            raise SshAuthError(self.label, f"authentication failed: {err.reason}") from None
         except TimeoutError:
             raise SshConnectError(
                 self.label, f"connect timed out after {e.connect_timeout_seconds:g}s"
