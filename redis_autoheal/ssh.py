@@ -421,28 +421,3 @@ class SshHost:
         for conn in conns:
             conn.close()
         await asyncio.gather(*(conn.wait_closed() for conn in conns))
-
-
-class SshPool:
-    """The SshHost of each distinct endpoint: targets on one host share its connections."""
-
-    def __init__(self) -> None:
-        self._hosts: dict[tuple[str, int, str, str, str], SshHost] = {}
-
-    def host(self, endpoint: SshEndpoint) -> SshHost:
-        key = (
-            endpoint.host,
-            endpoint.port,
-            endpoint.user,
-            str(endpoint.key_file),
-            str(endpoint.known_hosts),
-        )
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = SshHost(endpoint)
-        return host
-
-    async def close(self) -> None:
-        """Close every connection."""
-        await asyncio.gather(*(h.close() for h in self._hosts.values()))
-        self._hosts.clear()

@@ -23,7 +23,7 @@ from exporter.app import create_app
 from exporter.follow import Followers, UnitFollower
 from redis_autoheal.config import Config, load_config
 from redis_autoheal.rulefile import load_state_alerts
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 from tests.hostprocs import still_running
 from tests.support import free_port, hang_guard
 
