@@ -390,7 +390,7 @@ _FAST_LOADER: type[yaml.SafeLoader | yaml.CSafeLoader] = _StrictLoader
 if yaml.__with_libyaml__:  # PyYAML's wheels and Debian's python3-yaml have it
 
     class _StrictCLoader(yaml.CSafeLoader):
-        """The same on libyaml's parser: a tenth of the time, and two thirds of the memory at
+        """The same on libyaml's parser: a quarter of the time, and two thirds of the memory at
         its peak, which the process keeps (10 000 targets: 42 MiB instead of 61)."""
 
     _StrictCLoader.add_constructor(
