@@ -312,13 +312,22 @@ class Prober:
             if len(layers) == 1:
                 return [await self.probe_layer(layers[0], budget)]
             # The others in tasks of their own, the first in this one: cheaper than gather's
-            # task per layer (a sixth of an idle target's `all` probe).
-            others = [asyncio.ensure_future(self.probe_layer(x, budget)) for x in layers[1:]]
+            # task per layer (a sixth of an idle target's `all` probe). A systemd layer without
+            # an ssh section asks nothing: it gets no task, and is answered in turn.
+            others = {
+                x: asyncio.ensure_future(self.probe_layer(x, budget))
+                for x in layers[1:]
+                if x is not Layer.SYSTEMD or self.ssh is not None
+            }
             try:
                 first = await self.probe_layer(layers[0], budget)
-                return [first, *[await task for task in others]]
+                rest = [
+                    await (others[x] if x in others else self.probe_layer(x, budget))
+                    for x in layers[1:]
+                ]
+                return [first, *rest]
             finally:
-                for task in others:  # the request was cancelled: no probe is left running
+                for task in others.values():  # the request was cancelled: none left running
                     task.cancel()
         finally:
             self._state -= 4
