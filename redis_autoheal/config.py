@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
 
@@ -82,7 +82,7 @@ _positive = in_range(0.001)
 _non_negative = in_range(0)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)  # one per target: no __dict__
 class RedisEndpoint:
     """How to reach one Redis server."""
 
@@ -102,7 +102,7 @@ class RedisEndpoint:
         return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SshEndpoint:
     """How to reach the host that runs the unit, as the runbook's `autobot` user."""
 
@@ -118,7 +118,7 @@ class SshEndpoint:
     max_sessions: int = field(8, check=in_range(1, 64))  # keep below sshd's MaxSessions (10)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Target:
     """One Redis service: its server, the host that runs it, and its systemd unit."""
 
@@ -492,7 +492,7 @@ def _finish_target(target: Target, key: str) -> Target:
     if r.password_file is None:
         return target
     password = read_secret(r.password_file, f"{key}.redis.password_file", "a password file")
-    redis = RedisEndpoint(**{**r.__dict__, "password": password})
+    redis = replace(r, password=password)
     return Target(name=target.name, redis=redis, ssh=ssh, unit=target.unit)
 
 
