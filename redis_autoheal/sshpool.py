@@ -1,6 +1,6 @@
 """The SSH hosts of one process, one per endpoint, made when a target first needs one.
 
-redis_autoheal/ssh.py, and asyncssh with it (about 27 MiB), is loaded with the first host: an
+redis_autoheal/ssh.py, and asyncssh with it (about 15 MiB), is loaded with the first host: an
 exporter whose targets have no `ssh` section never loads it.
 """
 
