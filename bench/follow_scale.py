@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 
 from exporter.follow import Followers  # noqa: E402
 from redis_autoheal.config import load_config  # noqa: E402
-from redis_autoheal.ssh import SshPool  # noqa: E402
+from redis_autoheal.sshpool import SshPool  # noqa: E402
 from tests.support import free_port  # noqa: E402
 
 if TYPE_CHECKING:

@@ -14,7 +14,7 @@ from exporter.follow import Followers
 from exporter.state import ExporterState
 from exporter.typedefs import FOLLOWERS, STATE
 from redis_autoheal.config import Config
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator

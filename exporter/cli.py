@@ -8,8 +8,6 @@ import logging
 import resource
 from collections.abc import Callable
 
-from aiohttp import web
-
 from redis_autoheal.config import load_config
 from redis_autoheal.flags import Listen, add_listen
 
@@ -68,7 +66,9 @@ def tune_gc() -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the config and serve until SIGINT or SIGTERM."""
-    from exporter.app import create_app  # noqa: PLC0415 -- keeps `--help` fast
+    from aiohttp import web  # noqa: PLC0415 -- `--help` and usage errors need neither
+
+    from exporter.app import create_app  # noqa: PLC0415
 
     config = load_config(args.config)
     listen = Listen(args.listen, "exporter.listen", config.exporter.listen)

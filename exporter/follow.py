@@ -46,7 +46,8 @@ from redis_autoheal.logs import target_logger
 if TYPE_CHECKING:
     from redis_autoheal.config import Config, Target, UnitFollow
     from redis_autoheal.rulefile import StateAlert
-    from redis_autoheal.ssh import SshHost, SshPool
+    from redis_autoheal.ssh import SshHost
+    from redis_autoheal.sshpool import SshPool
 
 logger = logging.getLogger(__name__)
 

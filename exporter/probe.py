@@ -43,6 +43,9 @@ class ScrapeResult(PerformanceResult):
     stats: ScrapeStats = field(default_factory=ScrapeStats)  # including this scrape
 
 
+_NO_SCRAPES = ScrapeStats()
+
+
 class TargetProber(Prober):
     """A `Prober` whose performance layer is redis_exporter's scrape."""
 
@@ -64,7 +67,7 @@ class TargetProber(Prober):
     ) -> None:
         super().__init__(target, health, ssh, hosts=hosts)
         self._scraper = Scraper(target.name, latency_histograms=latency_histograms)
-        self._stats = ScrapeStats()
+        self._stats = _NO_SCRAPES  # shared until the first scrape
 
     def same_as(self, target: Target, health: HealthCheck, latency_histograms: bool) -> bool:
         """True if this prober probes `target` as a new one would (a reload may keep it)."""

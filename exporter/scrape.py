@@ -21,8 +21,7 @@ from collections.abc import ItemsView, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from redis import exceptions as redis_errors
-
+from redis_autoheal.errors import RedisReplyError
 from redis_autoheal.redis_client import parse_info
 
 if TYPE_CHECKING:
@@ -214,6 +213,7 @@ def _config_values(replies: Sequence[Reply]) -> dict[str, str]:
 
 
 _shared_configs: dict[tuple[tuple[str, str], ...], dict[str, str]] = {}
+_NONE: frozenset[str] = frozenset()
 _SHARED_CONFIGS_MAX = 1024
 
 
@@ -226,7 +226,8 @@ class Scraper:
         self.target_name = target_name
         self.latency_histograms = latency_histograms
         self._config: tuple[float, dict[str, str]] | None = None  # (read at, values)
-        self._logged: frozenset[str] = frozenset()  # commands whose refusal was logged already
+        # Commands whose refusal was logged already; one shared empty set (216 bytes each).
+        self._logged: frozenset[str] = _NONE
 
     def _refused(self, command: str, reply: Reply) -> bool:
         if not isinstance(reply, Exception):
@@ -257,7 +258,7 @@ class Scraper:
             raise info_reply
         text = _text(info_reply)
         if text is None:
-            raise redis_errors.ResponseError(f"INFO answered {type(info_reply).__name__}, not text")
+            raise RedisReplyError(f"INFO answered {type(info_reply).__name__}, not text")
         info = LazyInfo(text)
 
         config: dict[str, str]

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
 
     from redis_autoheal.config import Config
-    from redis_autoheal.ssh import SshPool
+    from redis_autoheal.sshpool import SshPool
 
 log = logging.getLogger("exporter")
 

@@ -31,7 +31,7 @@ from redis_autoheal.links import ConnectionLimits, RedisHosts
 
 if TYPE_CHECKING:
     from redis_autoheal.config import AllowedTargets, Config, TargetCredentials
-    from redis_autoheal.ssh import SshPool
+    from redis_autoheal.sshpool import SshPool
 
 IpNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IpAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

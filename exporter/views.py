@@ -131,12 +131,19 @@ async def probe(request: web.Request) -> web.StreamResponse:
     _DURATIONS[module].observe(time.perf_counter() - started)
     # Written, not kept: aiohttp holds a connection's last response until its next request,
     # and a web.Response would hold its body; a thousand kept-alive scrapers, 30 MiB.
-    response = web.StreamResponse(headers=_PROBE_HEADERS)
+    response = _ProbeResponse(headers=_PROBE_HEADERS)
     response.content_length = len(body)
     await response.prepare(request)
-    await response.write(body)
-    await response.write_eof()
+    await response.write_eof(body)
     return response
+
+
+class _ProbeResponse(web.StreamResponse):
+    """A StreamResponse whose headers go out with its body, in one send() (as a
+    web.Response's do): a StreamResponse sends them alone when prepared, a second system call
+    for every probe, a tenth of a steady fleet's CPU."""
+
+    _send_headers_immediately = False
 
 
 async def metrics(request: web.Request) -> web.Response:

@@ -56,8 +56,9 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The argument parser of every subcommand, or, when `command` is the name of a service's
+    entry point (exporter, remediator, init), of that service's subcommands alone."""
     parser = CliParser(
         prog="redis-autoheal",
         description="Watch a systemd-managed Redis and heal it; page a person only when "
@@ -81,7 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_check_config)
 
     # Loaded here, not at module level, so that `check-config` works even if a service's
-    # dependencies are broken.
+    # dependencies are broken. A service's own process loads no other service's modules: an
+    # exporter never imports the remediator, nor asyncssh through `init`.
     providers = sorted(
         entry_points(group=COMMANDS_GROUP),
         key=lambda ep: (ORDER.index(ep.name) if ep.name in ORDER else len(ORDER), ep.name),
@@ -92,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"{parser.prog}: error: not installed: no {COMMANDS_GROUP} entry points "
             "(run scripts/setup.sh, or pip install the package)\n",
         )
-    for provider in providers:
+    for provider in [p for p in providers if p.name == command] or providers:
         provider.load()(sub, _add_config)
     return parser
 
@@ -111,7 +113,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _run(argv: list[str] | None) -> int:
-    parser = build_parser()
+    words = sys.argv[1:] if argv is None else argv
+    # The subcommand is the first word that is not an option: the top level's take no value.
+    parser = build_parser(next((w for w in words if not w.startswith("-")), None))
     try:
         args, unknown = parser.parse_known_args(argv)
     except SystemExit:  # --help, --version or a usage error: flushed here, where a closed

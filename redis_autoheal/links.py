@@ -19,8 +19,7 @@ from collections import OrderedDict, deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from redis import exceptions as redis_errors
-
+from redis_autoheal.errors import RedisError
 from redis_autoheal.resp import CLIENT_NAME, RedisConnection, tls_context
 
 if TYPE_CHECKING:
@@ -317,7 +316,7 @@ class RedisLink:
 def _check(replies: list[Reply]) -> None:
     """Raise the first error reply (AUTH refused, maxclients reached, ...)."""
     for reply in replies:
-        if isinstance(reply, redis_errors.RedisError):
+        if isinstance(reply, RedisError):
             raise reply
 
 

@@ -23,11 +23,20 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, ClassVar, TypeVar
 
-import asyncssh
-from redis import exceptions as redis_errors
-
 from redis_autoheal.commands import IsActive
-from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.errors import (
+    HostKeyError,
+    RedisAuthError,
+    RedisConnectionError,
+    RedisLoadingError,
+    RedisPermissionError,
+    RedisProtocolError,
+    RedisReplyError,
+    SshAuthError,
+    SshCommandTimeout,
+    SshConnectError,
+    SshError,
+)
 from redis_autoheal.links import RedisHosts, RedisLink
 from redis_autoheal.logs import target_logger
 from redis_autoheal.redis_client import parse_info
@@ -163,28 +172,21 @@ _UNREACHABLE_ERRNOS = frozenset(
 )
 ReasonTable = tuple[tuple[type[BaseException] | tuple[type[BaseException], ...], Reason], ...]
 
-# What redis-py raised, then (walking down what it wrapped) the socket or TLS error beneath.
+# What the connection raised or Redis replied, then (walking down what it was raised from or
+# while handling) the socket or TLS error beneath.
 _REDIS_ERRORS: ReasonTable = (
-    (
-        (
-            redis_errors.AuthenticationError,
-            redis_errors.AuthorizationError,
-            redis_errors.AuthenticationWrongNumberOfArgsError,  # a password, but none is set
-        ),
-        Reason.AUTH,
-    ),
-    (redis_errors.NoPermissionError, Reason.PERMISSION),
-    (redis_errors.BusyLoadingError, Reason.LOADING),
+    (RedisAuthError, Reason.AUTH),
+    (RedisPermissionError, Reason.PERMISSION),
+    (RedisLoadingError, Reason.LOADING),
 )
 _REDIS_CAUSES: ReasonTable = (
     (ssl.SSLError, Reason.TLS),
     (ConnectionRefusedError, Reason.REFUSED),
-    ((TimeoutError, redis_errors.TimeoutError), Reason.TIMEOUT),
+    (TimeoutError, Reason.TIMEOUT),
     (socket.gaierror, Reason.UNREACHABLE),
     ((ConnectionResetError, BrokenPipeError, ConnectionAbortedError), Reason.CONNECTION_LOST),
 )
 _SSH_CAUSES: ReasonTable = (
-    (asyncssh.PermissionDenied, Reason.SSH_AUTH),
     (TimeoutError, Reason.SSH_TIMEOUT),
     (ConnectionRefusedError, Reason.SSH_REFUSED),
     (socket.gaierror, Reason.SSH_UNREACHABLE),
@@ -209,25 +211,27 @@ def _cause_reason(error: BaseException, table: ReasonTable, unreachable: Reason)
 
 
 def redis_reason(error: BaseException) -> Reason:
-    """Classify a Redis failure; redis-py wraps socket errors, so look at what it wrapped."""
+    """Classify a Redis failure: by its type, or the socket or TLS error beneath it."""
     reason = _lookup(error, _REDIS_ERRORS) or _cause_reason(
         error, _REDIS_CAUSES, Reason.UNREACHABLE
     )
     if reason is not None:
         return reason
-    if isinstance(error, redis_errors.ConnectionError):
+    if isinstance(error, RedisConnectionError):
         if "max number of clients" in str(error):
             return Reason.MAX_CLIENTS
         return Reason.CONNECTION_LOST
-    if isinstance(error, redis_errors.ResponseError | redis_errors.InvalidResponse):
+    if isinstance(error, RedisReplyError | RedisProtocolError):
         return Reason.PROTOCOL
     return Reason.ERROR
 
 
 def ssh_reason(error: SshError) -> Reason:
-    """Classify an SSH failure by its type and the asyncssh or socket error underneath."""
+    """Classify an SSH failure by its type and the socket error underneath."""
     if isinstance(error, HostKeyError):
         return Reason.HOST_KEY
+    if isinstance(error, SshAuthError):
+        return Reason.SSH_AUTH
     if isinstance(error, SshCommandTimeout):
         return Reason.TIMEOUT
     if not isinstance(error, SshConnectError):
@@ -308,13 +312,22 @@ class Prober:
             if len(layers) == 1:
                 return [await self.probe_layer(layers[0], budget)]
             # The others in tasks of their own, the first in this one: cheaper than gather's
-            # task per layer (a sixth of an idle target's `all` probe).
-            others = [asyncio.ensure_future(self.probe_layer(x, budget)) for x in layers[1:]]
+            # task per layer (a sixth of an idle target's `all` probe). A systemd layer without
+            # an ssh section asks nothing: it gets no task, and is answered in turn.
+            others = {
+                x: asyncio.ensure_future(self.probe_layer(x, budget))
+                for x in layers[1:]
+                if x is not Layer.SYSTEMD or self.ssh is not None
+            }
             try:
                 first = await self.probe_layer(layers[0], budget)
-                return [first, *[await task for task in others]]
+                rest = [
+                    await (others[x] if x in others else self.probe_layer(x, budget))
+                    for x in layers[1:]
+                ]
+                return [first, *rest]
             finally:
-                for task in others:  # the request was cancelled: no probe is left running
+                for task in others.values():  # the request was cancelled: none left running
                     task.cancel()
         finally:
             self._state -= 4
@@ -396,7 +409,7 @@ class Prober:
         """
         try:
             return await call(self.link)
-        except redis_errors.ConnectionError as e:
+        except RedisConnectionError as e:
             if redis_reason(e) is not Reason.CONNECTION_LOST:
                 raise
         return await call(self.link)
@@ -491,7 +504,7 @@ async def ping(link: RedisLink) -> float:
     if isinstance(answer, Exception):
         raise answer
     if answer != b"PONG":
-        raise redis_errors.ResponseError(f"PING answered {answer!r}, not PONG")
+        raise RedisReplyError(f"PING answered {answer!r}, not PONG")
     return max(elapsed, 0.0)
 
 
@@ -501,5 +514,5 @@ async def info(link: RedisLink) -> dict[str, str]:
     if isinstance(reply, Exception):
         raise reply
     if not isinstance(reply, bytes):
-        raise redis_errors.ResponseError(f"INFO answered {type(reply).__name__}, not text")
+        raise RedisReplyError(f"INFO answered {type(reply).__name__}, not text")
     return parse_info(reply.decode("utf-8", "replace"))

@@ -4,9 +4,8 @@ A fleet of ten thousand targets keeps ten thousand of these, so one is an asynci
 with slots and a byte buffer, nothing more: no client object, pool, parser object or
 response-callback table per connection (a redis-py client and pool cost about 40 KiB a
 target). Commands go out in one write and their replies come back as a list: bytes, int,
-list, None, or for an error reply the redis-py exception it stands for (returned in its
-place, not raised). Errors raised are redis-py's too (ConnectionError, AuthenticationError,
-...) or the socket's own, so callers classify failures as they did with redis-py.
+list, None, or for an error reply the RedisError it stands for (returned in its place, not
+raised). Errors raised are RedisErrors too (redis_autoheal/errors.py) or the socket's own.
 
 A request has no timeout of its own: the caller bounds it (asyncio.timeout); a request cut
 short leaves replies unread, so the connection is closed rather than used again.
@@ -19,12 +18,20 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from redis import exceptions as redis_errors
+from redis_autoheal.errors import (
+    RedisAuthError,
+    RedisConnectionError,
+    RedisError,
+    RedisLoadingError,
+    RedisPermissionError,
+    RedisProtocolError,
+    RedisReplyError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-Reply = object  # bytes, int, list, None, or the redis_errors exception of an error reply
+Reply = object  # bytes, int, list, None, or the RedisError of an error reply
 Command = tuple[str, ...]
 
 CLIENT_NAME = "redis-autoheal"  # CLIENT SETNAME: the name CLIENT LIST shows
@@ -35,29 +42,25 @@ class _Incomplete(Exception):
     """The buffer ends before the reply does: wait for more bytes."""
 
 
-# Error replies that mean more than ResponseError, by their first word (then their text).
-_ERRORS: dict[str, type[redis_errors.RedisError]] = {
-    "WRONGPASS": redis_errors.AuthenticationError,
-    "NOAUTH": redis_errors.AuthenticationError,
-    "NOPERM": redis_errors.NoPermissionError,
-    "LOADING": redis_errors.BusyLoadingError,
+# Error replies that mean more than RedisReplyError, by their first word (then their text).
+_ERRORS: dict[str, type[RedisError]] = {
+    "WRONGPASS": RedisAuthError,
+    "NOAUTH": RedisAuthError,
+    "NOPERM": RedisPermissionError,
+    "LOADING": RedisLoadingError,
 }
-_ERR_TEXTS: dict[str, type[redis_errors.RedisError]] = {
-    "ERR max number of clients reached": redis_errors.ConnectionError,
-    "ERR invalid password": redis_errors.AuthenticationError,
-    "ERR wrong number of arguments for 'auth' command": (
-        redis_errors.AuthenticationWrongNumberOfArgsError
-    ),
+_ERR_TEXTS: dict[str, type[RedisError]] = {
+    "ERR max number of clients reached": RedisConnectionError,
+    "ERR invalid password": RedisAuthError,
+    "ERR wrong number of arguments for 'auth' command": RedisAuthError,  # a password, none set
     "ERR AUTH <password> called without any password configured for the default user. "
-    "Are you sure your configuration is correct?": (
-        redis_errors.AuthenticationWrongNumberOfArgsError
-    ),
+    "Are you sure your configuration is correct?": RedisAuthError,
 }
 
 
-def error_reply(text: str) -> redis_errors.RedisError:
-    """The redis-py exception an error reply stands for."""
-    kind = _ERR_TEXTS.get(text) or _ERRORS.get(text.split(" ", 1)[0], redis_errors.ResponseError)
+def error_reply(text: str) -> RedisError:
+    """The RedisError an error reply stands for."""
+    kind = _ERR_TEXTS.get(text) or _ERRORS.get(text.split(" ", 1)[0], RedisReplyError)
     return kind(text)
 
 
@@ -90,7 +93,7 @@ def parse(buffer: bytearray, pos: int) -> tuple[Reply, int]:
         return _array(buffer, pos, int(line))
     if kind == 0x2D:  # - error
         return error_reply(line.decode("utf-8", "replace")), pos
-    raise redis_errors.InvalidResponse(f"unexpected reply type {chr(kind)!r}")
+    raise RedisProtocolError(f"unexpected reply type {chr(kind)!r}")
 
 
 def _bulk(buffer: bytearray, pos: int, size: int) -> tuple[Reply, int]:
@@ -154,8 +157,8 @@ class RedisConnection(asyncio.Protocol):
                     waiter.set_result(replies)
         except _Incomplete:
             pass
-        except (ValueError, redis_errors.InvalidResponse) as e:
-            self._fail(redis_errors.InvalidResponse(f"cannot read Redis's reply: {e}"))
+        except (ValueError, RedisProtocolError) as e:
+            self._fail(RedisProtocolError(f"cannot read Redis's reply: {e}"))
             return
         if pos == len(buffer):
             # A new, empty one: a bytearray emptied by `del` keeps its memory (an INFO reply's
@@ -165,13 +168,13 @@ class RedisConnection(asyncio.Protocol):
             del buffer[:pos]
 
     def connection_lost(self, exc: Exception | None) -> None:
-        error = redis_errors.ConnectionError("connection closed by the server")
+        error = RedisConnectionError("connection closed by the server")
         if self._buffer:  # it may have said why before closing (maxclients)
             try:
                 reply, _ = parse(self._buffer, 0)
-            except (_Incomplete, ValueError, redis_errors.InvalidResponse):
+            except (_Incomplete, ValueError, RedisProtocolError):
                 reply = None
-            if isinstance(reply, redis_errors.ConnectionError):
+            if isinstance(reply, RedisConnectionError):
                 error = reply
         self._fail(error, exc)
 
@@ -182,7 +185,7 @@ class RedisConnection(asyncio.Protocol):
         Requests may overlap: Redis answers them in the order they were sent. Those made in
         one turn of the event loop (a probe's PING and INFO) go out in one write."""
         if self.closed or self._transport is None:
-            raise redis_errors.ConnectionError("connection closed")
+            raise RedisConnectionError("connection closed")
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[list[Reply]] = loop.create_future()
         self._pending.append((len(commands), [], waiter))
@@ -205,7 +208,7 @@ class RedisConnection(asyncio.Protocol):
     def close(self) -> None:
         if self._transport is not None:
             self._transport.abort()
-        self._fail(redis_errors.ConnectionError("connection closed"))
+        self._fail(RedisConnectionError("connection closed"))
 
     def _fail(self, error: Exception, cause: BaseException | None = None) -> None:
         if cause is not None:

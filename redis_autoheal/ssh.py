@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING
 import asyncssh
 
 from redis_autoheal.commands import Command, JournalFollow, command_line
-from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.errors import (
+    HostKeyError,
+    SshAuthError,
+    SshCommandTimeout,
+    SshConnectError,
+    SshError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -396,7 +402,7 @@ class SshHost:
                 self.label, f"host key not verified against {e.known_hosts}: {err.reason}"
             ) from None
         except asyncssh.PermissionDenied as err:
-            raise SshConnectError(self.label, f"authentication failed: {err.reason}") from None
+            raise SshAuthError(self.label, f"authentication failed: {err.reason}") from None
         except TimeoutError:
             raise SshConnectError(
                 self.label, f"connect timed out after {e.connect_timeout_seconds:g}s"
@@ -415,28 +421,3 @@ class SshHost:
         for conn in conns:
             conn.close()
         await asyncio.gather(*(conn.wait_closed() for conn in conns))
-
-
-class SshPool:
-    """The SshHost of each distinct endpoint: targets on one host share its connections."""
-
-    def __init__(self) -> None:
-        self._hosts: dict[tuple[str, int, str, str, str], SshHost] = {}
-
-    def host(self, endpoint: SshEndpoint) -> SshHost:
-        key = (
-            endpoint.host,
-            endpoint.port,
-            endpoint.user,
-            str(endpoint.key_file),
-            str(endpoint.known_hosts),
-        )
-        host = self._hosts.get(key)
-        if host is None:
-            host = self._hosts[key] = SshHost(endpoint)
-        return host
-
-    async def close(self) -> None:
-        """Close every connection."""
-        await asyncio.gather(*(h.close() for h in self._hosts.values()))
-        self._hosts.clear()

@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from redis_autoheal.config import Config, read_remediator_secrets
 from redis_autoheal.probe import Prober
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 from remediator import api, openapi, resume, webhook
 from remediator.control import TargetControl
 from remediator.coordination import audit_writer, breaker_store, coordination_for

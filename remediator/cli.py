@@ -25,7 +25,7 @@ from redis_autoheal.config import Config, load_config
 from redis_autoheal.errors import AutohealError, ConfigError
 from redis_autoheal.flags import Listen, add_listen
 from redis_autoheal.probe import Prober
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 from remediator import health, review, shutdown
 from remediator.app import create_app, drain
 from remediator.audit import Actor, AuditWriter

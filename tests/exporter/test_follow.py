@@ -24,7 +24,7 @@ from exporter.follow import Followers, UnitFollower
 from exporter.typedefs import FOLLOWERS
 from redis_autoheal.config import Config, load_config
 from redis_autoheal.rulefile import load_state_alerts
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 from tests.exporter.samples import names, parse_samples, value
 from tests.hostprocs import still_running
 from tests.support import free_port, hang_guard

@@ -11,14 +11,24 @@ import socket
 import ssl
 import time
 
-import asyncssh
 import pytest
-from redis import exceptions as redis_errors
 
 from exporter import scrape as scrape_module
 from exporter.probe import TargetProber
 from redis_autoheal.commands import IsActive, Unit
-from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
+from redis_autoheal.errors import (
+    HostKeyError,
+    RedisAuthError,
+    RedisConnectionError,
+    RedisLoadingError,
+    RedisPermissionError,
+    RedisProtocolError,
+    RedisReplyError,
+    SshAuthError,
+    SshCommandTimeout,
+    SshConnectError,
+    SshError,
+)
 from redis_autoheal.probe import (
     LAYER_REASONS,
     PROBE_CONNECTIONS,
@@ -491,7 +501,7 @@ async def test_a_hung_ssh_command_times_out_within_the_layer(prober_for):
 
 
 def _raised_from(outer, inner):
-    """`outer` as raised while handling `inner`, the way redis-py and ssh.py raise."""
+    """`outer` as raised while handling `inner`, the way resp.py and ssh.py raise."""
     try:
         try:
             raise inner
@@ -504,35 +514,34 @@ def _raised_from(outer, inner):
 @pytest.mark.parametrize(
     ("error", "reason"),
     [
-        (redis_errors.AuthenticationError("WRONGPASS"), Reason.AUTH),
-        (redis_errors.AuthenticationWrongNumberOfArgsError("x"), Reason.AUTH),
-        (redis_errors.NoPermissionError("NOPERM"), Reason.PERMISSION),
-        (redis_errors.BusyLoadingError("LOADING"), Reason.LOADING),
-        (redis_errors.TimeoutError("Timeout reading"), Reason.TIMEOUT),
+        (RedisAuthError("WRONGPASS"), Reason.AUTH),
+        (RedisPermissionError("NOPERM"), Reason.PERMISSION),
+        (RedisLoadingError("LOADING"), Reason.LOADING),
+        (_raised_from(RedisConnectionError("x"), TimeoutError()), Reason.TIMEOUT),
         (
-            _raised_from(redis_errors.ConnectionError("x"), ConnectionRefusedError(111, "r")),
+            _raised_from(RedisConnectionError("x"), ConnectionRefusedError(111, "r")),
             Reason.REFUSED,
         ),
         (
-            _raised_from(redis_errors.ConnectionError("x"), ssl.SSLCertVerificationError("v")),
+            _raised_from(RedisConnectionError("x"), ssl.SSLCertVerificationError("v")),
             Reason.TLS,
         ),
         (
-            _raised_from(redis_errors.ConnectionError("x"), socket.gaierror(-2, "n")),
+            _raised_from(RedisConnectionError("x"), socket.gaierror(-2, "n")),
             Reason.UNREACHABLE,
         ),
         (
-            _raised_from(redis_errors.ConnectionError("x"), OSError(errno.EHOSTUNREACH, "h")),
+            _raised_from(RedisConnectionError("x"), OSError(errno.EHOSTUNREACH, "h")),
             Reason.UNREACHABLE,
         ),
         (
-            _raised_from(redis_errors.ConnectionError("x"), ConnectionResetError(104, "r")),
+            _raised_from(RedisConnectionError("x"), ConnectionResetError(104, "r")),
             Reason.CONNECTION_LOST,
         ),
-        (redis_errors.ConnectionError("Connection closed by server."), Reason.CONNECTION_LOST),
-        (redis_errors.ConnectionError("max number of clients reached"), Reason.MAX_CLIENTS),
-        (redis_errors.ResponseError("ERR unknown command"), Reason.PROTOCOL),
-        (redis_errors.InvalidResponse("Protocol error"), Reason.PROTOCOL),
+        (RedisConnectionError("Connection closed by server."), Reason.CONNECTION_LOST),
+        (RedisConnectionError("max number of clients reached"), Reason.MAX_CLIENTS),
+        (RedisReplyError("ERR unknown command"), Reason.PROTOCOL),
+        (RedisProtocolError("Protocol error"), Reason.PROTOCOL),
         (ValueError("a bug"), Reason.ERROR),
     ],
 )
@@ -548,7 +557,7 @@ def test_redis_reasons(error, reason):
         (SshCommandTimeout("h", "systemctl is-active x", 1.0, killed=True), Reason.TIMEOUT),
         (SshError("h", "connection lost"), Reason.SSH_ERROR),
         (
-            _raised_from(SshConnectError("h", "auth"), asyncssh.PermissionDenied("denied")),
+            SshAuthError("h", "authentication failed: Permission denied"),
             Reason.SSH_AUTH,
         ),
         (_raised_from(SshConnectError("h", "timed out"), TimeoutError()), Reason.SSH_TIMEOUT),

@@ -16,7 +16,8 @@ import pytest
 from redis_autoheal.commands import Action, IsActive, Journal, ServiceControl, Status, Unit
 from redis_autoheal.config import SshEndpoint
 from redis_autoheal.errors import HostKeyError, SshCommandTimeout, SshConnectError, SshError
-from redis_autoheal.ssh import CommandResult, Lane, SshHost, SshPool
+from redis_autoheal.ssh import CommandResult, Lane, SshHost
+from redis_autoheal.sshpool import SshPool
 from testhost.host import TestHost
 from tests.hostprocs import still_running
 from tests.support import HANG, hang_guard, ssh_endpoint

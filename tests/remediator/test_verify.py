@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from redis_autoheal.probe import Reason
-from redis_autoheal.ssh import SshPool
+from redis_autoheal.sshpool import SshPool
 from remediator.audit import AuditWriter, read_events
 from remediator.control import TargetControl
 from remediator.metrics import Metrics
