@@ -7,8 +7,9 @@ stamped S happened in [S, S+1)):
   healthy (unit not `active`, or no PONG: a hung Redis and a host off the network are outages
   too). It ends at the first healthy sample after it, or is still on when the sequence ends.
 - **paged** (direct mode, derived as Alertmanager and the alert rules would): a recovery that
-  ended `exhausted` (RedisAutoRecoveryFailed pages at once) pages for the alerts it served; an
-  open circuit breaker (RedisRecoveryCircuitOpen) pages from its opening on, for every outage.
+  ended `exhausted` (RedisAutoRecoveryFailed, per target, pages at once) pages for the outages
+  its alerts started in and for the one going on when it ended; an open circuit breaker
+  (RedisRecoveryCircuitOpen) pages from its opening on, for every outage.
   Full-stack mode fills `Truth.pages` from the pager sink instead.
 - **I1 no lost outage**: every outage longer than `detection_budget` is healed (it ends) within
   `detection_budget + page_grace` of its start, or is paged by then. And paged once: no alert is
@@ -156,8 +157,9 @@ def _covers(page: Page, outage: Outage) -> bool:
     if page.why == "circuit breaker open":
         return True
     end = outage.end if outage.end is not None else float("inf")
-    if page.alert_starts:
-        return any(outage.start - 1.0 <= s <= end for s in page.alert_starts)
+    if any(outage.start - 1.0 <= s <= end for s in page.alert_starts):
+        return True
+    # The page names the target, not an alert: whoever it reaches finds Redis down then.
     return outage.start - 1.0 <= page.t <= end + 1.0
 
 

@@ -104,9 +104,17 @@ def test_i1_healed_in_time_short_or_paged_outages_are_fine():
 
 def test_i1_a_page_for_another_outage_or_after_the_deadline_does_not_count():
     down = samples((5.0, 30.0, "failed", False))
-    other = Page(T0 + 12, "recovery exhausted", "r1", "f1@x", alert_starts=(T0 + 1.0,))
+    before = Page(T0 + 3, "recovery exhausted", "r1", "f1@x", alert_starts=(T0 + 1.0,))
     late = Page(T0 + 25, "recovery exhausted", "r2", "f1@y", alert_starts=(T0 + 5.1,))
-    assert len(messages("I1", truth(samples=down, pages=[other, late]))) == 1
+    assert len(messages("I1", truth(samples=down, pages=[before, late]))) == 1
+
+
+def test_i1_a_page_while_the_outage_goes_on_counts_whichever_alert_it_was_for():
+    """RedisAutoRecoveryFailed names the target: a recovery started by an earlier outage's
+    alert that ends exhausted during this one pages for this one too."""
+    down = samples((5.0, 30.0, "failed", False))
+    during = Page(T0 + 12, "recovery exhausted", "r1", "f1@x", alert_starts=(T0 + 1.0,))
+    assert messages("I1", truth(samples=down, pages=[during])) == []
 
 
 def test_i1_one_alert_paged_twice_is_caught():
