@@ -70,3 +70,11 @@ async def test_an_alert_suppressed_by_an_open_breaker_is_audited_under_its_targe
     assert (suppressed["service"], suppressed["alert_fingerprints"]) == ("cache", ["fcache1"])
     assert suppressed["source_ip"] == "127.0.0.1"
     assert suppressed["alerts"][0]["fingerprint"] == "fcache1"
+    assert (suppressed["event_type"], suppressed["operation"]) == ("auto_recovery", "recover")
+    assert (suppressed["result"]["success"], suppressed["outcome"]) == (
+        False,
+        "suppressed",
+    )
+    assert suppressed["reason"] == (
+        "circuit breaker open: auto-recovery is off until a person resets it"
+    )
