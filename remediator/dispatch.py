@@ -321,7 +321,7 @@ class Dispatcher:
         return report
 
     def _end(self, job: Job, unserved: set[AlertKey]) -> None:
-        """The recovery is over: its target is free, the alerts it did not serve forgotten."""
+        """The recovery is over: its target is free, the `unserved` alerts forgotten."""
         self._drop(job)
         self.coordination.end(job.target, job.trigger.recovery_id, unserved)
 
