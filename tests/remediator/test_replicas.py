@@ -450,13 +450,11 @@ async def test_a_step_already_on_its_way_at_the_takeover_is_refused_by_the_host_
     assert test_host.ping()
 
 
-async def test_a_takeover_goes_on_from_the_next_attempt_and_never_past_the_last(
+async def first_start_failed(
     test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
-) -> None:
-    """Redis stopped and unable to start: the holder's attempt 1 (start) fails, and its lease
-    ends. The replica taking over goes on from attempt 2 (restart, the runbook's next level)
-    to attempt 3 and ends exhausted: three commands in all, across both; the holder, going on,
-    is fenced before its attempt 2 acts."""
+) -> tuple[list[Config], TestClient, TestClient, dict[str, Any]]:
+    """Two replicas; Redis stopped and unable to start; the holder's recovery has verified its
+    attempt 1: (configs, holder, other, that `verified` event)."""
     configs = replica_configs(
         tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 3}
     )
@@ -467,6 +465,17 @@ async def test_a_takeover_goes_on_from_the_next_attempt_and_never_past_the_last(
     response = await holder.post("/webhook", json=body, headers=AUTH)
     assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
     first = await event(configs[0], lambda e: e.get("phase") == "verified")
+    return configs, holder, other, first
+
+
+async def test_a_takeover_goes_on_from_the_next_attempt_and_never_past_the_last(
+    test_host: TestHost, make_client: MakeClient, etcd: EtcdCluster, tmp_path: Path
+) -> None:
+    """Redis stopped and unable to start: the holder's attempt 1 (start) fails, and its lease
+    ends. The replica taking over goes on from attempt 2 (restart, the runbook's next level)
+    to attempt 3 and ends exhausted: three commands in all, across both; the holder, going on,
+    is fenced before its attempt 2 acts."""
+    configs, holder, other, first = await first_start_failed(test_host, make_client, etcd, tmp_path)
     assert (first["operation"], first["attempt"], first["result"]["success"]) == (
         "start",
         1,
@@ -493,16 +502,7 @@ async def test_a_recovery_cut_by_its_replicas_shutdown_is_taken_over(
     fails, and while it waits to retry the holder shuts down. Its recovery ends `interrupted`
     there; its claim goes with its lease, and the other replica takes the recovery over from
     attempt 2 and heals Redis, which can start again by then."""
-    configs = replica_configs(
-        tmp_path, test_host, etcd, n=2, auto_recovery={"retry_delay_seconds": 3}
-    )
-    holder, other = [await make_client(c) for c in configs]
-    test_host.start_fails()
-    await asyncio.to_thread(test_host.stop)
-    body = notification(alert("vm3", starts_at=now()))
-    response = await holder.post("/webhook", json=body, headers=AUTH)
-    assert [a["disposition"] for a in (await response.json())["alerts"]] == ["recovery_started"]
-    first = await event(configs[0], lambda e: e.get("phase") == "verified")
+    configs, holder, other, first = await first_start_failed(test_host, make_client, etcd, tmp_path)
     assert (first["operation"], first["result"]["success"]) == ("start", False)
     test_host.start_fails(False)
     await holder.close()
